@@ -1,0 +1,369 @@
+"""YAML + `--set` overrides -> a checked, resolved JobSpec. Every problem is reported at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpo.errors import SpecError, did_you_mean
+from hpo.paths import is_remote_uri, looks_like_path, resolve_path
+from hpo.schema import build, to_plain
+from hpo.space import Space, compile_space
+from hpo.spec import JobSpec, MetricSpec
+from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
+
+METHODS = ("tpe", "random", "grid", "cmaes")
+METHOD_ALIASES = {"bayes": "tpe"}
+SCHEDULERS = ("asha", "hyperband", "none")
+WANDB_MODES = ("online", "offline", "disabled")
+_HUB_ID = re.compile(r"^[\w.\-]+(/[\w.\-]+)?$")
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
+    """Read, override, check and resolve a spec file; raises SpecError listing every problem."""
+    raw = read_yaml(path)
+    problems: list[str] = []
+    for item in overrides or []:
+        apply_override(raw, item, problems)
+    spec = parse_spec(raw, problems)
+    if spec is not None and not problems:
+        check_spec(spec, problems)
+    if problems:
+        raise SpecError(problems, source=str(path))
+    assert spec is not None
+    return spec
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError([f"{path}: no such file"])
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SpecError([f"{path}: not valid YAML{where}: {reason}"]) from None
+    except UnicodeDecodeError:
+        raise SpecError([f"{path}: not a text file"]) from None
+    if raw is None:
+        raise SpecError([f"{path}: the file is empty"])
+    if not isinstance(raw, dict):
+        raise SpecError([f"{path}: expected a mapping of spec sections at the top"])
+    return raw
+
+
+def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
+    """`key.path=value` (value read as YAML). Dotted parameter names are matched whole."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        problems.append(f"--set {item}: expected key.path=value")
+        return
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    rest = key
+    while True:
+        # The longest existing key that prefixes what is left, so `model.hidden_dropout_prob`
+        # under `parameters` is found whole.
+        match = next(
+            (k for k in sorted(node, key=len, reverse=True)
+             if isinstance(k, str) and (rest == k or rest.startswith(k + "."))),
+            None,
+        )
+        head = match or rest.split(".", 1)[0]
+        if head == rest:
+            node[head] = value
+            return
+        rest = rest[len(head) + 1:]
+        child = node.get(head)
+        if child is None:
+            child = node[head] = {}
+        if not isinstance(child, dict):
+            problems.append(f"--set {key}: `{head}` is not a mapping")
+            return
+        node = child
+
+
+def parse_spec(raw: dict[str, Any], problems: list[str]) -> JobSpec | None:
+    for required in ("model", "data"):
+        if required not in raw:
+            problems.append(f"{required}: required section is missing")
+    spec = build(JobSpec, raw, "", problems)
+    if spec is None:
+        return None
+    # A section that failed its type check is missing: later checks would only repeat that.
+    return None if spec.model is None or spec.data is None else spec
+
+
+def check_spec(spec: JobSpec, problems: list[str]) -> None:
+    """Cross-field checks and path resolution, in place."""
+    spec.method = METHOD_ALIASES.get(spec.method, spec.method)
+    _check_choice("method", spec.method, METHODS, problems)
+    _check_choice("task", spec.task, TASKS, problems)
+    _merge_wandb_keys(spec)
+    _check_metrics(spec, problems)
+    space = compile_space(spec.parameters, problems)
+    _check_parameter_names(spec, problems)
+    _check_points(spec, space, problems)
+    _check_budget(spec, space, problems)
+    _check_training(spec, problems)
+    _check_resources(spec, problems)
+    _check_model(spec, problems)
+    _check_data(spec, problems)
+    _check_storage(spec, problems)
+
+
+def _check_choice(key: str, value: str, choices: Any, problems: list[str]) -> None:
+    if value not in choices:
+        problems.append(
+            f"{key}: unknown `{value}`{did_you_mean(value, choices)}; choose one of "
+            + ", ".join(choices)
+        )
+
+
+def _merge_wandb_keys(spec: JobSpec) -> None:
+    # W&B sweep files carry project/entity at the top level.
+    if spec.project:
+        spec.tracking.wandb.project = spec.project
+    if spec.entity:
+        spec.tracking.wandb.entity = spec.entity
+
+
+def _check_metrics(spec: JobSpec, problems: list[str]) -> None:
+    task = TASKS.get(spec.task)
+    if task is None:
+        return
+    if spec.metric is None:
+        spec.metric = MetricSpec(name=task.default_metric)
+    for i, metric in enumerate(spec.metrics):
+        key = "metric" if not isinstance(spec.metric, list) else f"metric[{i}]"
+        if not metric.name:
+            problems.append(f"{key}.name: required")
+            continue
+        name = metric.name
+        if name not in task.all_metrics and f"eval_{name}" in task.all_metrics:
+            metric.name = name = f"eval_{name}"
+        if name not in task.all_metrics:
+            problems.append(
+                f"{key}.name: `{metric.name}` is not reported by task {spec.task}"
+                f"{did_you_mean(name, task.all_metrics)}; it reports "
+                + ", ".join(task.all_metrics)
+            )
+        if metric.goal is None:
+            metric.goal = default_goal(name)
+        elif metric.goal not in ("maximize", "minimize"):
+            problems.append(f"{key}.goal: expected maximize or minimize, got `{metric.goal}`")
+    names = [m.name for m in spec.metrics]
+    if len(set(names)) != len(names):
+        problems.append("metric: the same metric is listed twice")
+
+
+def training_arg_names() -> set[str]:
+    from transformers import TrainingArguments  # heavy: imported only when checking names
+
+    return {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
+def _check_parameter_names(spec: JobSpec, problems: list[str]) -> None:
+    allowed = training_arg_names()
+    for name, entry in spec.parameters.items():
+        key = f"parameters.{name}"
+        if name.startswith("model."):
+            continue  # checked against the model's config in _check_model
+        if name in MANAGED_TRAINING_ARGS:
+            problems.append(f"{key}: set by hpo ({MANAGED_TRAINING_ARGS[name]})")
+        elif name not in allowed and name not in RECIPE_PARAMS:
+            hint = did_you_mean(name, list(allowed) + list(RECIPE_PARAMS))
+            problems.append(
+                f"{key}: not a TrainingArguments field, `model.<config field>` or recipe "
+                f"parameter{hint}"
+            )
+        if name == "strategy":
+            values = entry.values if entry.values is not None else [entry.value]
+            for v in values:
+                if v not in STRATEGIES:
+                    problems.append(
+                        f"{key}: unknown strategy `{v}`{did_you_mean(str(v), STRATEGIES)}; "
+                        "choose from " + ", ".join(STRATEGIES)
+                    )
+
+
+def _check_points(spec: JobSpec, space: Space, problems: list[str]) -> None:
+    for i, point in enumerate(spec.points_to_evaluate):
+        key = f"points_to_evaluate[{i}]"
+        if not isinstance(point, dict):
+            problems.append(f"{key}: expected a mapping of parameter values")
+            continue
+        for name, value in point.items():
+            param = space.by_name.get(name)
+            if param is None:
+                problems.append(f"{key}.{name}: not a parameter{did_you_mean(name, space.names)}")
+            elif not param.contains(value):
+                problems.append(f"{key}.{name}: {value!r} is outside the parameter's range")
+
+
+def _check_budget(spec: JobSpec, space: Space, problems: list[str]) -> None:
+    if spec.method == "grid":
+        open_ended = [p.name for p in space.params if p.grid_values() is None]
+        if open_ended:
+            problems.append(
+                "method: grid needs finite parameters (`values`, `int_uniform`, `q_uniform`); "
+                "continuous: " + ", ".join(open_ended)
+            )
+        elif spec.run_cap is None:
+            spec.run_cap = len(space.grid())
+    if spec.run_cap is None:
+        spec.run_cap = 10
+    if spec.run_cap < 1:
+        problems.append(f"run_cap: must be at least 1, got {spec.run_cap}")
+    et = spec.early_terminate
+    _check_choice("early_terminate.type", et.type, SCHEDULERS, problems)
+    if et.min_iter < 1:
+        problems.append(f"early_terminate.min_iter: must be at least 1, got {et.min_iter}")
+    if et.eta <= 1:
+        problems.append(f"early_terminate.eta: must be > 1, got {et.eta}")
+    if et.max_iter is not None and et.max_iter < et.min_iter:
+        problems.append(f"early_terminate: min_iter {et.min_iter} > max_iter {et.max_iter}")
+    if spec.max_concurrent is not None and spec.max_concurrent < 1:
+        problems.append(f"max_concurrent: must be at least 1, got {spec.max_concurrent}")
+    if spec.retries < 0:
+        problems.append(f"retries: must be 0 or more, got {spec.retries}")
+    if spec.checkpoints.keep < 1:
+        problems.append(f"checkpoints.keep: must be at least 1, got {spec.checkpoints.keep}")
+
+
+def _check_training(spec: JobSpec, problems: list[str]) -> None:
+    allowed = training_arg_names()
+    for name in spec.training:
+        key = f"training.{name}"
+        if name in MANAGED_TRAINING_ARGS:
+            problems.append(f"{key}: set by hpo ({MANAGED_TRAINING_ARGS[name]})")
+        elif name not in allowed:
+            problems.append(f"{key}: not a TrainingArguments field{did_you_mean(name, allowed)}")
+    if "warmup_ratio" in spec.training or "warmup_ratio" in spec.parameters:
+        problems.append("warmup_ratio: removed in transformers 5; use warmup_steps below 1")
+
+
+def _check_resources(spec: JobSpec, problems: list[str]) -> None:
+    res = spec.resources
+    if res.cpu <= 0:
+        problems.append(f"resources.cpu: must be > 0, got {res.cpu}")
+    if res.gpu < 0:
+        problems.append(f"resources.gpu: must be 0 or more, got {res.gpu}")
+    if res.gpu > 1 and not float(res.gpu).is_integer():
+        problems.append(f"resources.gpu: above 1 must be a whole number, got {res.gpu}")
+    mode = spec.tracking.wandb.mode
+    if mode is not None and mode not in WANDB_MODES:
+        problems.append(
+            f"tracking.wandb.mode: unknown `{mode}`; choose one of " + ", ".join(WANDB_MODES)
+        )
+
+
+def _check_model(spec: JobSpec, problems: list[str]) -> None:
+    model = spec.model
+    if not model.name_or_path:
+        problems.append("model.name_or_path: required")
+        return
+    resolved = resolve_path(model.name_or_path, problems, "model.name_or_path")
+    if resolved is None:
+        return
+    if os.path.isdir(resolved):
+        model.name_or_path = resolved
+        config = _read_local_config(resolved)
+        if config is not None:
+            fields = [f"model.{k}" for k in model.config] + [
+                n for n in spec.parameters if n.startswith("model.")
+            ]
+            for name in fields:
+                attr = name.split(".", 1)[1]
+                if attr not in config:
+                    key = f"model.config.{attr}" if name in [f"model.{k}" for k in model.config] \
+                        else f"parameters.{name}"
+                    problems.append(
+                        f"{key}: the model's config has no field `{attr}`"
+                        f"{did_you_mean(attr, config)}"
+                    )
+    elif looks_like_path(model.name_or_path) or not _HUB_ID.match(model.name_or_path):
+        problems.append(f"model.name_or_path: no such model folder `{model.name_or_path}`")
+    if model.gguf_file and os.path.isdir(resolved):
+        if not os.path.isfile(os.path.join(resolved, model.gguf_file)):
+            problems.append(f"model.gguf_file: `{model.gguf_file}` is not in {resolved}")
+
+
+def _read_local_config(folder: str) -> dict[str, Any] | None:
+    import json
+
+    path = os.path.join(folder, "config.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _check_data(spec: JobSpec, problems: list[str]) -> None:
+    data = spec.data
+    if (data.dataset is None) == (data.train is None):
+        problems.append("data: give either `dataset` (a Hub id) or `train` (local files)")
+    if data.dataset is None:
+        data.train = _resolve_files(data.train, "data.train", problems)
+        for split in ("validation", "test"):
+            value = getattr(data, split)
+            if value is not None:
+                resolved = _resolve_files(value, f"data.{split}", problems)
+                setattr(data, split, resolved[0] if resolved else None)
+    for name in ("validation_fraction", "test_fraction"):
+        value = getattr(data, name)
+        if not 0 <= value < 1:
+            problems.append(f"data.{name}: must be in [0, 1), got {value}")
+    if data.validation is None and data.validation_fraction <= 0:
+        problems.append("data.validation_fraction: must be > 0 when no validation split is given")
+    if data.max_length < 8:
+        problems.append(f"data.max_length: must be at least 8, got {data.max_length}")
+    for name in ("max_train_samples", "max_eval_samples"):
+        value = getattr(data, name)
+        if value is not None and value < 1:
+            problems.append(f"data.{name}: must be at least 1, got {value}")
+
+
+def _resolve_files(value: Any, key: str, problems: list[str]) -> list[str]:
+    files = value if isinstance(value, list) else [value]
+    out = []
+    for f in files:
+        resolved = resolve_path(str(f), problems, key)
+        if resolved is None:
+            continue
+        if not os.path.isfile(resolved):
+            problems.append(f"{key}: no such file `{f}`")
+            continue
+        out.append(resolved)
+    return out
+
+
+def _check_storage(spec: JobSpec, problems: list[str]) -> None:
+    if is_remote_uri(spec.storage):
+        return
+    path = Path(spec.storage).expanduser().resolve()
+    spec.storage = str(path)
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"storage: `{path}` cannot be written ({existing} is not a writable folder)")
+
+
+def dump_spec(spec: JobSpec) -> str:
+    """The resolved spec as YAML (what `hpo validate` prints and spec.yaml holds)."""
+    return yaml.safe_dump(to_plain(spec), sort_keys=False, default_flow_style=None, width=100)

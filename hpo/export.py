@@ -1,0 +1,126 @@
+"""Best checkpoint -> a Hugging Face model folder that `from_pretrained` loads.
+
+A checkpoint holds what resuming needs (optimizer, scheduler, RNG state); the export keeps the
+model, its tokenizer and config (with the label names), and adds the best hyperparameters. A LoRA
+winner is exported merged (loads like any model) with its adapter beside it in `adapter/`.
+The folder is assembled aside and moved into place, so a failed export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import yaml
+
+from hpo.errors import SpecError
+
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json",
+                  "training_args.bin")
+HYPERPARAMETERS_FILE = "hpo_best.yaml"
+
+
+def read_best(run_dir: str) -> dict[str, Any]:
+    path = os.path.join(run_dir, "best.yaml")
+    if not os.path.isfile(path):
+        raise SpecError([f"{run_dir}: no best.yaml (did the search finish any evaluation?)"])
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def _copy_model_files(checkpoint: str, dest: str) -> None:
+    os.makedirs(dest, exist_ok=True)
+    for name in os.listdir(checkpoint):
+        if name in TRAINING_STATE or name.startswith("rng_state"):
+            continue
+        src = os.path.join(checkpoint, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(dest, name))
+        else:
+            shutil.copy2(src, os.path.join(dest, name))
+
+
+def _merge_lora(adapter_dir: str, dest: str, task: str) -> None:
+    from peft import PeftConfig, PeftModel
+
+    from hpo.trial.model import model_class
+
+    config = PeftConfig.from_pretrained(adapter_dir)
+    base = model_class(task).from_pretrained(config.base_model_name_or_path,
+                                             **_head_kwargs(adapter_dir))
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.save_pretrained(dest)
+
+
+def _head_kwargs(adapter_dir: str) -> dict[str, Any]:
+    """Label names of a classification head, kept in the adapter folder by the export."""
+    path = os.path.join(adapter_dir, HYPERPARAMETERS_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        labels = (yaml.safe_load(f) or {}).get("labels")
+    if not labels:
+        return {}
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {n: i for i, n in enumerate(labels)},
+        "ignore_mismatched_sizes": True,
+    }
+
+
+def export_checkpoint(checkpoint: str, out_dir: str, best: dict[str, Any],
+                      task: str, labels: list[str] | None) -> str:
+    """Write the model folder for `checkpoint` to `out_dir` (replacing it); returns out_dir."""
+    if not checkpoint or not os.path.isdir(checkpoint):
+        raise SpecError([f"best checkpoint `{checkpoint}` is missing; cannot export"])
+    out_dir = os.path.abspath(out_dir)
+    staging = f"{out_dir}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    card = {k: v for k, v in best.items() if k != "checkpoint"}
+    if labels:
+        card["labels"] = list(labels)
+    try:
+        if os.path.isfile(os.path.join(checkpoint, "adapter_config.json")):
+            adapter = os.path.join(staging, "adapter")
+            _copy_model_files(checkpoint, adapter)
+            _write_yaml(os.path.join(adapter, HYPERPARAMETERS_FILE), card)
+            _merge_lora(adapter, staging, task)
+            _copy_tokenizer(adapter, staging)
+        else:
+            _copy_model_files(checkpoint, staging)
+        _write_yaml(os.path.join(staging, HYPERPARAMETERS_FILE), card)
+        _replace_dir(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _copy_tokenizer(src: str, dest: str) -> None:
+    for name in os.listdir(src):
+        if "token" in name or name in ("vocab.txt", "merges.txt", "vocab.json", "chat_template.jinja"):
+            shutil.copy2(os.path.join(src, name), os.path.join(dest, name))
+
+
+def _write_yaml(path: str, data: dict[str, Any]) -> None:
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+
+
+def _replace_dir(staging: str, out_dir: str) -> None:
+    old = f"{out_dir}.old-{os.getpid()}"
+    if os.path.exists(out_dir):
+        os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_run(run_dir: str, out_dir: str) -> str:
+    """`hpo export`: the best checkpoint of a finished search as a model folder."""
+    from hpo.runinfo import read_run_spec
+
+    best = read_best(run_dir)
+    spec = read_run_spec(run_dir)
+    labels = (best.get("labels") or None)
+    return export_checkpoint(best.get("checkpoint") or "", out_dir, best, spec.task, labels)

@@ -1,0 +1,51 @@
+"""Where spec paths point: local files, `package:` folders inside installed packages, URIs."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+PACKAGE_SCHEME = "package:"
+REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "hdfs://")
+
+
+def is_remote_uri(value: str) -> bool:
+    return value.startswith(REMOTE_SCHEMES)
+
+
+def looks_like_path(value: str) -> bool:
+    """Written as a path (so not a Hub id): absolute, relative with ./ or ../, or home."""
+    return value.startswith(("/", "./", "../", "~")) or os.sep + os.sep in value
+
+
+def package_folder(name: str) -> str | None:
+    """The folder of an installed package, found without importing it."""
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    return list(found.submodule_search_locations)[0]
+
+
+def resolve_path(value: str, problems: list[str], key: str) -> str | None:
+    """`package:NAME/sub/path` -> a path inside that installed package; local paths -> absolute.
+
+    Values that are neither (Hub ids) come back unchanged. Problems name `key`.
+    """
+    if value.startswith(PACKAGE_SCHEME):
+        name, _, rest = value[len(PACKAGE_SCHEME):].partition("/")
+        folder = package_folder(name)
+        if folder is None:
+            problems.append(f"{key}: package `{name}` is not installed (pip install it)")
+            return None
+        path = os.path.join(folder, rest)
+        if not os.path.exists(path):
+            problems.append(f"{key}: `{rest}` is not in package `{name}` ({folder})")
+            return None
+        return path
+    expanded = os.path.expanduser(value)
+    if os.path.exists(expanded) or looks_like_path(value):
+        return os.path.abspath(expanded)
+    return value

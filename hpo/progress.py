@@ -1,0 +1,144 @@
+"""The live trial table: status, sampled values, evaluations and the best so far.
+
+On a terminal it redraws in place (rich); elsewhere (CI logs, Ray Jobs) it prints one line per
+finished trial, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from ray.tune import Callback
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from hpo.results import outcome_of
+from hpo.spec import JobSpec
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.2e}"
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+class TrialTable(Callback):
+    """Ray Tune callback that shows the search as it runs."""
+
+    def __init__(self, spec: JobSpec, console: Console | None = None, refresh_s: float = 1.0):
+        self.console = console or Console(stderr=True)
+        self.metric = spec.primary.name
+        self.sign = 1.0 if spec.primary.goal == "maximize" else -1.0
+        self.run_cap = spec.run_cap or 0
+        self.params = [n for n, p in spec.parameters.items() if p.value is None][:5]
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.best: tuple[float, str] | None = None
+        self.refresh_s = refresh_s
+        self.started = time.monotonic()
+        self._live: Live | None = None
+        self._drawn = 0.0
+        self.notes: list[str] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment; a console and a live display are
+        # this process's terminal, not state.
+        state = dict(self.__dict__)
+        state["console"] = None
+        state["_live"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.console = Console(stderr=True)
+
+    # -- Tune events -------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        row = self.rows.setdefault(trial.trial_id, {"evals": 0, "last": None, "best": None})
+        row.update(status="RUNNING", config=dict(trial.config))
+        self._draw()
+
+    on_trial_restore = on_trial_start
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        row = self.rows.setdefault(trial.trial_id, {"config": dict(trial.config), "best": None})
+        row["evals"] = result.get("training_iteration", 0)
+        value = result.get(self.metric)
+        row["last"] = value
+        if isinstance(value, int | float) and math.isfinite(value):
+            if row["best"] is None or self.sign * (value - row["best"]) > 0:
+                row["best"] = value
+            if self.best is None or self.sign * (value - self.best[0]) > 0:
+                self.best = (value, trial.trial_id)
+        self._draw()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._done(trial, errored=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._done(trial, errored=True)
+
+    def on_step(self, iteration: int, trials: list, **info: Any) -> None:
+        if time.monotonic() - self._drawn > self.refresh_s:
+            self._draw()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._draw(force=True)
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    # -- drawing -----------------------------------------------------------------------------
+    def _done(self, trial: Any, errored: bool) -> None:
+        row = self.rows.setdefault(trial.trial_id, {"config": dict(trial.config), "best": None,
+                                                    "evals": 0, "last": None})
+        row["status"] = outcome_of(trial.last_result or {}, errored)
+        if not self.console.is_terminal:
+            self.console.print(self._line(trial.trial_id, row), highlight=False, soft_wrap=True)
+        self._draw(force=True)
+
+    def _line(self, trial_id: str, row: dict[str, Any]) -> str:
+        done = sum(1 for r in self.rows.values() if r.get("status") != "RUNNING")
+        params = " ".join(f"{p}={_fmt(row['config'].get(p))}" for p in self.params
+                          if p in row["config"])
+        best = f"{self.metric}={_fmt(self.best[0])} ({self.best[1]})" if self.best else "-"
+        return (f"[{done}/{self.run_cap}] {trial_id} {row['status']} after {row['evals']} "
+                f"evaluation(s): best {_fmt(row['best'])} | {params} | search best {best}")
+
+    def table(self) -> Table:
+        elapsed = time.monotonic() - self.started
+        best = f"{self.metric} = {_fmt(self.best[0])} (trial {self.best[1]})" if self.best else "-"
+        counts: dict[str, int] = {}
+        for r in self.rows.values():
+            counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        title = f"hpo: {len(self.rows)}/{self.run_cap} trials ({summary}) | {elapsed:.0f}s | " \
+                f"best so far: {best}"
+        table = Table(title=title, title_justify="left")
+        for col in ("trial", "status", *self.params, "evals", f"last {self.metric}", "best"):
+            table.add_column(col, overflow="fold")
+        for trial_id, r in self.rows.items():
+            marker = " *" if self.best and self.best[1] == trial_id else ""
+            table.add_row(trial_id + marker, r.get("status", ""),
+                          *(_fmt(r["config"].get(p, "")) for p in self.params),
+                          str(r.get("evals", 0)), _fmt(r.get("last")), _fmt(r.get("best")))
+        for note in self.notes:
+            table.caption = note
+        return table
+
+    def _draw(self, force: bool = False) -> None:
+        if not self.console.is_terminal:
+            return
+        now = time.monotonic()
+        if not force and now - self._drawn < self.refresh_s:
+            return
+        self._drawn = now
+        if self._live is None:
+            self._live = Live(self.table(), console=self.console, auto_refresh=False)
+            self._live.start()
+        self._live.update(self.table(), refresh=True)

@@ -1,0 +1,232 @@
+"""Ray's ResultGrid -> trials.csv, evaluations.csv, best.yaml (the run directory's record).
+
+The best is the best *evaluation* over all trials and all their evaluations, not each trial's
+last one, and it is always one that has a checkpoint (every evaluation reports one, and each
+trial keeps its best).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from hpo.spec import JobSpec
+from hpo.trial.reporter import FINAL, NODE, OUTCOME, TRAIN_SECONDS
+
+OUTCOMES = ("completed", "stopped_early", "patience", "diverged", "errored", "unfinished")
+
+
+def outcome_of(last: dict[str, Any] | None, errored: bool) -> str:
+    """What became of a trial, from its last report."""
+    if errored:
+        return "errored"
+    if not last:
+        return "unfinished"
+    if last.get(OUTCOME) in ("diverged", "patience"):
+        return str(last[OUTCOME])
+    return "completed" if last.get(FINAL) else "stopped_early"
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    config: dict[str, Any]
+    history: list[dict[str, Any]]  # one row per evaluation (Ray's progress rows)
+    error: str | None
+    path: str | None
+    checkpoints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+    @property
+    def outcome(self) -> str:
+        if self.error is None and not self.history:
+            return "unfinished"
+        return outcome_of(self.last, self.error is not None)
+
+    def best(self, metric: str, goal: str) -> dict[str, Any] | None:
+        rows = [r for r in self.history if _finite(r.get(metric))]
+        if not rows:
+            return None
+        sign = 1.0 if goal == "maximize" else -1.0
+        # Ties go to the later evaluation, as in Ray's checkpoint ranking (it keeps that one).
+        return max(rows, key=lambda r: (sign * float(r[metric]), r.get("training_iteration", 0)))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def collect(grid: Any) -> list[TrialRecord]:
+    """One record per trial of a finished (or interrupted) Tune experiment."""
+    records = []
+    for result in grid:
+        frame = result.metrics_dataframe
+        history = frame.to_dict("records") if frame is not None and len(frame) else []
+        trial_id = (result.metrics or {}).get("trial_id") or os.path.basename(result.path or "?")
+        checkpoints = [(c.path, dict(m)) for c, m in (result.best_checkpoints or [])]
+        error = None
+        if result.error is not None:
+            error = _first_line(result.error)
+        records.append(
+            TrialRecord(str(trial_id), dict(result.config or {}), history, error, result.path,
+                        checkpoints)
+        )
+    return sorted(records, key=lambda r: r.trial_id)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    # Ray wraps the trial's exception; its last line is the user's error message.
+    return (text[-1] if text else type(error).__name__)[:500]
+
+
+def trial_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any]]:
+    """trials.csv rows: every sampled hyperparameter (empty when inactive) and the outcome."""
+    metric, goal = spec.primary.name, spec.primary.goal or "maximize"
+    params = list(spec.parameters)
+    rows = []
+    for r in records:
+        best = r.best(metric, goal) or {}
+        last = r.last
+        row: dict[str, Any] = {"trial_id": r.trial_id, "status": "ERROR" if r.error else
+                               ("TERMINATED" if r.history else "PENDING"),
+                               "outcome": r.outcome}
+        row.update({p: r.config.get(p, "") for p in params})
+        row[f"best_{metric}"] = best.get(metric, "")
+        row[f"last_{metric}"] = last.get(metric, "")
+        row["best_evaluation"] = best.get("training_iteration", "")
+        row["evaluations"] = last.get("training_iteration", 0) or 0
+        row["stopped_early"] = r.outcome == "stopped_early"
+        row["wall_seconds"] = round(float(last.get("time_total_s", 0.0) or 0.0), 3)
+        row["train_seconds"] = round(float(last.get(TRAIN_SECONDS, 0.0) or 0.0), 3)
+        row["node"] = last.get(NODE, "")
+        row["error"] = r.error or ""
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class Best:
+    trial_id: str
+    metric: str
+    goal: str
+    value: float
+    evaluation: int
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, float]
+    checkpoint: str | None
+
+
+def pick_best(records: list[TrialRecord], spec: JobSpec) -> Best | None:
+    """The best evaluation of the whole search, with the checkpoint saved at that evaluation."""
+    metric, goal = spec.primary.name, spec.primary.goal or "maximize"
+    sign = 1.0 if goal == "maximize" else -1.0
+    candidates = [(r, r.best(metric, goal)) for r in records]
+    scored = [(r, b) for r, b in candidates if b is not None]
+    if not scored:
+        return None
+    record, row = max(scored, key=lambda rb: sign * float(rb[1][metric]))
+    evaluation = int(row.get("training_iteration", 0))
+    return Best(
+        trial_id=record.trial_id,
+        metric=metric,
+        goal=goal,
+        value=float(row[metric]),
+        evaluation=evaluation,
+        hyperparameters=dict(record.config),
+        metrics={k: float(v) for k, v in row.items()
+                 if k.startswith("eval_") and _finite(v)},
+        checkpoint=_checkpoint_at(record, evaluation),
+    )
+
+
+def _checkpoint_at(record: TrialRecord, evaluation: int) -> str | None:
+    for path, metrics in record.checkpoints:
+        if int(metrics.get("training_iteration", -1)) == evaluation:
+            return path
+    return None
+
+
+def best_document(best: Best, spec: JobSpec, labels: list[str] | None = None) -> dict[str, Any]:
+    document = {
+        "metric": best.metric,
+        "goal": best.goal,
+        "value": best.value,
+        "trial_id": best.trial_id,
+        "evaluation": best.evaluation,
+        "hyperparameters": best.hyperparameters,
+        "metrics": best.metrics,
+        "checkpoint": best.checkpoint,
+        "task": spec.task,
+        "model": spec.model.name_or_path,
+    }
+    if labels:
+        document["labels"] = list(labels)
+    return document
+
+
+def record_test_metrics(run_dir: str, metrics: dict[str, float]) -> None:
+    """Add the exported model's held-out (test split) scores to best.yaml."""
+    path = os.path.join(run_dir, "best.yaml")
+    with open(path) as f:
+        document = yaml.safe_load(f)
+    document["test_metrics"] = {k: v for k, v in metrics.items() if k.startswith("eval_")}
+    write_text_atomic(path, yaml.safe_dump(document, sort_keys=False))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def evaluation_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any]]:
+    """evaluations.csv: every evaluation of every trial (learning curves for the report)."""
+    keep = ("training_iteration", "time_total_s", "global_step", "epoch", TRAIN_SECONDS,
+            *(m.name for m in spec.metrics))
+    rows = []
+    for r in records:
+        for h in r.history:
+            rows.append({"trial_id": r.trial_id, **{k: h.get(k, "") for k in keep},
+                         "timestamp": h.get("timestamp", "")})
+    return rows
+
+
+def write_results(records: list[TrialRecord], spec: JobSpec, run_dir: str,
+                  labels: list[str] | None = None) -> Best | None:
+    """trials.csv, evaluations.csv and best.yaml in the run directory; returns the best."""
+    write_text_atomic(os.path.join(run_dir, "trials.csv"), csv_text(trial_rows(records, spec)))
+    write_text_atomic(
+        os.path.join(run_dir, "evaluations.csv"), csv_text(evaluation_rows(records, spec))
+    )
+    best = pick_best(records, spec)
+    if best is not None:
+        write_text_atomic(
+            os.path.join(run_dir, "best.yaml"),
+            yaml.safe_dump(best_document(best, spec, labels), sort_keys=False),
+        )
+    return best

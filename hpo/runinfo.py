@@ -1,0 +1,25 @@
+"""Reading a run directory back: its resolved spec and what it holds."""
+
+from __future__ import annotations
+
+import os
+
+from hpo.config import parse_spec, read_yaml
+from hpo.errors import SpecError
+from hpo.spec import JobSpec
+
+SPEC_FILE = "spec.yaml"
+
+
+def read_run_spec(run_dir: str) -> JobSpec:
+    """The spec a search ran with (already resolved and checked when it started)."""
+    path = os.path.join(run_dir, SPEC_FILE)
+    if not os.path.isdir(run_dir):
+        raise SpecError([f"{run_dir}: no such run directory"])
+    if not os.path.isfile(path):
+        raise SpecError([f"{run_dir}: not a run directory (no {SPEC_FILE})"])
+    problems: list[str] = []
+    spec = parse_spec(read_yaml(path), problems)
+    if problems or spec is None:
+        raise SpecError(problems or ["unreadable spec"], source=path)
+    return spec

@@ -1,0 +1,79 @@
+"""The scheduler: when to stop a trial (ASHA by default), kept apart from the searcher.
+
+Its clock is `training_iteration`, which advances by one per report, i.e. per evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hpo.spec import JobSpec
+
+
+def _largest(spec: JobSpec, name: str, default: float) -> float:
+    """The largest value a training argument can take in this search."""
+    entry = spec.parameters.get(name)
+    if entry is None:
+        return float(spec.training.get(name, default))
+    if entry.values:
+        return float(max(entry.values))
+    if entry.max is not None:
+        return float(entry.max)
+    return float(entry.value if entry.value is not None else default)
+
+
+def _smallest(spec: JobSpec, name: str, default: float) -> float:
+    entry = spec.parameters.get(name)
+    if entry is None:
+        return float(spec.training.get(name, default))
+    if entry.values:
+        return float(min(entry.values))
+    if entry.min is not None:
+        return float(entry.min)
+    return float(entry.value if entry.value is not None else default)
+
+
+def evaluations_per_trial(spec: JobSpec, n_train: int) -> int:
+    """How many evaluations the longest trial of this search makes (ASHA's max_t)."""
+    if spec.early_terminate.max_iter is not None:
+        return spec.early_terminate.max_iter
+    epochs = _largest(spec, "num_train_epochs", 3.0)
+    strategy = str(spec.training.get("eval_strategy", "epoch"))
+    max_steps = _largest(spec, "max_steps", -1)
+    if strategy == "epoch" and max_steps <= 0:
+        return max(1, math.ceil(epochs))
+    batch = _smallest(spec, "per_device_train_batch_size", 8) * _smallest(
+        spec, "gradient_accumulation_steps", 1
+    )
+    total = max_steps if max_steps > 0 else math.ceil(epochs * math.ceil(n_train / batch))
+    every = float(spec.training.get("eval_steps", spec.training.get("logging_steps", 5)))
+    if every < 1:  # a ratio of the total steps
+        every = max(1.0, every * total)
+    return max(1, math.ceil(total / every))
+
+
+def make_scheduler(spec: JobSpec, max_t: int) -> Any:
+    """name -> Ray Tune scheduler (registry with lazy imports)."""
+    from ray.tune import schedulers
+
+    et = spec.early_terminate
+    metric = spec.primary
+    common = {
+        "time_attr": "training_iteration",
+        "metric": metric.name,
+        "mode": "max" if metric.goal == "maximize" else "min",
+    }
+    if et.type == "asha":
+        return schedulers.ASHAScheduler(
+            max_t=max_t,
+            grace_period=min(et.min_iter, max_t),
+            reduction_factor=et.eta,
+            brackets=et.s or 1,
+            **common,
+        )
+    if et.type == "hyperband":
+        return schedulers.HyperBandScheduler(max_t=max_t, reduction_factor=et.eta, **common)
+    if et.type == "none":
+        return schedulers.FIFOScheduler()
+    raise ValueError(f"unknown early_terminate.type {et.type!r}; choose asha, hyperband or none")

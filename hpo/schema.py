@@ -1,0 +1,149 @@
+"""Turns plain YAML data into the spec dataclasses, collecting every type and key problem.
+
+A small, strict reader instead of a validation framework: its messages name the YAML key
+(`parameters.learning_rate.min: expected a number, got 'abc'`) and unknown keys get a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Union
+
+from hpo.errors import did_you_mean
+
+_MISSING = object()
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
+    """Value checked against type `tp`; on a mismatch a problem is added and None returned."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return _convert_union(tp, value, path, problems)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, path, problems)  # type: ignore[arg-type]
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected {_type_name(tp)}, got {_show(value)}")
+            return None
+        (item_tp,) = typing.get_args(tp)
+        return [convert(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {_show(value)}")
+            return None
+        args = typing.get_args(tp)
+        item_tp = args[1] if args else Any
+        return {str(k): convert(item_tp, v, f"{path}.{k}", problems) for k, v in value.items()}
+    return _convert_scalar(tp, value, path, problems)
+
+
+def _convert_union(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
+    options = [a for a in typing.get_args(tp) if a is not type(None)]
+    if value is None and len(options) < len(typing.get_args(tp)):
+        return None
+    for option in options:
+        trial: list[str] = []
+        converted = convert(option, value, path, trial)
+        if not trial:
+            return converted
+    if len(options) == 1:
+        return convert(options[0], value, path, problems)
+    # A list form and a mapping form (metric: {...} or [{...}]): report against the form given.
+    for option in options:
+        if isinstance(value, list) == (typing.get_origin(option) is list):
+            return convert(option, value, path, problems)
+    problems.append(f"{path}: expected {_type_name(tp)}, got {_show(value)}")
+    return None
+
+
+def _convert_scalar(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        # YAML 1.1 reads `1e-5` as a string; accept the numbers people write.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    problems.append(f"{path}: expected {_type_name(tp)}, got {_show(value)}")
+    return None
+
+
+def build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
+    """An instance of dataclass `cls` from mapping `raw`; unknown keys are problems."""
+    if not isinstance(raw, dict):
+        problems.append(f"{path or 'spec'}: expected a mapping, got {_show(raw)}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{path}." if path else ""
+    for key in raw:
+        if key not in fields:
+            problems.append(f"{prefix}{key}: unknown key{did_you_mean(str(key), fields)}")
+    kwargs = {}
+    for name in fields:
+        value = raw.get(name, _MISSING)
+        if value is _MISSING:
+            continue
+        kwargs[name] = convert(hints[name], value, f"{prefix}{name}", problems)
+    return cls(**{k: v for k, v in kwargs.items() if v is not None or raw.get(k) is None})
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses to plain dicts without the unset (None) and empty fields: the spec as YAML."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in dataclasses.fields(obj):
+            value = to_plain(getattr(obj, f.name))
+            if value is None or value == {} or value == []:
+                continue
+            out[f.name] = value
+        return out
+    if isinstance(obj, list):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def field_help(cls: type, prefix: str = "") -> list[tuple[str, str]]:
+    """(key, help) for every field, nested sections flattened: the spec's reference."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        rows.append((key, f.metadata.get("help", "")))
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp) and tp.__name__ != "ParamSpec":
+            rows += field_help(tp, f"{key}.")  # type: ignore[arg-type]
+    return rows

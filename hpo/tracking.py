@@ -1,0 +1,121 @@
+"""Weights & Biases: one run per trial, grouped by search. The only module that imports wandb.
+
+The runs are written from the driver (a Ray Tune callback), not from the trials, so logging stays
+off the trials' critical path and a trial resumed after a crash keeps its run: run ids are derived
+from the search and the trial id, and `resume="allow"` continues them. No API key is ever written:
+wandb reads it from the environment.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from ray.tune import Callback
+
+from hpo.results import outcome_of
+from hpo.spec import JobSpec, WandbSpec
+from hpo.trial.reporter import FINAL, NODE, OUTCOME
+
+_NOT_LOGGED = {FINAL, OUTCOME, NODE, "done", "trial_id", "date", "hostname", "node_ip", "pid"}
+
+
+def wandb_mode(settings: WandbSpec) -> str:
+    """The spec's mode; else WANDB_MODE; else online with an API key, offline without."""
+    if settings.mode:
+        return settings.mode
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def run_id(search_id: str, trial_id: str) -> str:
+    return f"{search_id}-{trial_id}"
+
+
+class WandbTrialRuns(Callback):
+    """Ray Tune callback: opens a W&B run when a trial starts, logs each evaluation, and
+    writes the outcome (completed, stopped early at evaluation k, diverged, errored) at the end."""
+
+    def __init__(self, spec: JobSpec, search_name: str, search_id: str, run_dir: str) -> None:
+        self._settings = spec.tracking.wandb
+        self._mode = wandb_mode(self._settings)
+        self._group = search_name
+        self._search_id = search_id
+        self._dir = run_dir
+        self._metric = spec.primary.name
+        self._goal = spec.primary.goal
+        self._runs: dict[str, Any] = {}
+        self._best: dict[str, float] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self._mode != "disabled"
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if not self.enabled or trial.trial_id in self._runs:
+            return
+        import wandb
+
+        self._runs[trial.trial_id] = wandb.init(
+            project=self._settings.project,
+            entity=self._settings.entity,
+            group=self._group,
+            job_type="trial",
+            name=trial.trial_id,
+            id=run_id(self._search_id, trial.trial_id),
+            resume="allow",
+            config=dict(trial.config),
+            tags=list(self._settings.tags),
+            dir=self._dir,
+            mode=self._mode,
+            reinit="create_new",
+            settings=wandb.Settings(
+                console="off", silent=True, x_disable_stats=True, save_code=False
+            ),
+        )
+
+    on_trial_restore = on_trial_start
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        run = self._runs.get(trial.trial_id)
+        if run is None:
+            return
+        metrics = {
+            k: v for k, v in result.items()
+            if k not in _NOT_LOGGED and isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        value = result.get(self._metric)
+        if isinstance(value, int | float) and math.isfinite(value):
+            best = self._best.get(trial.trial_id)
+            better = best is None or (value > best if self._goal == "maximize" else value < best)
+            if better:
+                self._best[trial.trial_id] = value
+                run.summary[f"best_{self._metric}"] = value
+                run.summary["best_evaluation"] = result.get("training_iteration")
+        run.log(metrics, step=int(result.get("training_iteration", 0)))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, errored=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, errored=True)
+
+    def _finish(self, trial: Any, errored: bool) -> None:
+        run = self._runs.pop(trial.trial_id, None)
+        if run is None:
+            return
+        last = trial.last_result or {}
+        run.summary["outcome"] = outcome_of(last, errored)
+        run.summary["evaluations"] = int(last.get("training_iteration", 0) or 0)
+        if run.summary["outcome"] == "stopped_early":
+            run.summary["stopped_at_evaluation"] = run.summary["evaluations"]
+        run.finish(exit_code=1 if errored else 0)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for run in self._runs.values():
+            run.finish()
+        self._runs.clear()

@@ -1,0 +1,119 @@
+"""The TrainerCallback that turns each evaluation into one report (with its checkpoint)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from hpo.trial.reporter import FINAL, OUTCOME, TRAIN_SECONDS, Reporter
+
+
+class ReportCallback(TrainerCallback):
+    """Reports every evaluation through the `Reporter`; stops on divergence or lost patience."""
+
+    def __init__(
+        self,
+        reporter: Reporter,
+        metric: str,
+        goal: str,
+        extra: dict[str, Any] | None = None,
+        patience: int | None = None,
+        threshold: float = 0.0,
+        perplexity: bool = False,
+    ) -> None:
+        self.reporter = reporter
+        self.metric = metric
+        self.sign = 1.0 if goal == "maximize" else -1.0
+        self.extra = dict(extra or {})
+        self.patience = patience
+        self.threshold = threshold
+        self.perplexity = perplexity
+        self.best: float | None = None
+        self.evals_without_gain = 0
+        self.pending: dict[str, Any] | None = None
+        self.last_eval_step = -1
+        self.train_seconds = 0.0
+        self._step_started = 0.0
+        self.diverged = False
+
+    # -- timing: training compute, as opposed to evaluation and overhead -------------------
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.train_seconds += time.perf_counter() - self._step_started
+        # With step-based evaluation the last step may fall between evaluations: evaluate it too,
+        # so every full trial ends on an evaluation of its final weights.
+        if (
+            state.global_step >= state.max_steps
+            and str(args.eval_strategy).endswith("steps")
+            and self.last_eval_step != state.global_step
+        ):
+            control.should_evaluate = True
+
+    # -- divergence -------------------------------------------------------------------------
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(loss) or self.diverged:
+            return
+        self.diverged = True
+        control.should_training_stop = True
+        control.should_evaluate = False
+        control.should_save = False
+        worst = -math.inf if self.sign > 0 else math.inf
+        self.reporter.report(
+            {
+                self.metric: worst,
+                "train_loss": float(loss),
+                "global_step": state.global_step,
+                FINAL: 1,
+                OUTCOME: "diverged",
+                TRAIN_SECONDS: self.train_seconds,
+                **self.extra,
+            }
+        )
+
+    # -- evaluation -> report ---------------------------------------------------------------
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any) -> None:
+        if state.global_step == self.last_eval_step or self.diverged:
+            return
+        self.last_eval_step = state.global_step
+        report = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)}
+        if self.perplexity and "eval_loss" in report:
+            report["eval_perplexity"] = math.exp(min(report["eval_loss"], 700.0))
+        report.update(self.extra)
+        report.update(global_step=state.global_step, epoch=float(state.epoch or 0.0))
+        report[TRAIN_SECONDS] = self.train_seconds
+        lost_patience = self._update_patience(report.get(self.metric))
+        final = lost_patience or state.global_step >= state.max_steps
+        report[FINAL] = int(final)
+        if final:
+            report[OUTCOME] = "patience" if lost_patience else "completed"
+        if lost_patience:
+            control.should_training_stop = True
+        self.pending = report
+        control.should_save = True  # the report goes out in on_save, with the checkpoint
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.pending is None:
+            return
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        report, self.pending = self.pending, None
+        self.reporter.report(report, folder if os.path.isdir(folder) else None)
+        # The tuner has copied the checkpoint to the run's storage; the trial's copy can go.
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def _update_patience(self, value: Any) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        if self.best is None or self.sign * (value - self.best) > self.threshold:
+            self.best = value
+            self.evals_without_gain = 0
+            return False
+        self.evals_without_gain += 1
+        return self.patience is not None and self.evals_without_gain >= self.patience

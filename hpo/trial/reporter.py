@@ -1,0 +1,59 @@
+"""The one channel between a trial and the tuner: report an evaluation, find the last checkpoint.
+
+Trial code receives a `Reporter`; only `TuneReporter` knows about Ray Tune, so a trial can run
+on a laptop (or in a unit test) with `LocalReporter`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+# Keys hpo adds to reports; the driver reads them back from Ray's results.
+FINAL = "hpo_final"  # 1 on a trial's last evaluation: it ended by itself, not by the scheduler
+OUTCOME = "hpo_outcome"  # completed | patience (stopped itself: no gain) | diverged
+TRAIN_SECONDS = "hpo_train_seconds"  # time spent in training steps so far
+NODE = "hpo_node"  # the Ray node the trial ran on
+
+
+class Reporter(Protocol):
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        """Hand over one evaluation's metrics and, when given, the checkpoint folder of that step."""
+
+    def restored_checkpoint(self) -> str | None:
+        """A local folder with the checkpoint to resume from (after a crash or a pause)."""
+
+
+class TuneReporter:
+    """Reports to Ray Tune, which decides (through the scheduler) whether the trial goes on."""
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        from ray import tune
+
+        import ray
+
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        # Nodes on one host share an IP; the node id tells them apart in trials.csv.
+        metrics = {**metrics, NODE: ray.get_runtime_context().get_node_id()}
+        tune.report(metrics, checkpoint=checkpoint)
+
+    def restored_checkpoint(self) -> str | None:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        return checkpoint.to_directory() if checkpoint is not None else None
+
+
+class LocalReporter:
+    """Keeps the reports in memory: for running a trial without Ray."""
+
+    def __init__(self, resume_from: str | None = None) -> None:
+        self.reports: list[dict[str, Any]] = []
+        self.checkpoints: list[str | None] = []
+        self._resume_from = resume_from
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        self.reports.append(dict(metrics))
+        self.checkpoints.append(checkpoint_dir)
+
+    def restored_checkpoint(self) -> str | None:
+        return self._resume_from

@@ -1,0 +1,197 @@
+"""spec -> Ray Tune Tuner -> run directory. `run_search` and `resume_search` live here.
+
+The data is prepared, and every resource checked, before a run directory is made, so bad input
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpo.config import dump_spec
+from hpo.data import PreparedData, prepare
+from hpo.errors import SpecError
+from hpo.results import Best, collect, write_results
+from hpo.runinfo import SPEC_FILE
+from hpo.spec import JobSpec
+
+
+@dataclass
+class SearchOutcome:
+    run_dir: str
+    best: Best | None
+    counts: dict[str, int]
+
+
+def search_name(spec: JobSpec, spec_path: str | None, name: str | None) -> str:
+    if name or spec.name:
+        return str(name or spec.name)
+    stem = Path(spec_path).stem if spec_path else "search"
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def init_ray(spec: JobSpec, address: str | None) -> None:
+    """Connect to a cluster, or start an embedded local Ray bound to 127.0.0.1."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    common: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR",
+                              "configure_logging": True}
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+
+
+def build_tuner(spec: JobSpec, data: PreparedData, name: str, run_dir: str,
+                callbacks: list[Any]) -> Any:
+    from ray import tune
+
+    from hpo.schedulers import evaluations_per_trial, make_scheduler
+    from hpo.search import make_searcher
+    from hpo.space import compile_space
+    from hpo.trial.run import train_trial
+
+    problems: list[str] = []
+    space = compile_space(spec.parameters, problems)
+    max_t = evaluations_per_trial(spec, len(data.train))
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, spec=spec, data=data),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    metric = spec.primary
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(spec, space),
+            scheduler=make_scheduler(spec, max_t),
+            num_samples=spec.run_cap or 10,
+            max_concurrent_trials=spec.max_concurrent or concurrent_slots(spec),
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=os.path.dirname(run_dir),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1,  # per trial: its best evaluation, plus (kept by Ray) its latest
+                checkpoint_score_attribute=metric.name,
+                checkpoint_score_order="max" if metric.goal == "maximize" else "min",
+            ),
+            failure_config=tune.FailureConfig(max_failures=spec.retries),
+            callbacks=callbacks,
+            verbose=0,
+            stop=_target_stopper(spec),
+        ),
+    )
+
+
+def _target_stopper(spec: JobSpec) -> Any:
+    """W&B's `metric.target`: stop the search once any trial reaches it."""
+    target = spec.primary.target
+    if target is None:
+        return None
+    from ray.tune.stopper import Stopper
+
+    sign = 1.0 if spec.primary.goal == "maximize" else -1.0
+    name = spec.primary.name
+
+    class TargetReached(Stopper):
+        reached = False
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            value = result.get(name)
+            if isinstance(value, int | float) and sign * (value - target) >= 0:
+                self.reached = True
+            return False
+
+        def stop_all(self) -> bool:
+            return self.reached
+
+    return TargetReached()
+
+
+def concurrent_slots(spec: JobSpec) -> int:
+    """Trials that fit at once on the cluster's CPUs (and GPUs, when trials use them)."""
+    import ray
+
+    total = ray.cluster_resources()
+    slots = int(total.get("CPU", 1) // spec.resources.cpu)
+    if spec.resources.gpu:
+        slots = min(slots, int(total.get("GPU", 0) // spec.resources.gpu))
+    return max(1, slots)
+
+
+def check_cluster_fits(spec: JobSpec) -> None:
+    """A trial no node can hold would stay pending forever: refuse it now, naming the key."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    for node in nodes:
+        res = node.get("Resources", {})
+        if all(res.get(k, 0) >= v for k, v in need.items() if v):
+            return
+    biggest = max((n.get("Resources", {}) for n in nodes),
+                  key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+    raise SpecError([
+        f"resources: a trial asks for cpu={spec.resources.cpu}, gpu={spec.resources.gpu} but "
+        f"the largest node has cpu={biggest.get('CPU', 0):g}, gpu={biggest.get('GPU', 0):g}"
+    ])
+
+
+def make_callbacks(spec: JobSpec, name: str, run_dir: str, show_table: bool) -> list[Any]:
+    from hpo.progress import TrialTable
+    from hpo.tracking import WandbTrialRuns
+
+    search_id = hashlib.sha1(run_dir.encode()).hexdigest()[:8]
+    callbacks: list[Any] = [WandbTrialRuns(spec, name, search_id, run_dir)]
+    if show_table:
+        callbacks.append(TrialTable(spec))
+    return callbacks
+
+
+def run_search(spec: JobSpec, *, spec_path: str | None = None, name: str | None = None,
+               address: str | None = None, show_table: bool = True) -> SearchOutcome:
+    """Run a whole search; returns the run directory and the best evaluation."""
+    name = search_name(spec, spec_path, name)
+    run_dir = os.path.join(spec.storage, name)
+    if os.path.exists(run_dir):
+        raise SpecError([f"--name: run directory {run_dir} exists; pick another name, or "
+                         f"`hpo resume {run_dir}`"])
+    data = prepare(spec)
+    init_ray(spec, address)
+    check_cluster_fits(spec)
+    os.makedirs(run_dir)
+    Path(run_dir, SPEC_FILE).write_text(dump_spec(spec))
+    tuner = build_tuner(spec, data, name, run_dir, make_callbacks(spec, name, run_dir, show_table))
+    grid = tuner.fit()
+    return finish(spec, data, grid, run_dir)
+
+
+def finish(spec: JobSpec, data: PreparedData, grid: Any, run_dir: str) -> SearchOutcome:
+    """Results, the best model and its held-out score, from a finished Tune experiment."""
+    from hpo.export import export_checkpoint
+    from hpo.results import best_document
+
+    records = collect(grid)
+    best = write_results(records, spec, run_dir, data.label_names)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    if best is not None and best.checkpoint:
+        document = best_document(best, spec, data.label_names)
+        out = export_checkpoint(best.checkpoint, os.path.join(run_dir, "best_model"), document,
+                                spec.task, data.label_names)
+        if data.test is not None:
+            from hpo.evaluate import evaluate_folder
+            from hpo.results import record_test_metrics
+
+            test = evaluate_folder(out, spec, data.test, data.tokenizer)
+            record_test_metrics(run_dir, test)
+    return SearchOutcome(run_dir, best, counts)
