@@ -45,8 +45,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.storage:
         overrides.append(f"storage={args.storage}")
     spec = load_spec(args.spec, overrides)
-    outcome = run_search(spec, spec_path=args.spec, name=args.name, address=args.address,
-                         show_table=not args.quiet)
+    outcome = run_search(
+        spec, spec_path=args.spec, name=args.name, address=args.address, show_table=not args.quiet
+    )
     _print_outcome(outcome)
     return 0
 
@@ -57,8 +58,11 @@ def _print_outcome(outcome: object) -> None:
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     print(f"trials: {summary}", file=sys.stderr)
     if best is not None:
-        print(f"best: {best.metric} = {best.value:.6g} (trial {best.trial_id}, evaluation "
-              f"{best.evaluation})", file=sys.stderr)
+        print(
+            f"best: {best.metric} = {best.value:.6g} (trial {best.trial_id}, evaluation "
+            f"{best.evaluation})",
+            file=sys.stderr,
+        )
     else:
         print("best: no trial finished an evaluation", file=sys.stderr)
     print(getattr(outcome, "run_dir", ""))
@@ -82,8 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     def spec_command(name: str, help_text: str, handler: Callable) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("spec", help="the search spec (YAML)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                       help="override a spec value (YAML syntax), e.g. run_cap=20")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY.PATH=VALUE",
+            help="override a spec value (YAML syntax), e.g. run_cap=20",
+        )
         p.set_defaults(handler=handler)
         return p
 
@@ -93,10 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="a Ray cluster to run on (default: a local Ray)")
     run.add_argument("--quiet", action="store_true", help="no live trial table")
 
-    validate = spec_command("validate", "check a spec without starting Ray; print it resolved",
-                            cmd_validate)
-    validate.add_argument("--data", action="store_true",
-                          help="also load, clean and tokenize the data")
+    validate = spec_command(
+        "validate", "check a spec without starting Ray; print it resolved", cmd_validate
+    )
+    validate.add_argument(
+        "--data", action="store_true", help="also load, clean and tokenize the data"
+    )
 
     export = sub.add_parser("export", help="(re)export the best checkpoint of a search")
     export.add_argument("run_dir", help="a run directory")

@@ -31,7 +31,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
     for item in overrides or []:
         apply_override(raw, item, problems)
     spec = parse_spec(raw, problems)
-    if spec is not None and not problems:
+    # Unknown keys do not hide the other problems; a value of the wrong type would only
+    # make the cross-field checks repeat it.
+    if spec is not None and all(": unknown key" in p for p in problems):
         check_spec(spec, problems)
     if problems:
         raise SpecError(problems, source=str(path))
@@ -75,15 +77,18 @@ def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
         # The longest existing key that prefixes what is left, so `model.hidden_dropout_prob`
         # under `parameters` is found whole.
         match = next(
-            (k for k in sorted(node, key=len, reverse=True)
-             if isinstance(k, str) and (rest == k or rest.startswith(k + "."))),
+            (
+                k
+                for k in sorted(node, key=len, reverse=True)
+                if isinstance(k, str) and (rest == k or rest.startswith(k + "."))
+            ),
             None,
         )
         head = match or rest.split(".", 1)[0]
         if head == rest:
             node[head] = value
             return
-        rest = rest[len(head) + 1:]
+        rest = rest[len(head) + 1 :]
         child = node.get(head)
         if child is None:
             child = node[head] = {}
@@ -155,8 +160,7 @@ def _check_metrics(spec: JobSpec, problems: list[str]) -> None:
         if name not in task.all_metrics:
             problems.append(
                 f"{key}.name: `{metric.name}` is not reported by task {spec.task}"
-                f"{did_you_mean(name, task.all_metrics)}; it reports "
-                + ", ".join(task.all_metrics)
+                f"{did_you_mean(name, task.all_metrics)}; it reports " + ", ".join(task.all_metrics)
             )
         if metric.goal is None:
             metric.goal = default_goal(name)
@@ -286,17 +290,20 @@ def _check_model(spec: JobSpec, problems: list[str]) -> None:
             for name in fields:
                 attr = name.split(".", 1)[1]
                 if attr not in config:
-                    key = f"model.config.{attr}" if name in [f"model.{k}" for k in model.config] \
+                    key = (
+                        f"model.config.{attr}"
+                        if name in [f"model.{k}" for k in model.config]
                         else f"parameters.{name}"
+                    )
                     problems.append(
                         f"{key}: the model's config has no field `{attr}`"
                         f"{did_you_mean(attr, config)}"
                     )
     elif looks_like_path(model.name_or_path) or not _HUB_ID.match(model.name_or_path):
         problems.append(f"model.name_or_path: no such model folder `{model.name_or_path}`")
-    if model.gguf_file and os.path.isdir(resolved):
-        if not os.path.isfile(os.path.join(resolved, model.gguf_file)):
-            problems.append(f"model.gguf_file: `{model.gguf_file}` is not in {resolved}")
+    gguf = os.path.join(resolved, model.gguf_file or "")
+    if model.gguf_file and os.path.isdir(resolved) and not os.path.isfile(gguf):
+        problems.append(f"model.gguf_file: `{model.gguf_file}` is not in {resolved}")
 
 
 def _read_local_config(folder: str) -> dict[str, Any] | None:
@@ -361,7 +368,9 @@ def _check_storage(spec: JobSpec, problems: list[str]) -> None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        problems.append(f"storage: `{path}` cannot be written ({existing} is not a writable folder)")
+        problems.append(
+            f"storage: `{path}` cannot be written ({existing} is not a writable folder)"
+        )
 
 
 def dump_spec(spec: JobSpec) -> str:

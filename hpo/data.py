@@ -122,8 +122,8 @@ def clean(frame: pd.DataFrame, data: DataSpec, key: str, stats: dict[str, int]) 
     before = len(frame)
     frame = frame.copy()
     for col in cols:
-        frame[col] = frame[col].astype("string").fillna("").map(
-            lambda s: _SPACES.sub(" ", s).strip()
+        frame[col] = (
+            frame[col].astype("string").fillna("").map(lambda s: _SPACES.sub(" ", s).strip())
         )
     frame = frame[(frame[cols] != "").all(axis=1)]
     stats[f"{key}_empty_removed"] = before - len(frame)
@@ -172,7 +172,7 @@ def split_frames(
     for split, fraction in (("test", data.test_fraction), ("validation", data.validation_fraction)):
         if split in frames or fraction <= 0:
             continue
-        n = max(1, int(round(len(train) * fraction)))
+        n = max(1, round(len(train) * fraction))
         if n >= len(train):
             raise SpecError([f"data.{split}_fraction: leaves no training rows"])
         out[split], train = train.iloc[:n].reset_index(drop=True), train.iloc[n:]
@@ -205,14 +205,20 @@ def label_names(frames: dict[str, pd.DataFrame], data: DataSpec) -> list[str]:
     if data.labels:
         missing = set(data.labels) - set(train[col].astype(str))
         if missing:
-            raise SpecError([f"data.labels: {sorted(missing)} not found in `{_source(data, 'train')}`"])
+            raise SpecError(
+                [f"data.labels: {sorted(missing)} not found in `{_source(data, 'train')}`"]
+            )
     if train[col].isna().any():
-        raise SpecError([f"data.label_column: `{col}` has empty labels in `{_source(data, 'train')}`"])
+        raise SpecError(
+            [f"data.label_column: `{col}` has empty labels in `{_source(data, 'train')}`"]
+        )
     values = sorted(train[col].unique().tolist(), key=lambda v: (str(type(v)), v))
     if len(values) < 2:
         raise SpecError(
-            [f"data.label_column: `{col}` has a single class {values!r} in "
-             f"`{_source(data, 'train')}`; classification needs at least two"]
+            [
+                f"data.label_column: `{col}` has a single class {values!r} in "
+                f"`{_source(data, 'train')}`; classification needs at least two"
+            ]
         )
     names = list(data.labels) if data.labels else [str(v) for v in values]
     for split, frame in frames.items():

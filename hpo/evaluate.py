@@ -9,7 +9,9 @@ from typing import Any
 from hpo.spec import JobSpec
 
 
-def evaluate_folder(model_dir: str, spec: JobSpec, dataset: Any, tokenizer: Any) -> dict[str, float]:
+def evaluate_folder(
+    model_dir: str, spec: JobSpec, dataset: Any, tokenizer: Any
+) -> dict[str, float]:
     """Metrics (eval_*) of the model in `model_dir` on `dataset`."""
     import transformers
 

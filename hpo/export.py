@@ -16,8 +16,13 @@ import yaml
 
 from hpo.errors import SpecError
 
-TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json",
-                  "training_args.bin")
+TRAINING_STATE = (
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "trainer_state.json",
+    "training_args.bin",
+)
 HYPERPARAMETERS_FILE = "hpo_best.yaml"
 
 
@@ -47,8 +52,9 @@ def _merge_lora(adapter_dir: str, dest: str, task: str) -> None:
     from hpo.trial.model import model_class
 
     config = PeftConfig.from_pretrained(adapter_dir)
-    base = model_class(task).from_pretrained(config.base_model_name_or_path,
-                                             **_head_kwargs(adapter_dir))
+    base = model_class(task).from_pretrained(
+        config.base_model_name_or_path, **_head_kwargs(adapter_dir)
+    )
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.save_pretrained(dest)
 
@@ -70,8 +76,9 @@ def _head_kwargs(adapter_dir: str) -> dict[str, Any]:
     }
 
 
-def export_checkpoint(checkpoint: str, out_dir: str, best: dict[str, Any],
-                      task: str, labels: list[str] | None) -> str:
+def export_checkpoint(
+    checkpoint: str, out_dir: str, best: dict[str, Any], task: str, labels: list[str] | None
+) -> str:
     """Write the model folder for `checkpoint` to `out_dir` (replacing it); returns out_dir."""
     if not checkpoint or not os.path.isdir(checkpoint):
         raise SpecError([f"best checkpoint `{checkpoint}` is missing; cannot export"])
@@ -99,7 +106,12 @@ def export_checkpoint(checkpoint: str, out_dir: str, best: dict[str, Any],
 
 def _copy_tokenizer(src: str, dest: str) -> None:
     for name in os.listdir(src):
-        if "token" in name or name in ("vocab.txt", "merges.txt", "vocab.json", "chat_template.jinja"):
+        if "token" in name or name in (
+            "vocab.txt",
+            "merges.txt",
+            "vocab.json",
+            "chat_template.jinja",
+        ):
             shutil.copy2(os.path.join(src, name), os.path.join(dest, name))
 
 
@@ -122,5 +134,5 @@ def export_run(run_dir: str, out_dir: str) -> str:
 
     best = read_best(run_dir)
     spec = read_run_spec(run_dir)
-    labels = (best.get("labels") or None)
+    labels = best.get("labels") or None
     return export_checkpoint(best.get("checkpoint") or "", out_dir, best, spec.task, labels)

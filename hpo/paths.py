@@ -26,7 +26,7 @@ def package_folder(name: str) -> str | None:
         return None
     if found is None or not found.submodule_search_locations:
         return None
-    return list(found.submodule_search_locations)[0]
+    return str(next(iter(found.submodule_search_locations)))
 
 
 def resolve_path(value: str, problems: list[str], key: str) -> str | None:
@@ -35,7 +35,7 @@ def resolve_path(value: str, problems: list[str], key: str) -> str | None:
     Values that are neither (Hub ids) come back unchanged. Problems name `key`.
     """
     if value.startswith(PACKAGE_SCHEME):
-        name, _, rest = value[len(PACKAGE_SCHEME):].partition("/")
+        name, _, rest = value[len(PACKAGE_SCHEME) :].partition("/")
         folder = package_folder(name)
         if folder is None:
             problems.append(f"{key}: package `{name}` is not installed (pip install it)")

@@ -64,8 +64,9 @@ class TrialTable(Callback):
 
     on_trial_restore = on_trial_start
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
-                        **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         row = self.rows.setdefault(trial.trial_id, {"config": dict(trial.config), "best": None})
         row["evals"] = result.get("training_iteration", 0)
         value = result.get(self.metric)
@@ -95,8 +96,9 @@ class TrialTable(Callback):
 
     # -- drawing -----------------------------------------------------------------------------
     def _done(self, trial: Any, errored: bool) -> None:
-        row = self.rows.setdefault(trial.trial_id, {"config": dict(trial.config), "best": None,
-                                                    "evals": 0, "last": None})
+        row = self.rows.setdefault(
+            trial.trial_id, {"config": dict(trial.config), "best": None, "evals": 0, "last": None}
+        )
         row["status"] = outcome_of(trial.last_result or {}, errored)
         if not self.console.is_terminal:
             self.console.print(self._line(trial.trial_id, row), highlight=False, soft_wrap=True)
@@ -104,11 +106,14 @@ class TrialTable(Callback):
 
     def _line(self, trial_id: str, row: dict[str, Any]) -> str:
         done = sum(1 for r in self.rows.values() if r.get("status") != "RUNNING")
-        params = " ".join(f"{p}={_fmt(row['config'].get(p))}" for p in self.params
-                          if p in row["config"])
+        params = " ".join(
+            f"{p}={_fmt(row['config'].get(p))}" for p in self.params if p in row["config"]
+        )
         best = f"{self.metric}={_fmt(self.best[0])} ({self.best[1]})" if self.best else "-"
-        return (f"[{done}/{self.run_cap}] {trial_id} {row['status']} after {row['evals']} "
-                f"evaluation(s): best {_fmt(row['best'])} | {params} | search best {best}")
+        return (
+            f"[{done}/{self.run_cap}] {trial_id} {row['status']} after {row['evals']} "
+            f"evaluation(s): best {_fmt(row['best'])} | {params} | search best {best}"
+        )
 
     def table(self) -> Table:
         elapsed = time.monotonic() - self.started
@@ -117,16 +122,23 @@ class TrialTable(Callback):
         for r in self.rows.values():
             counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        title = f"hpo: {len(self.rows)}/{self.run_cap} trials ({summary}) | {elapsed:.0f}s | " \
-                f"best so far: {best}"
+        title = (
+            f"hpo: {len(self.rows)}/{self.run_cap} trials ({summary}) | {elapsed:.0f}s | "
+            f"best so far: {best}"
+        )
         table = Table(title=title, title_justify="left")
         for col in ("trial", "status", *self.params, "evals", f"last {self.metric}", "best"):
             table.add_column(col, overflow="fold")
         for trial_id, r in self.rows.items():
             marker = " *" if self.best and self.best[1] == trial_id else ""
-            table.add_row(trial_id + marker, r.get("status", ""),
-                          *(_fmt(r["config"].get(p, "")) for p in self.params),
-                          str(r.get("evals", 0)), _fmt(r.get("last")), _fmt(r.get("best")))
+            table.add_row(
+                trial_id + marker,
+                r.get("status", ""),
+                *(_fmt(r["config"].get(p, "")) for p in self.params),
+                str(r.get("evals", 0)),
+                _fmt(r.get("last")),
+                _fmt(r.get("best")),
+            )
         for note in self.notes:
             table.caption = note
         return table

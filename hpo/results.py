@@ -77,8 +77,9 @@ def collect(grid: Any) -> list[TrialRecord]:
         if result.error is not None:
             error = _first_line(result.error)
         records.append(
-            TrialRecord(str(trial_id), dict(result.config or {}), history, error, result.path,
-                        checkpoints)
+            TrialRecord(
+                str(trial_id), dict(result.config or {}), history, error, result.path, checkpoints
+            )
         )
     return sorted(records, key=lambda r: r.trial_id)
 
@@ -97,9 +98,11 @@ def trial_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any]
     for r in records:
         best = r.best(metric, goal) or {}
         last = r.last
-        row: dict[str, Any] = {"trial_id": r.trial_id, "status": "ERROR" if r.error else
-                               ("TERMINATED" if r.history else "PENDING"),
-                               "outcome": r.outcome}
+        row: dict[str, Any] = {
+            "trial_id": r.trial_id,
+            "status": "ERROR" if r.error else ("TERMINATED" if r.history else "PENDING"),
+            "outcome": r.outcome,
+        }
         row.update({p: r.config.get(p, "") for p in params})
         row[f"best_{metric}"] = best.get(metric, "")
         row[f"last_{metric}"] = last.get(metric, "")
@@ -143,8 +146,7 @@ def pick_best(records: list[TrialRecord], spec: JobSpec) -> Best | None:
         value=float(row[metric]),
         evaluation=evaluation,
         hyperparameters=dict(record.config),
-        metrics={k: float(v) for k, v in row.items()
-                 if k.startswith("eval_") and _finite(v)},
+        metrics={k: float(v) for k, v in row.items() if k.startswith("eval_") and _finite(v)},
         checkpoint=_checkpoint_at(record, evaluation),
     )
 
@@ -206,18 +208,30 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 def evaluation_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any]]:
     """evaluations.csv: every evaluation of every trial (learning curves for the report)."""
-    keep = ("training_iteration", "time_total_s", "global_step", "epoch", TRAIN_SECONDS,
-            *(m.name for m in spec.metrics))
+    keep = (
+        "training_iteration",
+        "time_total_s",
+        "global_step",
+        "epoch",
+        TRAIN_SECONDS,
+        *(m.name for m in spec.metrics),
+    )
     rows = []
     for r in records:
         for h in r.history:
-            rows.append({"trial_id": r.trial_id, **{k: h.get(k, "") for k in keep},
-                         "timestamp": h.get("timestamp", "")})
+            rows.append(
+                {
+                    "trial_id": r.trial_id,
+                    **{k: h.get(k, "") for k in keep},
+                    "timestamp": h.get("timestamp", ""),
+                }
+            )
     return rows
 
 
-def write_results(records: list[TrialRecord], spec: JobSpec, run_dir: str,
-                  labels: list[str] | None = None) -> Best | None:
+def write_results(
+    records: list[TrialRecord], spec: JobSpec, run_dir: str, labels: list[str] | None = None
+) -> Best | None:
     """trials.csv, evaluations.csv and best.yaml in the run directory; returns the best."""
     write_text_atomic(os.path.join(run_dir, "trials.csv"), csv_text(trial_rows(records, spec)))
     write_text_atomic(

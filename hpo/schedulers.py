@@ -59,7 +59,7 @@ def make_scheduler(spec: JobSpec, max_t: int) -> Any:
 
     et = spec.early_terminate
     metric = spec.primary
-    common = {
+    common: dict[str, Any] = {
         "time_attr": "training_iteration",
         "metric": metric.name,
         "mode": "max" if metric.goal == "maximize" else "min",

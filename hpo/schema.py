@@ -144,6 +144,6 @@ def field_help(cls: type, prefix: str = "") -> list[tuple[str, str]]:
         key = f"{prefix}{f.name}"
         rows.append((key, f.metadata.get("help", "")))
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp) and tp.__name__ != "ParamSpec":
-            rows += field_help(tp, f"{key}.")  # type: ignore[arg-type]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp) and tp.__name__ != "ParamSpec":
+            rows += field_help(tp, f"{key}.")
     return rows

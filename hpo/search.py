@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 from typing import Any
 
 import optuna
@@ -31,20 +32,23 @@ def make_sampler(method: str, seed: int, run_cap: int, n_objectives: int) -> Any
     if method == "tpe":
         # TPE needs a few random trials first; with small budgets, 10 would be all of them.
         startup = max(3, min(10, run_cap // 4))
-        return samplers.TPESampler(
-            seed=seed,
-            n_startup_trials=startup,
-            multivariate=True,
-            group=True,  # conditional parameters are modelled per sub-space
-            constant_liar=True,  # running trials count, so parallel workers spread out
-            warn_independent_sampling=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return samplers.TPESampler(
+                seed=seed,
+                n_startup_trials=startup,
+                multivariate=True,
+                group=True,  # conditional parameters are modelled per sub-space
+                constant_liar=True,  # running trials count, so parallel workers spread out
+            )
     if method in ("random", "grid"):
         return samplers.RandomSampler(seed=seed)
     if method == "cmaes":
         if n_objectives > 1:
             raise ValueError("cmaes supports one objective; use tpe for several")
-        return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     raise ValueError(f"unknown method {method!r}; choose tpe, random, grid or cmaes")
 
 
@@ -63,7 +67,8 @@ class OptunaSearcher(Searcher):
         self._space = space
         self._objectives = objectives
         self._study = optuna.create_study(
-            sampler=sampler, directions=[goal for _, goal in objectives]
+            sampler=sampler,
+            directions=[goal for _, goal in objectives],  # type: ignore[misc]
         )
         for point in points or []:
             self._study.enqueue_trial(space.internal(point), skip_if_exists=True)
@@ -92,7 +97,7 @@ class OptunaSearcher(Searcher):
             return
         self._evaluations[trial_id].append(_objective_values(result, self._objectives))
         value = result.get(self._objectives[0][0])
-        if len(self._objectives) == 1 and _finite(value):
+        if len(self._objectives) == 1 and isinstance(value, int | float) and _finite(value):
             step = int(result.get("training_iteration", len(self._evaluations[trial_id])))
             trial.report(float(value), step=step)
 

@@ -93,7 +93,9 @@ class Param:
         if self.kind == "categorical":
             return self._decode(trial.suggest_categorical(self.name, self._choices()))
         if self.kind == "int_uniform":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.q or 1))
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=int(self.q or 1)
+            )
         if self.kind in ("uniform", "q_uniform"):
             raw = trial.suggest_float(self.name, self.low, self.high)
             return self._quantize(raw)
@@ -130,7 +132,7 @@ class Param:
         if self.kind == "int_uniform":
             return list(range(int(self.low), int(self.high) + 1, int(self.q or 1)))
         if self.kind == "q_uniform" and self.q:
-            steps = int(math.floor((self.high - self.low) / self.q + 1e-9))
+            steps = math.floor((self.high - self.low) / self.q + 1e-9)
             return [self._quantize(self.low + i * self.q) for i in range(steps + 1)]
         return None
 
@@ -145,7 +147,7 @@ class Param:
         if self.q is None:
             return x
         y = round(x / self.q) * self.q
-        return int(round(y)) if self.is_int else y
+        return round(y) if self.is_int else y
 
     def _from_quantile(self, u: float) -> Any:
         x = NormalDist(self.mu, self.sigma).inv_cdf(u)
@@ -210,7 +212,7 @@ class Space:
 
 
 def infer_distribution(spec: ParamSpec) -> str | None:
-    """W&B's inference: `value` is constant, `values` categorical, ints int_uniform, else uniform."""
+    """As W&B infers it: `value` constant, `values` categorical, int bounds int_uniform."""
     if spec.distribution:
         return spec.distribution
     if spec.value is not None:
@@ -279,8 +281,14 @@ def _compile_numeric(
         if sigma <= 0:
             problems.append(f"{key}.sigma: must be > 0, got {sigma}")
         mu = 0.0 if spec.mu is None else spec.mu
-        return Param(name, kind, q=spec.q or (1 if kind.startswith("q_") else None), mu=mu,
-                     sigma=sigma, conditions=conditions)
+        return Param(
+            name,
+            kind,
+            q=spec.q or (1 if kind.startswith("q_") else None),
+            mu=mu,
+            sigma=sigma,
+            conditions=conditions,
+        )
     if spec.min is None or spec.max is None:
         missing = "min" if spec.min is None else "max"
         problems.append(f"{key}.{missing}: required by distribution `{kind}`")
@@ -292,8 +300,11 @@ def _compile_numeric(
     if kind == "int_uniform" and not (float(low).is_integer() and float(high).is_integer()):
         problems.append(f"{key}: int_uniform needs integer min and max, got {spec.min}, {spec.max}")
     if kind in _EXPONENT_FORMS:
-        low, high = (math.exp(-high), math.exp(-low)) if kind.startswith("inv") else (
-            math.exp(low), math.exp(high))
+        low, high = (
+            (math.exp(-high), math.exp(-low))
+            if kind.startswith("inv")
+            else (math.exp(low), math.exp(high))
+        )
     elif "log" in kind and low <= 0:
         problems.append(
             f"{key}.min: {kind} needs min > 0, got {spec.min}"
@@ -319,8 +330,10 @@ def _parse_when(when: Any, key: str, problems: list[str]) -> tuple[Condition, ..
         for part in when.split(" and "):
             match = _WHEN.match(part)
             if not match:
-                problems.append(f"{key}: cannot read `{part}`; write `name == value` or "
-                                "`name in [a, b]`, or a mapping {name: value}")
+                problems.append(
+                    f"{key}: cannot read `{part}`; write `name == value` or "
+                    "`name in [a, b]`, or a mapping {name: value}"
+                )
                 continue
             param, op, raw = match.groups()
             value = yaml.safe_load(raw)
@@ -339,7 +352,8 @@ def _order(params: list[Param], problems: list[str]) -> list[Param]:
     pending = list(params)
     while pending:
         ready = [
-            p for p in pending
+            p
+            for p in pending
             if all(c.param in placed or c.param not in by_name for c in p.conditions)
         ]
         if not ready:

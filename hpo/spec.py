@@ -30,7 +30,9 @@ class MetricSpec:
 class EarlyTerminateSpec:
     type: str = doc("`asha` (default), `hyperband`, or `none` (no early stopping)", "asha")
     min_iter: int = doc("evaluations every trial gets before it can be stopped (grace period)", 1)
-    max_iter: int | None = doc("evaluations of a full trial; derived from the training when omitted")
+    max_iter: int | None = doc(
+        "evaluations of a full trial; derived from the training when omitted"
+    )
     eta: float = doc("reduction factor: 1/eta of the trials at a rung go on to the next", 3)
     s: int | None = doc("W&B's bracket count; number of ASHA brackets (default 1)")
 
@@ -41,20 +43,24 @@ class ParamSpec:
 
     value: Any = doc("a constant")
     values: list[Any] | None = doc("a list to choose from (categorical)")
-    probabilities: list[float] | None = doc("W&B's weights of `values` (accepted; TPE ignores them)")
+    probabilities: list[float] | None = doc(
+        "W&B's weights of `values` (accepted; TPE ignores them)"
+    )
     min: int | float | None = doc("lower bound")
     max: int | float | None = doc("upper bound")
     distribution: str | None = doc("W&B distribution name; inferred from the other keys")
     q: float | None = doc("quantization step of the q_* distributions (default 1)")
     mu: float | None = doc("mean of the normal distributions (default 0)")
     sigma: float | None = doc("standard deviation of the normal distributions (default 1)")
-    when: Any = doc("sample only when this holds: `{strategy: lora}` or `\"strategy == lora\"`")
+    when: Any = doc('sample only when this holds: `{strategy: lora}` or `"strategy == lora"`')
 
 
 @dataclass
 class ModelSpec:
     name_or_path: str = doc("a Hugging Face Hub id, a local folder, or `package:NAME/sub/folder`")
-    config: dict[str, Any] = doc("fixed model config overrides (e.g. num_hidden_layers)", factory=dict)
+    config: dict[str, Any] = doc(
+        "fixed model config overrides (e.g. num_hidden_layers)", factory=dict
+    )
     revision: str | None = doc("Hub revision (branch, tag or commit)")
     gguf_file: str | None = doc("a GGUF file inside the folder to load (llama.cpp checkpoints)")
 
@@ -63,7 +69,9 @@ class ModelSpec:
 class DataSpec:
     dataset: str | None = doc("a Hugging Face Hub dataset id (instead of local files)")
     config: str | None = doc("the Hub dataset's configuration name")
-    train: str | list[str] | None = doc("local file(s): csv, tsv, jsonl, json, parquet, txt (or split)")
+    train: str | list[str] | None = doc(
+        "local file(s): csv, tsv, jsonl, json, parquet, txt (or split)"
+    )
     validation: str | None = doc("a local file or a split name; carved from train when omitted")
     test: str | None = doc("a held-out file or split, scored once on the exported best model")
     text_column: str = doc("the text column", "text")
@@ -73,7 +81,9 @@ class DataSpec:
     validation_fraction: float = doc("share of train carved as validation when none is given", 0.1)
     test_fraction: float = doc("share of train carved as test when none is given", 0.0)
     max_length: int = doc("tokens per example (classification) or per block (causal-lm)", 128)
-    max_train_samples: int | None = doc("cap on training rows after cleaning (a fixed, seeded subset)")
+    max_train_samples: int | None = doc(
+        "cap on training rows after cleaning (a fixed, seeded subset)"
+    )
     max_eval_samples: int | None = doc("cap on validation rows after cleaning")
 
 
@@ -93,7 +103,9 @@ class WandbSpec:
 
 @dataclass
 class TrackingSpec:
-    wandb: WandbSpec = doc("Weights & Biases: one run per trial, grouped by search", factory=WandbSpec)
+    wandb: WandbSpec = doc(
+        "Weights & Biases: one run per trial, grouped by search", factory=WandbSpec
+    )
 
 
 @dataclass
@@ -112,7 +124,9 @@ class JobSpec:
     method: str = doc("`tpe` (default), `random`, `grid`, `cmaes`; W&B's `bayes` means tpe", "tpe")
     metric: MetricSpec | list[MetricSpec] | None = doc("objective(s); defaults to the task's own")
     parameters: dict[str, ParamSpec] = doc("the search space, in W&B's forms", factory=dict)
-    early_terminate: EarlyTerminateSpec = doc("when to stop weak trials", factory=EarlyTerminateSpec)
+    early_terminate: EarlyTerminateSpec = doc(
+        "when to stop weak trials", factory=EarlyTerminateSpec
+    )
     run_cap: int | None = doc("number of trials (default 10; a grid runs all its points)")
     training: dict[str, Any] = doc("fixed TrainingArguments fields for every trial", factory=dict)
     resources: ResourcesSpec = doc("resources of one trial", factory=ResourcesSpec)

@@ -69,7 +69,7 @@ class WandbTrialRuns(Callback):
             config=dict(trial.config),
             tags=list(self._settings.tags),
             dir=self._dir,
-            mode=self._mode,
+            mode=self._mode,  # type: ignore[arg-type]
             reinit="create_new",
             settings=wandb.Settings(
                 console="off", silent=True, x_disable_stats=True, save_code=False
@@ -85,7 +85,8 @@ class WandbTrialRuns(Callback):
         if run is None:
             return
         metrics = {
-            k: v for k, v in result.items()
+            k: v
+            for k, v in result.items()
             if k not in _NOT_LOGGED and isinstance(v, int | float) and not isinstance(v, bool)
         }
         value = result.get(self._metric)

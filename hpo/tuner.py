@@ -41,16 +41,20 @@ def init_ray(spec: JobSpec, address: str | None) -> None:
 
     if ray.is_initialized():
         return
-    common: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR",
-                              "configure_logging": True}
+    common: dict[str, Any] = {
+        "log_to_driver": False,
+        "logging_level": "ERROR",
+        "configure_logging": True,
+    }
     if address:
         ray.init(address=address, **common)
     else:
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **common)
 
 
-def build_tuner(spec: JobSpec, data: PreparedData, name: str, run_dir: str,
-                callbacks: list[Any]) -> Any:
+def build_tuner(
+    spec: JobSpec, data: PreparedData, name: str, run_dir: str, callbacks: list[Any]
+) -> Any:
     from ray import tune
 
     from hpo.schedulers import evaluations_per_trial, make_scheduler
@@ -93,9 +97,9 @@ def build_tuner(spec: JobSpec, data: PreparedData, name: str, run_dir: str,
 
 def _target_stopper(spec: JobSpec) -> Any:
     """W&B's `metric.target`: stop the search once any trial reaches it."""
-    target = spec.primary.target
-    if target is None:
+    if spec.primary.target is None:
         return None
+    target = float(spec.primary.target)
     from ray.tune.stopper import Stopper
 
     sign = 1.0 if spec.primary.goal == "maximize" else -1.0
@@ -137,12 +141,17 @@ def check_cluster_fits(spec: JobSpec) -> None:
         res = node.get("Resources", {})
         if all(res.get(k, 0) >= v for k, v in need.items() if v):
             return
-    biggest = max((n.get("Resources", {}) for n in nodes),
-                  key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
-    raise SpecError([
-        f"resources: a trial asks for cpu={spec.resources.cpu}, gpu={spec.resources.gpu} but "
-        f"the largest node has cpu={biggest.get('CPU', 0):g}, gpu={biggest.get('GPU', 0):g}"
-    ])
+    biggest: dict[str, float] = max(
+        (n.get("Resources", {}) for n in nodes),
+        key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)),
+        default={},
+    )
+    raise SpecError(
+        [
+            f"resources: a trial asks for cpu={spec.resources.cpu}, gpu={spec.resources.gpu} but "
+            f"the largest node has cpu={biggest.get('CPU', 0):g}, gpu={biggest.get('GPU', 0):g}"
+        ]
+    )
 
 
 def make_callbacks(spec: JobSpec, name: str, run_dir: str, show_table: bool) -> list[Any]:
@@ -156,14 +165,24 @@ def make_callbacks(spec: JobSpec, name: str, run_dir: str, show_table: bool) -> 
     return callbacks
 
 
-def run_search(spec: JobSpec, *, spec_path: str | None = None, name: str | None = None,
-               address: str | None = None, show_table: bool = True) -> SearchOutcome:
+def run_search(
+    spec: JobSpec,
+    *,
+    spec_path: str | None = None,
+    name: str | None = None,
+    address: str | None = None,
+    show_table: bool = True,
+) -> SearchOutcome:
     """Run a whole search; returns the run directory and the best evaluation."""
     name = search_name(spec, spec_path, name)
     run_dir = os.path.join(spec.storage, name)
     if os.path.exists(run_dir):
-        raise SpecError([f"--name: run directory {run_dir} exists; pick another name, or "
-                         f"`hpo resume {run_dir}`"])
+        raise SpecError(
+            [
+                f"--name: run directory {run_dir} exists; pick another name, or "
+                f"`hpo resume {run_dir}`"
+            ]
+        )
     data = prepare(spec)
     init_ray(spec, address)
     check_cluster_fits(spec)
@@ -186,8 +205,13 @@ def finish(spec: JobSpec, data: PreparedData, grid: Any, run_dir: str) -> Search
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
     if best is not None and best.checkpoint:
         document = best_document(best, spec, data.label_names)
-        out = export_checkpoint(best.checkpoint, os.path.join(run_dir, "best_model"), document,
-                                spec.task, data.label_names)
+        out = export_checkpoint(
+            best.checkpoint,
+            os.path.join(run_dir, "best_model"),
+            document,
+            spec.task,
+            data.label_names,
+        )
         if data.test is not None:
             from hpo.evaluate import evaluate_folder
             from hpo.results import record_test_metrics

@@ -79,11 +79,15 @@ class ReportCallback(TrainerCallback):
         )
 
     # -- evaluation -> report ---------------------------------------------------------------
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any) -> None:
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any
+    ) -> None:
         if state.global_step == self.last_eval_step or self.diverged:
             return
         self.last_eval_step = state.global_step
-        report = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)}
+        report: dict[str, Any] = {
+            k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)
+        }
         if self.perplexity and "eval_loss" in report:
             report["eval_perplexity"] = math.exp(min(report["eval_loss"], 700.0))
         report.update(self.extra)

@@ -1,4 +1,4 @@
-"""The model of one trial: pretrained weights, sampled config fields, and the fine-tuning strategy."""
+"""One trial's model: pretrained weights, sampled config fields, the fine-tuning strategy."""
 
 from __future__ import annotations
 
@@ -66,10 +66,11 @@ def transformer_blocks(base: Any) -> list[Any]:
     """The stack of transformer blocks: the longest ModuleList inside the base model."""
     import torch
 
-    lists = [m for m in base.modules() if isinstance(m, torch.nn.ModuleList)]
+    lists: list[Any] = [m for m in base.modules() if isinstance(m, torch.nn.ModuleList)]
     if not lists:
         raise ValueError(f"no transformer blocks found in {type(base).__name__}")
-    return list(max(lists, key=len))
+    longest: Any = max(lists, key=len)
+    return list(longest)
 
 
 def _embeddings(base: Any) -> Any:
@@ -91,7 +92,7 @@ def _with_lora(model: Any, task: str, recipe: dict[str, Any]) -> Any:
     config = LoraConfig(
         task_type=TaskType.CAUSAL_LM if task == "causal-lm" else TaskType.SEQ_CLS,
         r=int(recipe.get("lora.r", 8)),
-        lora_alpha=float(recipe.get("lora.lora_alpha", 16)),
+        lora_alpha=int(recipe.get("lora.lora_alpha", 16)),
         lora_dropout=float(recipe.get("lora.lora_dropout", 0.0)),
         target_modules=target,
     )

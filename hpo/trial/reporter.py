@@ -17,7 +17,7 @@ NODE = "hpo_node"  # the Ray node the trial ran on
 
 class Reporter(Protocol):
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-        """Hand over one evaluation's metrics and, when given, the checkpoint folder of that step."""
+        """Hand over one evaluation's metrics and, when given, that step's checkpoint folder."""
 
     def restored_checkpoint(self) -> str | None:
         """A local folder with the checkpoint to resume from (after a crash or a pause)."""
@@ -27,9 +27,8 @@ class TuneReporter:
     """Reports to Ray Tune, which decides (through the scheduler) whether the trial goes on."""
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-        from ray import tune
-
         import ray
+        from ray import tune
 
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         # Nodes on one host share an IP; the node id tells them apart in trials.csv.

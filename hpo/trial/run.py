@@ -45,7 +45,7 @@ class Hyperparameters:
         training, model, recipe = {}, {}, {}
         for name, value in config.items():
             if name.startswith("model."):
-                model[name[len("model."):]] = value
+                model[name[len("model.") :]] = value
             elif name in RECIPE_PARAMS:
                 recipe[name] = value
             else:

@@ -61,7 +61,7 @@ def _lm_blocks(frame: Any, spec: JobSpec, tokenizer: Any, split: str) -> Any:
         raise SpecError(
             [f"data.{split}: {len(ids)} tokens make no block of data.max_length={size}"]
         )
-    blocks = [ids[i * size:(i + 1) * size] for i in range(n_blocks)]
+    blocks = [ids[i * size : (i + 1) * size] for i in range(n_blocks)]
     return Dataset.from_dict(
         {"input_ids": blocks, "attention_mask": [[1] * size] * n_blocks, "labels": blocks}
     )

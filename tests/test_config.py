@@ -1,0 +1,174 @@
+"""Spec loading and validation: every problem at once, each naming its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import write_spec
+
+from hpo.cli import main
+from hpo.config import load_spec
+from hpo.errors import SpecError
+
+
+def base(tiny_bert: str, csv_path: str, storage: Path, extra: str = "") -> str:
+    return f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {csv_path}}}
+storage: {storage}
+{extra}
+"""
+
+
+def test_minimal_spec_gets_task_defaults(tmp_path, tiny_bert, sentiment_csv):
+    spec = load_spec(write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path)))
+    assert spec.task == "sequence-classification"
+    assert spec.primary.name == "eval_accuracy" and spec.primary.goal == "maximize"
+    assert spec.method == "tpe" and spec.early_terminate.type == "asha"
+    assert spec.run_cap == 10
+
+
+def test_every_problem_is_reported_at_once(tmp_path, tiny_bert, sentiment_csv):
+    text = base(
+        tiny_bert,
+        sentiment_csv,
+        tmp_path,
+        """
+method: bayesian
+parameters:
+  learning_rate: {min: 0.1, max: 0.01}
+  learning_rat: {values: [1]}
+  weight_decay: {distribution: log_uniform_values, min: 0, max: 0.1}
+  warmup_steps: {distribution: gaussian, min: 0, max: 1}
+run_cap: 0
+trainig: {num_train_epochs: 1}
+""",
+    )
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(tmp_path / "s.yaml", text))
+    problems = "\n".join(err.value.problems)
+    assert "trainig: unknown key (did you mean `training`?)" in problems
+    assert "parameters.learning_rate: min 0.1 > max 0.01" in problems
+    assert "parameters.learning_rat: not a TrainingArguments field" in problems
+    assert "did you mean `learning_rate`?" in problems
+    assert "parameters.weight_decay.min: log_uniform_values needs min > 0" in problems
+    assert "parameters.warmup_steps.distribution: unknown `gaussian`" in problems
+    assert "run_cap: must be at least 1" in problems
+    assert "method: unknown `bayesian`" in problems
+    assert len(err.value.problems) == 7
+
+
+def test_wandb_sweep_file_ports_unchanged(tmp_path, tiny_bert, sentiment_csv):
+    sweep = base(
+        tiny_bert,
+        sentiment_csv,
+        tmp_path,
+        """
+program: train.py
+method: bayes
+project: my-project
+metric: {name: eval/accuracy, goal: maximize}
+parameters:
+  learning_rate: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-3}
+  num_train_epochs: {distribution: int_uniform, min: 1, max: 3}
+early_terminate: {type: hyperband, min_iter: 1, eta: 3}
+run_cap: 4
+""",
+    ).replace("eval/accuracy", "accuracy")
+    spec = load_spec(write_spec(tmp_path / "sweep.yaml", sweep))
+    assert spec.method == "tpe"  # W&B's bayes
+    assert spec.primary.name == "eval_accuracy"
+    assert spec.tracking.wandb.project == "my-project"
+    assert spec.early_terminate.type == "hyperband"
+
+
+def test_set_overrides_reach_dotted_parameter_names(tmp_path, tiny_bert, sentiment_csv):
+    text = base(
+        tiny_bert,
+        sentiment_csv,
+        tmp_path,
+        """
+parameters:
+  model.hidden_dropout_prob: {min: 0.0, max: 0.2}
+""",
+    )
+    path = write_spec(tmp_path / "s.yaml", text)
+    spec = load_spec(
+        path,
+        [
+            "parameters.model.hidden_dropout_prob.max=0.3",
+            "run_cap=3",
+            "training.num_train_epochs=2",
+        ],
+    )
+    assert spec.parameters["model.hidden_dropout_prob"].max == 0.3
+    assert spec.run_cap == 3 and spec.training == {"num_train_epochs": 2}
+
+
+def test_model_config_fields_are_checked_against_the_model(tmp_path, tiny_bert, sentiment_csv):
+    text = base(
+        tiny_bert,
+        sentiment_csv,
+        tmp_path,
+        """
+parameters:
+  model.hidden_dropout_probability: {min: 0.0, max: 0.2}
+""",
+    )
+    with pytest.raises(SpecError, match="did you mean `hidden_dropout_prob`"):
+        load_spec(write_spec(tmp_path / "s.yaml", text))
+
+
+def test_managed_training_arguments_are_refused(tmp_path, tiny_bert, sentiment_csv):
+    text = base(tiny_bert, sentiment_csv, tmp_path, "training: {output_dir: /tmp/x}")
+    with pytest.raises(SpecError, match=r"training.output_dir: set by hpo"):
+        load_spec(write_spec(tmp_path / "s.yaml", text))
+
+
+def test_missing_model_folder_and_data_file(tmp_path, sentiment_csv):
+    text = "model: {name_or_path: ./no/such/model}\ndata: {train: ./nope.csv}\n"
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(tmp_path / "s.yaml", text))
+    problems = "\n".join(err.value.problems)
+    assert "model.name_or_path: no such model folder `./no/such/model`" in problems
+    assert "data.train: no such file `./nope.csv`" in problems
+
+
+def test_hub_ids_are_accepted_without_network(tmp_path, sentiment_csv):
+    text = f"model: {{name_or_path: bert-base-uncased}}\ndata: {{train: {sentiment_csv}}}\n"
+    spec = load_spec(write_spec(tmp_path / "s.yaml", text), [f"storage={tmp_path}"])
+    assert spec.model.name_or_path == "bert-base-uncased"
+
+
+def test_validate_cli_prints_resolved_spec(tmp_path, tiny_bert, sentiment_csv, capsys):
+    path = write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path))
+    assert main(["validate", path, "--set", "run_cap=5"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["run_cap"] == 5
+    assert resolved["metric"] == {"name": "eval_accuracy", "goal": "maximize"}
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_bad_spec_exits_2_with_one_message_and_writes_nothing(tmp_path, command, capsys):
+    path = write_spec(tmp_path / "s.yaml", "model: {name_or_path: 3}\ndata: [1]\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert (
+        main(
+            [command, path, "--storage", str(tmp_path / "runs")]
+            if command == "run"
+            else [command, path]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "data: expected a mapping" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_yaml_syntax_error_names_line(tmp_path, capsys):
+    path = write_spec(tmp_path / "s.yaml", "model:\n  name_or_path: [unclosed\n")
+    assert main(["validate", path]) == 2
+    assert "not valid YAML at line" in capsys.readouterr().err

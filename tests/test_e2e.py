@@ -1,0 +1,151 @@
+"""A whole search through real Ray Tune, Optuna (TPE), ASHA, the HF Trainer and W&B (offline),
+on a tiny BERT with a real tokenizer and real Rotten Tomatoes snippets (seconds per trial)."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import pytest
+import yaml
+from conftest import write_spec
+from wandb_offline import read_runs
+
+from hpo.cli import main
+from hpo.data import prepare
+from hpo.evaluate import evaluate_folder
+from hpo.runinfo import read_run_spec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SECRET = "hpo-test-secret-7f3a9c"  # stands for a W&B API key in the environment
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_bert, sentiment_csv, local_ray):
+    root = tmp_path_factory.mktemp("e2e")
+    spec = write_spec(
+        root / "tiny.yaml",
+        f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {sentiment_csv}, max_length: 48, labels: [fresh, rotten]}}
+metric: {{name: eval_loss}}
+parameters:
+  learning_rate: {{distribution: log_uniform_values, min: 1.0e-4, max: 3.0e-3}}
+  per_device_train_batch_size: {{values: [16, 32]}}
+  model.hidden_dropout_prob: {{values: [0.0, 0.1]}}
+training: {{num_train_epochs: 4}}
+early_terminate: {{type: asha, min_iter: 1, eta: 2}}
+run_cap: 6
+max_concurrent: 2
+seed: 3
+tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
+""",
+    )
+    os.environ["WANDB_API_KEY"] = SECRET
+    try:
+        code = main(["run", spec, "--name", "tiny", "--storage", str(root / "runs"), "--quiet"])
+    finally:
+        del os.environ["WANDB_API_KEY"]
+    assert code == 0
+    return str(root / "runs" / "tiny")
+
+
+def read_yaml(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_directory_contract(finished_run):
+    for name in ("spec.yaml", "trials.csv", "best.yaml", "best_model"):
+        assert os.path.exists(os.path.join(finished_run, name)), name
+    spec = read_yaml(os.path.join(finished_run, "spec.yaml"))
+    assert spec["run_cap"] == 6 and spec["metric"]["goal"] == "minimize"
+
+    rows = read_csv(os.path.join(finished_run, "trials.csv"))
+    assert len(rows) == 6
+    for column in (
+        "trial_id",
+        "status",
+        "learning_rate",
+        "per_device_train_batch_size",
+        "model.hidden_dropout_prob",
+        "best_eval_loss",
+        "last_eval_loss",
+        "evaluations",
+        "stopped_early",
+        "wall_seconds",
+        "error",
+    ):
+        assert column in rows[0], column
+    assert all(r["status"] == "TERMINATED" and r["error"] == "" for r in rows)
+    # ASHA stopped some trials before their 4th evaluation.
+    stopped = [r for r in rows if r["stopped_early"] == "True"]
+    assert stopped and all(int(r["evaluations"]) < 4 for r in stopped)
+    assert any(int(r["evaluations"]) == 4 for r in rows)
+
+
+def test_best_is_the_best_evaluation_of_all_trials(finished_run):
+    best = read_yaml(os.path.join(finished_run, "best.yaml"))
+    rows = read_csv(os.path.join(finished_run, "evaluations.csv"))
+    lowest = min(float(r["eval_loss"]) for r in rows)
+    assert best["metric"] == "eval_loss"
+    assert best["value"] == pytest.approx(lowest)
+    assert set(best["hyperparameters"]) == {
+        "learning_rate",
+        "per_device_train_batch_size",
+        "model.hidden_dropout_prob",
+    }
+
+
+def test_best_model_loads_and_reproduces_its_metric(finished_run):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = os.path.join(finished_run, "best_model")
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    AutoTokenizer.from_pretrained(folder)
+    assert model.config.id2label == {0: "fresh", 1: "rotten"}
+    best = read_yaml(os.path.join(finished_run, "best.yaml"))
+    assert (
+        read_yaml(os.path.join(folder, "hpo_best.yaml"))["hyperparameters"]
+        == best["hyperparameters"]
+    )
+    spec = read_run_spec(finished_run)
+    data = prepare(spec)
+    metrics = evaluate_folder(folder, spec, data.validation, data.tokenizer)
+    assert metrics["eval_loss"] == pytest.approx(best["value"], abs=1e-3)
+
+
+def test_wandb_has_one_offline_run_per_trial(finished_run):
+    runs = read_runs(finished_run)
+    trials = {r["trial_id"]: r for r in read_csv(os.path.join(finished_run, "trials.csv"))}
+    assert sorted(r.name for r in runs) == sorted(trials)
+    for run in runs:
+        trial = trials[run.name]
+        assert run.group == "tiny"
+        assert run.config["learning_rate"] == pytest.approx(float(trial["learning_rate"]))
+        assert len(run.history) == int(trial["evaluations"])
+        assert all("eval_loss" in h for h in run.history)
+        expected = "stopped_early" if trial["stopped_early"] == "True" else "completed"
+        assert run.summary["outcome"] == expected
+        assert run.summary["best_eval_loss"] == pytest.approx(float(trial["best_eval_loss"]))
+
+
+def test_export_command_rewrites_the_model_folder(finished_run, tmp_path):
+    out = tmp_path / "exported"
+    assert main(["export", finished_run, "--out", str(out)]) == 0
+    names = set(os.listdir(out))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "hpo_best.yaml"} <= names
+    assert not names & {"optimizer.pt", "scheduler.pt", "trainer_state.json"}
+
+
+def test_no_secret_reaches_the_run_directory(finished_run):
+    for dirpath, _, files in os.walk(finished_run):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                assert SECRET.encode() not in f.read(), os.path.join(dirpath, name)

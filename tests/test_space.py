@@ -1,0 +1,142 @@
+"""W&B parameter forms compiled to Optuna: semantics (and traps) kept, conditions respected."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from hpo.space import compile_space
+from hpo.spec import ParamSpec
+
+
+def space_of(**entries):
+    problems: list[str] = []
+    space = compile_space({k: ParamSpec(**v) for k, v in entries.items()}, problems)
+    assert problems == []
+    return space
+
+
+def draw(space, n=200, seed=0):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        out.append(space.sample(trial))
+        study.tell(trial, 0.0)
+    return out
+
+
+def test_int_uniform_includes_max():
+    values = {c["n"] for c in draw(space_of(n={"min": 1, "max": 3}))}
+    assert values == {1, 2, 3}
+
+
+def test_log_uniform_takes_exponents_and_values_form_takes_values():
+    exps = [c["x"] for c in draw(space_of(x={"distribution": "log_uniform", "min": -2, "max": 0}))]
+    assert all(math.exp(-2) - 1e-12 <= v <= 1 + 1e-12 for v in exps)
+    vals = [
+        c["x"]
+        for c in draw(space_of(x={"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-3}))
+    ]
+    assert all(1e-5 <= v <= 1e-3 for v in vals)
+    # Log-uniform: about half the draws fall below the geometric mean 1e-4.
+    assert 0.35 < sum(v < 1e-4 for v in vals) / len(vals) < 0.65
+
+
+def test_q_log_uniform_values_with_integer_q_gives_ints():
+    values = [
+        c["b"]
+        for c in draw(
+            space_of(b={"distribution": "q_log_uniform_values", "min": 8, "max": 64, "q": 8})
+        )
+    ]
+    assert all(isinstance(v, int) and v % 8 == 0 and 8 <= v <= 64 for v in values)
+
+
+def test_normal_keeps_its_shape():
+    values = [
+        c["x"] for c in draw(space_of(x={"distribution": "normal", "mu": 5, "sigma": 2}), n=400)
+    ]
+    mean = sum(values) / len(values)
+    assert abs(mean - 5) < 0.4
+
+
+def test_constant_and_categorical_with_lists():
+    space = space_of(c={"value": 7}, t={"values": [["query", "value"], "all-linear"]})
+    seen = draw(space, n=30)
+    assert all(c["c"] == 7 for c in seen)
+    assert {str(c["t"]) for c in seen} == {"['query', 'value']", "all-linear"}
+
+
+def test_conditional_parameter_never_sampled_when_inactive():
+    space = space_of(
+        strategy={"values": ["full", "lora"]},
+        **{
+            "lora.r": {"values": [4, 8], "when": {"strategy": "lora"}},
+            "lora.lora_alpha": {"min": 8, "max": 32, "when": "strategy == lora"},
+        },
+    )
+    configs = draw(space, n=100)
+    for c in configs:
+        lora_keys = {k for k in c if k.startswith("lora.")}
+        assert (c["strategy"] == "lora") == (lora_keys == {"lora.r", "lora.lora_alpha"})
+    assert any(c["strategy"] == "full" for c in configs)
+
+
+def test_grid_respects_conditions_and_counts_each_point_once():
+    space = space_of(
+        strategy={"values": ["full", "lora"]},
+        lr={"values": [1, 2]},
+        **{"lora.r": {"values": [4, 8], "when": {"strategy": "lora"}}},
+    )
+    grid = space.grid()
+    assert len(grid) == 2 + 4  # full x lr, lora x lr x r
+    assert all("lora.r" not in p for p in grid if p["strategy"] == "full")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"min": 3, "max": 1}, "min 3 > max 1"),
+        ({"values": []}, "at least one value"),
+        ({"distribution": "q_uniform", "min": 0, "max": 1, "q": -1}, "q: must be > 0"),
+        ({"distribution": "normal", "sigma": 0}, "sigma: must be > 0"),
+        ({"distribution": "uniform", "min": 0}, "max: required"),
+        ({"distribution": "log_uniform_values", "min": -1, "max": 1}, "needs min > 0"),
+        ({"values": [1], "when": "strategy ~ lora"}, "cannot read"),
+    ],
+)
+def test_bad_entries(entry, message):
+    problems: list[str] = []
+    compile_space({"x": ParamSpec(**entry)}, problems)
+    assert any(message in p for p in problems), problems
+
+
+def test_condition_on_unknown_parameter_and_cycles():
+    problems: list[str] = []
+    compile_space(
+        {
+            "a": ParamSpec(values=[1], when={"b": 1}),
+            "b": ParamSpec(values=[1], when={"a": 1}),
+            "c": ParamSpec(values=[1], when={"strategyy": 1}),
+        },
+        problems,
+    )
+    assert any("parameters.c.when: unknown parameter `strategyy`" in p for p in problems)
+    assert any("cycle among a, b" in p for p in problems)
+
+
+def test_enqueued_points_come_back_unchanged():
+    space = space_of(
+        lr={"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-3},
+        bs={"values": [16, 32]},
+        x={"distribution": "normal"},
+    )
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    point = {"lr": 3e-5, "bs": 32, "x": 0.5}
+    study.enqueue_trial(space.internal(point))
+    sampled = space.sample(study.ask())
+    assert sampled["lr"] == pytest.approx(3e-5) and sampled["bs"] == 32
+    assert sampled["x"] == pytest.approx(0.5, abs=1e-6)
