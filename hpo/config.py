@@ -237,6 +237,19 @@ def _check_budget(spec: JobSpec, space: Space, problems: list[str]) -> None:
         problems.append(f"early_terminate.eta: must be > 1, got {et.eta}")
     if et.max_iter is not None and et.max_iter < et.min_iter:
         problems.append(f"early_terminate: min_iter {et.min_iter} > max_iter {et.max_iter}")
+    if et.promotion and et.type != "asha":
+        problems.append(f"early_terminate.promotion: needs type asha, got {et.type}")
+    if et.promotion and (et.s or 1) > 1:
+        problems.append("early_terminate.promotion: supports one bracket (s: 1)")
+    if et.guard_min_pairs < 3:
+        problems.append(
+            f"early_terminate.guard_min_pairs: must be at least 3, got {et.guard_min_pairs}"
+        )
+    if not -1 <= et.guard_threshold <= 1:
+        problems.append(
+            f"early_terminate.guard_threshold: a rank correlation in [-1, 1], got "
+            f"{et.guard_threshold}"
+        )
     if spec.max_concurrent is not None and spec.max_concurrent < 1:
         problems.append(f"max_concurrent: must be at least 1, got {spec.max_concurrent}")
     if spec.retries < 0:
@@ -367,10 +380,23 @@ def _check_storage(spec: JobSpec, problems: list[str]) -> None:
     existing = path
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not _can_create_in(existing):
         problems.append(
             f"storage: `{path}` cannot be written ({existing} is not a writable folder)"
         )
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Try it: permission bits do not tell (root passes os.access; /proc refuses anyway)."""
+    import tempfile
+
+    if not folder.is_dir():
+        return False
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hpo-probe-", dir=folder))
+    except OSError:
+        return False
+    return True
 
 
 def dump_spec(spec: JobSpec) -> str:

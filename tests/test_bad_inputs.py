@@ -1,0 +1,49 @@
+"""A corpus of malformed specs and data files (tests/bad_inputs/): each one gets one clear
+message naming its key or file, exit code 2, no traceback, no Ray started, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import hpo.tuner
+from hpo.cli import main
+
+CORPUS = Path(__file__).parent / "bad_inputs"
+CASES = sorted(CORPUS.glob("*.yaml"))
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 30
+
+
+def _instantiate(case: Path, tmp_path: Path, tiny_bert: str) -> tuple[Path, str]:
+    """The case with {model} and {data} filled in; returns it and the expected message."""
+    data = str(CORPUS / "data")
+    text = case.read_text().replace("{model}", tiny_bert).replace("{data}", data)
+    first, _, body = text.partition("\n")
+    assert first.startswith("# expect: "), f"{case.name} must open with '# expect: ...'"
+    spec = tmp_path / case.name
+    spec.write_text(body)
+    return spec, first[len("# expect: "):]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_bad_input_is_refused_cleanly(case, tmp_path, tiny_bert, capsys, monkeypatch):
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started for bad input")
+
+    monkeypatch.setattr(hpo.tuner, "init_ray", no_ray)
+    spec, expected = _instantiate(case, tmp_path, tiny_bert)
+    storage = tmp_path / "runs"
+    args = ["run", str(spec), "--quiet"]
+    if "storage:" not in spec.read_text():  # a case about storage keeps its own
+        args += ["--storage", str(storage)]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err, err
+    assert "Traceback" not in err
+    assert err.startswith("hpo: invalid spec")
+    assert not storage.exists(), "nothing may be written for bad input"
