@@ -6,10 +6,12 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from hpo.errors import SpecError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
 def _quiet_environment() -> None:
@@ -48,15 +50,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = run_search(
         spec, spec_path=args.spec, name=args.name, address=args.address, show_table=not args.quiet
     )
-    _print_outcome(outcome)
-    return 0
+    return _print_outcome(outcome)
 
 
-def _print_outcome(outcome: object) -> None:
-    best = getattr(outcome, "best", None)
-    counts = getattr(outcome, "counts", {})
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+def cmd_resume(args: argparse.Namespace) -> int:
+    from hpo.tuner import resume_search
+
+    return _print_outcome(resume_search(args.run_dir, address=args.address))
+
+
+def _print_outcome(outcome: Any) -> int:
+    """The closing summary; exit code 130 when the search was interrupted."""
+    best = outcome.best
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(outcome.counts.items()))
     print(f"trials: {summary}", file=sys.stderr)
+    if outcome.interrupted:
+        print(
+            f"interrupted: the search state is saved. Resume with:\n  hpo resume {outcome.run_dir}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     if best is not None:
         print(
             f"best: {best.metric} = {best.value:.6g} (trial {best.trial_id}, evaluation "
@@ -65,13 +78,104 @@ def _print_outcome(outcome: object) -> None:
         )
     else:
         print("best: no trial finished an evaluation", file=sys.stderr)
-    print(getattr(outcome, "run_dir", ""))
+    print(outcome.run_dir)
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from hpo.export import export_run
 
     print(export_run(args.run_dir, args.out))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from hpo.jobs import submit
+
+    job = submit(
+        args.spec,
+        args.address,
+        args.set,
+        name=args.name,
+        storage=args.storage,
+        pip=args.pip,
+        env=args.env,
+    )
+    print(f"submitted {job.name}: run directory {job.run_dir}", file=sys.stderr)
+    print(job.job_id)
+    return 0
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from hpo.jobs import list_jobs
+
+    for row in list_jobs(args.address):
+        print("  ".join(row.values()))
+    return 0
+
+
+def cmd_jobs_status(args: argparse.Namespace) -> int:
+    from hpo.jobs import job_status
+
+    for key, value in job_status(args.address, args.job_id).items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_jobs_logs(args: argparse.Namespace) -> int:
+    from hpo.jobs import print_logs
+
+    status = print_logs(args.address, args.job_id, args.follow)
+    return 0 if not args.follow or status == "SUCCEEDED" else 1
+
+
+def cmd_jobs_stop(args: argparse.Namespace) -> int:
+    from hpo.jobs import stop
+
+    print(stop(args.address, args.job_id))
+    return 0
+
+
+def cmd_jobs_fetch(args: argparse.Namespace) -> int:
+    from hpo.jobs import fetch
+
+    print(fetch(args.address, args.job_id, args.out))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hpo.report import report_run
+
+    print(report_run(args.run_dir, args.out).html)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hpo.compare import compare_runs
+
+    print(compare_runs(args.run_dirs, args.out))
+    return 0
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from hpo.confirm import confirm_run
+
+    print(
+        confirm_run(
+            args.run_dir, args.top_k, args.seeds, address=args.address, show_table=not args.quiet
+        )
+    )
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from hpo.schema import field_help
+    from hpo.spec import JobSpec, ParamSpec
+
+    rows = field_help(JobSpec) + field_help(ParamSpec, "parameters.<name>.")
+    width = max(len(k) for k, _ in rows)
+    for key, text in rows:
+        print(f"{key:<{width}}  {text}")
     return 0
 
 
@@ -109,10 +213,74 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", action="store_true", help="also load, clean and tokenize the data"
     )
 
+    keys = sub.add_parser("keys", help="list every spec key with its meaning")
+    keys.set_defaults(handler=cmd_keys)
+
+    address_help = "Ray dashboard address, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)"
+    submit = spec_command("submit", "run a search on a Ray cluster as a Ray Job", cmd_submit)
+    submit.add_argument("--address", help=address_help)
+    submit.add_argument("--name", help="the run directory's name (default: spec name + time)")
+    submit.add_argument("--storage", help="folder or URI every node reaches, for run directories")
+    submit.add_argument(
+        "--pip", action="append", default=[], metavar="REQ", help="pip requirement for the job"
+    )
+    submit.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="pass this environment variable to the job (W&B, HF, AWS keys pass already)",
+    )
+    jobs = sub.add_parser("jobs", help="searches submitted to a Ray cluster")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    for verb, text, handler in (
+        ("list", "every job on the cluster", cmd_jobs_list),
+        ("status", "a job's status and run directory", cmd_jobs_status),
+        ("logs", "a job's output", cmd_jobs_logs),
+        ("stop", "stop a job and its trials", cmd_jobs_stop),
+        ("fetch", "copy a job's run directory here", cmd_jobs_fetch),
+    ):
+        p = jobs_sub.add_parser(verb, help=text, description=text)
+        if verb != "list":
+            p.add_argument("job_id", help="the id `hpo submit` printed")
+        p.add_argument("--address", help=address_help)
+        p.set_defaults(handler=handler)
+        if verb == "logs":
+            p.add_argument("--follow", action="store_true", help="follow until the job ends")
+        if verb == "fetch":
+            p.add_argument("--out", required=True, help="the folder to create")
+
+    resume = sub.add_parser(
+        "resume", help="finish an interrupted or crashed search from its saved state"
+    )
+    resume.add_argument("run_dir", help="the run directory of the search")
+    resume.add_argument("--address", help="a Ray cluster to run on (default: a local Ray)")
+    resume.set_defaults(handler=cmd_resume)
+
     export = sub.add_parser("export", help="(re)export the best checkpoint of a search")
     export.add_argument("run_dir", help="a run directory")
     export.add_argument("--out", required=True, help="the model folder to write")
     export.set_defaults(handler=cmd_export)
+
+    report = sub.add_parser("report", help="plots, report.html and a summary of a search")
+    report.add_argument("run_dir", help="a run directory")
+    report.add_argument("--out", help="folder for report.html and its PNGs (RUN_DIR/report)")
+    report.set_defaults(handler=cmd_report)
+
+    compare = sub.add_parser("compare", help="searches side by side, best-so-far on one plot")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    compare.add_argument("--out", default="hpo-compare", help="folder for compare.html/PNG")
+    compare.set_defaults(handler=cmd_compare)
+
+    confirm = sub.add_parser(
+        "confirm", help="retrain the top configurations with fresh seeds; keep the most robust"
+    )
+    confirm.add_argument("run_dir", help="a run directory")
+    confirm.add_argument("--top-k", type=int, default=3, help="configurations to retrain")
+    confirm.add_argument("--seeds", type=int, default=3, help="fresh seeds per configuration")
+    confirm.add_argument("--address", help="a Ray cluster to run on (default: a local Ray)")
+    confirm.add_argument("--quiet", action="store_true", help="no live trial table")
+    confirm.set_defaults(handler=cmd_confirm)
     return parser
 
 
@@ -124,6 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as err:
         print(f"hpo: {err.render()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        # A second Ctrl-C skips Tune's graceful stop; the last saved state still resumes.
+        run_dir = getattr(args, "run_dir", None) or "RUN_DIR"
+        print(f"\ninterrupted. Resume with: hpo resume {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

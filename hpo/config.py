@@ -125,6 +125,7 @@ def check_spec(spec: JobSpec, problems: list[str]) -> None:
     _check_model(spec, problems)
     _check_data(spec, problems)
     _check_storage(spec, problems)
+    _check_warm_start(spec, problems)
 
 
 def _check_choice(key: str, value: str, choices: Any, problems: list[str]) -> None:
@@ -397,6 +398,15 @@ def _can_create_in(folder: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def _check_warm_start(spec: JobSpec, problems: list[str]) -> None:
+    if spec.warm_start is None:
+        return
+    from hpo.warmstart import check_warm_start
+
+    spec.warm_start = os.path.abspath(os.path.expanduser(spec.warm_start))
+    problems += check_warm_start(spec.warm_start)
 
 
 def dump_spec(spec: JobSpec) -> str:

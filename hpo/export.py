@@ -60,20 +60,27 @@ def _merge_lora(adapter_dir: str, dest: str, task: str) -> None:
 
 
 def _head_kwargs(adapter_dir: str) -> dict[str, Any]:
-    """Label names of a classification head, kept in the adapter folder by the export."""
+    """How to load the base again: its GGUF file, and the label names of a classification head
+    (both kept in the adapter folder by the export)."""
+    import torch
+
     path = os.path.join(adapter_dir, HYPERPARAMETERS_FILE)
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        labels = (yaml.safe_load(f) or {}).get("labels")
-    if not labels:
-        return {}
-    return {
-        "num_labels": len(labels),
-        "id2label": dict(enumerate(labels)),
-        "label2id": {n: i for i, n in enumerate(labels)},
-        "ignore_mismatched_sizes": True,
-    }
+    card: dict[str, Any] = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            card = yaml.safe_load(f) or {}
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if card.get("gguf_file"):
+        kwargs["gguf_file"] = card["gguf_file"]
+    labels = card.get("labels")
+    if labels:
+        kwargs.update(
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={n: i for i, n in enumerate(labels)},
+            ignore_mismatched_sizes=True,
+        )
+    return kwargs
 
 
 def export_checkpoint(
@@ -135,4 +142,8 @@ def export_run(run_dir: str, out_dir: str) -> str:
     best = read_best(run_dir)
     spec = read_run_spec(run_dir)
     labels = best.get("labels") or None
-    return export_checkpoint(best.get("checkpoint") or "", out_dir, best, spec.task, labels)
+    out = export_checkpoint(best.get("checkpoint") or "", out_dir, best, spec.task, labels)
+    from hpo.modelcard import write_model_card
+
+    write_model_card(run_dir, out)
+    return out

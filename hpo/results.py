@@ -11,6 +11,8 @@ import csv
 import io
 import math
 import os
+import re
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,7 @@ import yaml
 from hpo.spec import JobSpec
 from hpo.trial.reporter import FINAL, NODE, OUTCOME, TRAIN_SECONDS
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its remote tracebacks
 OUTCOMES = ("completed", "stopped_early", "patience", "diverged", "errored", "unfinished")
 
 
@@ -41,6 +44,7 @@ class TrialRecord:
     error: str | None
     path: str | None
     checkpoints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    traceback: str | None = None  # the whole remote traceback of an errored trial
 
     @property
     def last(self) -> dict[str, Any]:
@@ -73,19 +77,26 @@ def collect(grid: Any) -> list[TrialRecord]:
         history = frame.to_dict("records") if frame is not None and len(frame) else []
         trial_id = (result.metrics or {}).get("trial_id") or os.path.basename(result.path or "?")
         checkpoints = [(c.path, dict(m)) for c, m in (result.best_checkpoints or [])]
-        error = None
+        error = tb = None
         if result.error is not None:
             error = _first_line(result.error)
+            tb = _ANSI.sub("", "".join(traceback.format_exception(result.error)))
         records.append(
             TrialRecord(
-                str(trial_id), dict(result.config or {}), history, error, result.path, checkpoints
+                str(trial_id),
+                dict(result.config or {}),
+                history,
+                error,
+                result.path,
+                checkpoints,
+                tb,
             )
         )
     return sorted(records, key=lambda r: r.trial_id)
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
+    text = _ANSI.sub("", str(error)).strip().splitlines()
     # Ray wraps the trial's exception; its last line is the user's error message.
     return (text[-1] if text else type(error).__name__)[:500]
 
@@ -113,6 +124,7 @@ def trial_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any]
         row["train_seconds"] = round(float(last.get(TRAIN_SECONDS, 0.0) or 0.0), 3)
         row["node"] = last.get(NODE, "")
         row["error"] = r.error or ""
+        row["traceback"] = f"errors/{r.trial_id}.txt" if r.traceback else ""
         rows.append(row)
     return rows
 
@@ -173,6 +185,8 @@ def best_document(best: Best, spec: JobSpec, labels: list[str] | None = None) ->
     }
     if labels:
         document["labels"] = list(labels)
+    if spec.model.gguf_file:
+        document["gguf_file"] = spec.model.gguf_file
     return document
 
 
@@ -229,14 +243,52 @@ def evaluation_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str,
     return rows
 
 
+def pareto_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any]]:
+    """Trials no other trial beats on every objective (each judged at its best evaluation of
+    the first objective, the checkpoint it would export)."""
+    objectives = [(m.name, 1.0 if m.goal == "maximize" else -1.0) for m in spec.metrics]
+    points = []
+    for r in records:
+        best = r.best(spec.primary.name, spec.primary.goal or "maximize")
+        if best and all(_finite(best.get(name)) for name, _ in objectives):
+            points.append((r, best, [sign * float(best[name]) for name, sign in objectives]))
+
+    def dominated(score: list[float]) -> bool:
+        return any(
+            all(o >= s for o, s in zip(other, score, strict=True)) and other != score
+            for _, _, other in points
+        )
+
+    rows = []
+    for r, best, score in points:
+        if not dominated(score):
+            row = {"trial_id": r.trial_id, **{p: r.config.get(p, "") for p in spec.parameters}}
+            row.update({name: best[name] for name, _ in objectives})
+            row["evaluation"] = best.get("training_iteration", "")
+            rows.append(row)
+    return rows
+
+
+def write_tracebacks(records: list[TrialRecord], run_dir: str) -> None:
+    """errors/<trial_id>.txt: the full traceback of each errored trial (trials.csv has its
+    last line)."""
+    for r in records:
+        if r.traceback:
+            os.makedirs(os.path.join(run_dir, "errors"), exist_ok=True)
+            write_text_atomic(os.path.join(run_dir, "errors", f"{r.trial_id}.txt"), r.traceback)
+
+
 def write_results(
     records: list[TrialRecord], spec: JobSpec, run_dir: str, labels: list[str] | None = None
 ) -> Best | None:
     """trials.csv, evaluations.csv and best.yaml in the run directory; returns the best."""
+    write_tracebacks(records, run_dir)
     write_text_atomic(os.path.join(run_dir, "trials.csv"), csv_text(trial_rows(records, spec)))
     write_text_atomic(
         os.path.join(run_dir, "evaluations.csv"), csv_text(evaluation_rows(records, spec))
     )
+    if len(spec.metrics) > 1:
+        write_text_atomic(os.path.join(run_dir, "pareto.csv"), csv_text(pareto_rows(records, spec)))
     best = pick_best(records, spec)
     if best is not None:
         write_text_atomic(

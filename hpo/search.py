@@ -74,6 +74,13 @@ class OptunaSearcher(Searcher):
             self._study.enqueue_trial(space.internal(point), skip_if_exists=True)
         self._live: dict[str, optuna.trial.Trial] = {}
         self._evaluations: dict[str, list[dict[str, Any]]] = {}
+        self._curves: dict[str, dict[int, float]] = {}  # trial id -> step -> primary value
+        self._last_step: dict[str, int] = {}
+        # Paused by a promotion-type scheduler: told PRUNED at their first pause (so the
+        # sampler learns from them while they wait), recorded again when they end if resumed.
+        self._parked: dict[str, optuna.trial.FrozenTrial] = {}
+        self._paused: set[str] = set()
+        self._max_concurrent = 0  # 0: no limit of its own (Ray's ConcurrencyLimiter counts)
 
     @property
     def study(self) -> optuna.Study:
@@ -84,37 +91,85 @@ class OptunaSearcher(Searcher):
     ) -> bool:
         return True  # metric, mode and space were fixed at construction
 
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """Take over Ray's ConcurrencyLimiter: count running trials, not paused ones."""
+        self._max_concurrent = max_concurrent
+        return True
+
+    def on_pause(self, trial_id: str) -> None:
+        """A promotion-type scheduler paused this trial: its slot is free, and Optuna is told
+        it was pruned at this step (a trial it may later resume is recorded again at its end)."""
+        trial = self._live.pop(trial_id, None)
+        if trial is not None:
+            self._parked[trial_id] = self._study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        if trial_id in self._parked:
+            self._paused.add(trial_id)
+
+    def on_unpause(self, trial_id: str) -> None:
+        self._paused.discard(trial_id)
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        running = len(self._live) + len(self._parked) - len(self._paused)
+        if self._max_concurrent and running >= self._max_concurrent:
+            return None
         trial = self._study.ask()
         config = self._space.sample(trial)
         self._live[trial_id] = trial
         self._evaluations[trial_id] = []
+        self._curves[trial_id] = {}
+        self._last_step[trial_id] = 0
         return config
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        trial = self._live.get(trial_id)
-        if trial is None:
+        evaluations = self._evaluations.get(trial_id)
+        if evaluations is None:
             return
-        self._evaluations[trial_id].append(_objective_values(result, self._objectives))
+        step = int(result.get("training_iteration", len(evaluations) + 1))
+        if step <= self._last_step.get(trial_id, 0):
+            return  # already recorded (Tune repeats the last result when a trial ends)
+        self._last_step[trial_id] = step
+        evaluations.append(_objective_values(result, self._objectives))
         value = result.get(self._objectives[0][0])
         if len(self._objectives) == 1 and isinstance(value, int | float) and _finite(value):
-            step = int(result.get("training_iteration", len(self._evaluations[trial_id])))
-            trial.report(float(value), step=step)
+            self._curves[trial_id][step] = float(value)
+            trial = self._live.get(trial_id)
+            if trial is not None:
+                trial.report(float(value), step=step)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        if result is not None and not error:
+            # Tune skips `on_trial_result` for the result that made the scheduler stop a
+            # trial, and passes it here: it is an evaluation like the others.
+            self.on_trial_result(trial_id, result)
+        self._last_step.pop(trial_id, None)
         trial = self._live.pop(trial_id, None)
+        parked = self._parked.pop(trial_id, None)
         evaluations = self._evaluations.pop(trial_id, [])
-        if trial is None:
-            return
+        curve = self._curves.pop(trial_id, {})
+        self._paused.discard(trial_id)
         state, values = self._verdict(result, error, evaluations)
-        self._study.tell(trial, values, state=state)
+        if trial is not None:
+            self._study.tell(trial, values, state=state)
+        elif parked is not None and max(curve, default=0) > (parked.last_step or 0):
+            # Resumed after its pause and went further: record where it ended.
+            self._study.add_trial(
+                optuna.trial.create_trial(
+                    params=parked.params,
+                    distributions=parked.distributions,
+                    values=values,
+                    state=state,
+                    intermediate_values=curve,
+                )
+            )
 
     def _verdict(
         self, result: dict[str, Any] | None, error: bool, evaluations: list[dict[str, Any]]
     ) -> tuple[optuna.trial.TrialState, list[float] | None]:
         State = optuna.trial.TrialState
+        if result is None and evaluations and not error:
+            return State.PRUNED, None  # a paused trial the scheduler stopped for good
         if error or result is None or result.get(OUTCOME) == "diverged":
             return State.FAIL, None
         if not result.get(FINAL):
@@ -140,6 +195,11 @@ class OptunaSearcher(Searcher):
             "evaluations": self._evaluations,
             "space": self._space,
             "objectives": self._objectives,
+            "curves": self._curves,
+            "last_step": self._last_step,
+            "parked": self._parked,
+            "paused": self._paused,
+            "max_concurrent": self._max_concurrent,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -148,6 +208,11 @@ class OptunaSearcher(Searcher):
         self._evaluations = state["evaluations"]
         self._space = state["space"]
         self._objectives = state["objectives"]
+        self._curves = state.get("curves", {})
+        self._last_step = state.get("last_step", {})
+        self._parked = state.get("parked", {})
+        self._paused = state.get("paused", set())
+        self._max_concurrent = state.get("max_concurrent", 0)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -173,4 +238,9 @@ def make_searcher(spec: JobSpec, space: Space) -> OptunaSearcher:
     points = list(spec.points_to_evaluate)
     if spec.method == "grid":
         points += space.grid()
-    return OptunaSearcher(space, objectives, sampler, points)
+    searcher = OptunaSearcher(space, objectives, sampler, points)
+    if spec.warm_start:
+        from hpo.warmstart import seed_study
+
+        seed_study(searcher.study, space, spec, spec.warm_start)
+    return searcher

@@ -125,6 +125,22 @@ class Param:
             )
         return isinstance(value, int | float) and self.low <= value <= self.high
 
+    def distribution(self) -> Any:
+        """The Optuna distribution this parameter samples from (None for a constant)."""
+        from optuna import distributions as d
+
+        if self.kind == "constant":
+            return None
+        if self.kind == "categorical":
+            return d.CategoricalDistribution(self._choices())
+        if self.kind == "int_uniform":
+            return d.IntDistribution(int(self.low), int(self.high), step=int(self.q or 1))
+        if self.kind in _NORMALS:
+            return d.FloatDistribution(_QUANTILE_EPS, 1 - _QUANTILE_EPS)
+        return d.FloatDistribution(
+            self.low, self.high, log=self.kind not in ("uniform", "q_uniform")
+        )
+
     def grid_values(self) -> list[Any] | None:
         """The finite set a grid search walks, or None when the domain is continuous."""
         if self.kind in ("constant", "categorical"):

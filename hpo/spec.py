@@ -35,6 +35,15 @@ class EarlyTerminateSpec:
     )
     eta: float = doc("reduction factor: 1/eta of the trials at a rung go on to the next", 3)
     s: int | None = doc("W&B's bracket count; number of ASHA brackets (default 1)")
+    promotion: bool = doc(
+        "asha pauses weak trials and resumes them from their checkpoint when promoted", False
+    )
+    guard: bool = doc(
+        "no stopping at a rung whose ranking poorly predicts the next rung's (rank correlation)",
+        True,
+    )
+    guard_min_pairs: int = doc("trials that reached both rungs before the guard judges", 5)
+    guard_threshold: float = doc("rank correlation below which a rung stops no trial", 0.3)
 
 
 @dataclass
@@ -137,6 +146,7 @@ class JobSpec:
     checkpoints: CheckpointsSpec = doc("checkpoint budget", factory=CheckpointsSpec)
     storage: str = doc("folder (or s3://, gs:// URI) that holds run directories", "runs")
     points_to_evaluate: list[dict[str, Any]] = doc("known-good points run first", factory=list)
+    warm_start: str | None = doc("a previous run directory whose trials seed the sampler")
     # Accepted so that a W&B sweep file ports unchanged; hpo does not need them.
     description: str | None = doc("free text, kept in spec.yaml")
     program: str | None = doc("W&B's training script; ignored (hpo builds the trial itself)")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any
 
 from ray.tune import Callback
 
+from hpo.report.outcomes import stopped_rung
 from hpo.results import outcome_of
 from hpo.spec import JobSpec, WandbSpec
 from hpo.trial.reporter import FINAL, NODE, OUTCOME
@@ -46,6 +48,7 @@ class WandbTrialRuns(Callback):
         self._dir = run_dir
         self._metric = spec.primary.name
         self._goal = spec.primary.goal
+        self._spec = spec
         self._runs: dict[str, Any] = {}
         self._best: dict[str, float] = {}
 
@@ -114,9 +117,53 @@ class WandbTrialRuns(Callback):
         run.summary["evaluations"] = int(last.get("training_iteration", 0) or 0)
         if run.summary["outcome"] == "stopped_early":
             run.summary["stopped_at_evaluation"] = run.summary["evaluations"]
+            rung = stopped_rung(self._spec, run.summary["evaluations"])
+            if rung is not None:
+                run.summary["stopped_at_rung"] = rung
         run.finish(exit_code=1 if errored else 0)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         for run in self._runs.values():
             run.finish()
         self._runs.clear()
+
+
+def log_search_summary(
+    spec: JobSpec,
+    group: str,
+    run_dir: str,
+    summary: dict[str, Any],
+    files: list[str],
+) -> str | None:
+    """One run of job type `search-summary` in the search's W&B group: the best configuration
+    as its config, the search's headline numbers as its summary, and the report, best.yaml and
+    the CSVs as an artifact. Returns the run id (None when W&B is disabled)."""
+    settings = spec.tracking.wandb
+    mode = wandb_mode(settings)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    run = wandb.init(
+        project=settings.project,
+        entity=settings.entity,
+        group=group,
+        job_type="search-summary",
+        name=f"{group}-summary",
+        config=dict(summary.get("best_hyperparameters") or {}),
+        tags=list(settings.tags),
+        dir=run_dir,
+        mode=mode,  # type: ignore[arg-type]
+        reinit="create_new",
+        settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False),
+    )
+    for key, value in summary.items():
+        if key != "best_hyperparameters":
+            run.summary[key] = value
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", group)
+    artifact = wandb.Artifact(f"{safe}-report", type="hpo-report", metadata=summary)
+    for path in files:
+        artifact.add_file(path)
+    run.log_artifact(artifact)
+    run.finish()
+    return str(run.id)

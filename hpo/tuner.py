@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpo.cluster import check_storage_shared
 from hpo.config import dump_spec
 from hpo.data import PreparedData, prepare
 from hpo.errors import SpecError
@@ -26,6 +27,7 @@ class SearchOutcome:
     run_dir: str
     best: Best | None
     counts: dict[str, int]
+    interrupted: bool = False
 
 
 def search_name(spec: JobSpec, spec_path: str | None, name: str | None) -> str:
@@ -52,29 +54,40 @@ def init_ray(spec: JobSpec, address: str | None) -> None:
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **common)
 
 
+def make_trainable(spec: JobSpec, data: PreparedData) -> Any:
+    """The trial function with the prepared data (in Ray's object store) and its resources."""
+    from ray import tune
+
+    from hpo.trial.run import train_trial
+
+    return tune.with_resources(
+        tune.with_parameters(train_trial, spec=spec, data=data),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+
+
 def build_tuner(
     spec: JobSpec, data: PreparedData, name: str, run_dir: str, callbacks: list[Any]
 ) -> Any:
     from ray import tune
 
+    from hpo.checkpoints import CheckpointBudget
     from hpo.schedulers import evaluations_per_trial, make_scheduler
     from hpo.search import make_searcher
     from hpo.space import compile_space
-    from hpo.trial.run import train_trial
+    from hpo.state import SchedulerState
 
     problems: list[str] = []
     space = compile_space(spec.parameters, problems)
-    max_t = evaluations_per_trial(spec, len(data.train))
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, spec=spec, data=data),
-        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-    )
+    scheduler = make_scheduler(spec, evaluations_per_trial(spec, len(data.train)))
     metric = spec.primary
+    budget = CheckpointBudget(metric.name, metric.goal or "maximize", spec.checkpoints.keep)
+    callbacks = [SchedulerState(scheduler), budget, *callbacks]
     return tune.Tuner(
-        trainable,
+        make_trainable(spec, data),
         tune_config=tune.TuneConfig(
             search_alg=make_searcher(spec, space),
-            scheduler=make_scheduler(spec, max_t),
+            scheduler=scheduler,
             num_samples=spec.run_cap or 10,
             max_concurrent_trials=spec.max_concurrent or concurrent_slots(spec),
             reuse_actors=True,
@@ -165,6 +178,40 @@ def make_callbacks(spec: JobSpec, name: str, run_dir: str, show_table: bool) -> 
     return callbacks
 
 
+def check_local_resources(spec: JobSpec) -> None:
+    """Before starting a local Ray: a trial bigger than this machine would wait forever."""
+    cpus = os.cpu_count() or 1
+    problems = []
+    if spec.resources.cpu > cpus:
+        problems.append(
+            f"resources.cpu: a trial asks for {spec.resources.cpu:g} CPUs, this machine has {cpus}"
+        )
+    if spec.resources.gpu:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if spec.resources.gpu > gpus:
+            problems.append(
+                f"resources.gpu: a trial asks for {spec.resources.gpu:g} GPUs, "
+                f"this machine has {gpus}"
+            )
+    if problems:
+        raise SpecError(problems)
+
+
+def write_data_report(run_dir: str, data: PreparedData) -> None:
+    """data.yaml: what cleaning removed and what each split holds; one line to the terminal."""
+    import sys
+
+    import yaml
+
+    document = {"fingerprint": data.fingerprint, "labels": data.label_names, **data.stats}
+    Path(run_dir, "data.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    removed = {k: v for k, v in data.stats.items() if k.endswith("_removed") and v}
+    sizes = {k: v for k, v in data.stats.items() if k.endswith("_examples")}
+    print(f"data: {sizes}; removed {removed or 'nothing'}", file=sys.stderr)
+
+
 def run_search(
     spec: JobSpec,
     *,
@@ -184,13 +231,47 @@ def run_search(
             ]
         )
     data = prepare(spec)
+    if address is None:
+        check_local_resources(spec)
     init_ray(spec, address)
     check_cluster_fits(spec)
+    check_storage_shared(spec.storage)
     os.makedirs(run_dir)
     Path(run_dir, SPEC_FILE).write_text(dump_spec(spec))
+    write_data_report(run_dir, data)
     tuner = build_tuner(spec, data, name, run_dir, make_callbacks(spec, name, run_dir, show_table))
     grid = tuner.fit()
     return finish(spec, data, grid, run_dir)
+
+
+def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
+    """Finish an interrupted or crashed search: finished trials stay finished, unfinished ones
+    continue from their latest checkpoint, and the searcher, the scheduler's rungs, the
+    checkpoint budget and the W&B runs pick up where they were."""
+    from ray import tune
+
+    from hpo.runinfo import read_run_spec
+
+    run_dir = os.path.abspath(run_dir)
+    spec = read_run_spec(run_dir)
+    if not tune.Tuner.can_restore(run_dir):
+        raise SpecError([f"{run_dir}: no saved search state to resume from"])
+    data = prepare(spec)
+    init_ray(spec, address)
+    tuner = tune.Tuner.restore(
+        run_dir, trainable=make_trainable(spec, data), resume_unfinished=True
+    )
+    return finish(spec, data, tuner.fit(), run_dir)
+
+
+def _interrupted(grid: Any, run_cap: int) -> bool:
+    """Whether Tune stopped before every trial finished (Ctrl-C)."""
+    analysis = getattr(grid, "_experiment_analysis", None)
+    trials = getattr(analysis, "trials", None)
+    if trials is None:
+        return len(grid) < run_cap
+    done = sum(1 for t in trials if t.status in ("TERMINATED", "ERROR"))
+    return done < run_cap
 
 
 def finish(spec: JobSpec, data: PreparedData, grid: Any, run_dir: str) -> SearchOutcome:
@@ -203,6 +284,8 @@ def finish(spec: JobSpec, data: PreparedData, grid: Any, run_dir: str) -> Search
     counts: dict[str, int] = {}
     for r in records:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    if _interrupted(grid, spec.run_cap or 0):
+        return SearchOutcome(run_dir, best, counts, interrupted=True)
     if best is not None and best.checkpoint:
         document = best_document(best, spec, data.label_names)
         out = export_checkpoint(
@@ -218,4 +301,7 @@ def finish(spec: JobSpec, data: PreparedData, grid: Any, run_dir: str) -> Search
 
             test = evaluate_folder(out, spec, data.test, data.tokenizer)
             record_test_metrics(run_dir, test)
+        from hpo.modelcard import document_model  # best_model/README.md, the model card
+
+        document_model(run_dir, out, data)
     return SearchOutcome(run_dir, best, counts)

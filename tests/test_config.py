@@ -172,3 +172,14 @@ def test_yaml_syntax_error_names_line(tmp_path, capsys):
     path = write_spec(tmp_path / "s.yaml", "model:\n  name_or_path: [unclosed\n")
     assert main(["validate", path]) == 2
     assert "not valid YAML at line" in capsys.readouterr().err
+
+
+def test_every_spec_key_is_documented(capsys):
+    from hpo.schema import field_help
+    from hpo.spec import JobSpec, ParamSpec
+
+    rows = field_help(JobSpec) + field_help(ParamSpec)
+    assert all(text for _, text in rows), [k for k, t in rows if not t]
+    assert main(["keys"]) == 0
+    out = capsys.readouterr().out
+    assert "early_terminate.eta" in out and "parameters.<name>.when" in out

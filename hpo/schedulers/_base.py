@@ -1,4 +1,4 @@
-"""The scheduler: when to stop a trial (ASHA by default), kept apart from the searcher.
+"""The scheduler registry: `early_terminate` -> a Ray Tune scheduler, and ASHA's clock.
 
 Its clock is `training_iteration`, which advances by one per report, i.e. per evaluation.
 """
@@ -53,27 +53,56 @@ def evaluations_per_trial(spec: JobSpec, n_train: int) -> int:
     return max(1, math.ceil(total / every))
 
 
+SCHEDULERS = ("asha", "hyperband", "none")
+
+
 def make_scheduler(spec: JobSpec, max_t: int) -> Any:
-    """name -> Ray Tune scheduler (registry with lazy imports)."""
+    """`early_terminate` -> a Ray Tune scheduler (registry with lazy imports).
+
+    `asha` is Ray's stop-type ASHA with hpo's rung guard (`guard: false` turns it off), or the
+    promotion-type ASHA that pauses and resumes trials (`promotion: true`).
+    """
     from ray.tune import schedulers
 
     et = spec.early_terminate
     metric = spec.primary
+    mode = "max" if metric.goal == "maximize" else "min"
+    guard: dict[str, Any] = {
+        "guard": et.guard,
+        "guard_min_pairs": et.guard_min_pairs,
+        "guard_threshold": et.guard_threshold,
+    }
+    grace = min(et.min_iter, max_t)
+    if et.type == "asha" and et.promotion:
+        from hpo.schedulers.promotion import PromotionASHA
+
+        return PromotionASHA(
+            metric=metric.name,
+            mode=mode,
+            max_t=max_t,
+            grace_period=grace,
+            reduction_factor=et.eta,
+            max_concurrent=spec.max_concurrent,
+            **guard,
+        )
     common: dict[str, Any] = {
         "time_attr": "training_iteration",
         "metric": metric.name,
-        "mode": "max" if metric.goal == "maximize" else "min",
+        "mode": mode,
     }
     if et.type == "asha":
-        return schedulers.ASHAScheduler(
+        from hpo.schedulers.asha import GuardedASHA
+
+        return GuardedASHA(
             max_t=max_t,
-            grace_period=min(et.min_iter, max_t),
+            grace_period=grace,
             reduction_factor=et.eta,
             brackets=et.s or 1,
+            **guard,
             **common,
         )
     if et.type == "hyperband":
         return schedulers.HyperBandScheduler(max_t=max_t, reduction_factor=et.eta, **common)
     if et.type == "none":
         return schedulers.FIFOScheduler()
-    raise ValueError(f"unknown early_terminate.type {et.type!r}; choose asha, hyperband or none")
+    raise ValueError(f"unknown early_terminate.type {et.type!r}; choose {', '.join(SCHEDULERS)}")

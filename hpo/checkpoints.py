@@ -1,0 +1,92 @@
+"""An experiment-wide checkpoint budget (Ray keeps checkpoints per trial, not per search).
+
+Kept on disk at any time: the `keep` best checkpoints of the whole search, plus the latest
+checkpoint of every trial that is still running or paused (it resumes from there after a crash).
+Everything else is deleted as soon as it falls out of that set, so a long search does not fill
+the disk with the checkpoints of trials that ASHA stopped long ago.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ray.tune import Callback
+
+# Ray's own per-trial bookkeeping may later try to delete a checkpoint this budget already
+# removed; that is expected, not an error worth a traceback in the user's terminal.
+logging.getLogger("ray.train._internal.storage").setLevel(logging.CRITICAL)
+
+
+@dataclass
+class _Saved:
+    trial_id: str
+    path: str
+    score: float  # higher is better (minimized metrics are negated)
+    order: int
+
+
+class CheckpointBudget(Callback):
+    """Ray Tune callback that enforces `checkpoints.keep` over the whole search."""
+
+    def __init__(self, metric: str, goal: str, keep: int) -> None:
+        self.metric = metric
+        self.sign = 1.0 if goal == "maximize" else -1.0
+        self.keep = keep
+        self.saved: list[_Saved] = []
+        self.finished: set[str] = set()
+        self._count = 0
+
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        value = (trial.last_result or {}).get(self.metric)
+        score = -math.inf
+        if isinstance(value, int | float) and math.isfinite(value):
+            score = self.sign * float(value)
+        self._count += 1
+        self.saved.append(_Saved(trial.trial_id, checkpoint.path, score, self._count))
+        self._prune(checkpoint.filesystem)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finished(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finished(trial)
+
+    def _finished(self, trial: Any) -> None:
+        self.finished.add(trial.trial_id)
+        checkpoint = trial.checkpoint
+        self._prune(checkpoint.filesystem if checkpoint is not None else None)
+
+    def kept(self) -> set[str]:
+        """Paths the budget keeps: the best `keep`, and each unfinished trial's latest."""
+        best = sorted(self.saved, key=lambda s: (s.score, s.order), reverse=True)[: self.keep]
+        latest: dict[str, _Saved] = {}
+        for s in self.saved:
+            if s.trial_id not in self.finished:
+                latest[s.trial_id] = s
+        return {s.path for s in best} | {s.path for s in latest.values()}
+
+    def _prune(self, filesystem: Any) -> None:
+        if filesystem is None:
+            return
+        keep = self.kept()
+        doomed = [s for s in self.saved if s.path not in keep]
+        self.saved = [s for s in self.saved if s.path in keep]
+        for s in doomed:
+            # Already gone when Ray's own per-trial rotation got there first.
+            with contextlib.suppress(OSError):
+                filesystem.delete_dir(s.path)
+
+    # Tune checkpoints callback state with the experiment, so `hpo resume` keeps the budget.
+    def get_state(self) -> dict[str, Any]:
+        return {"saved": self.saved, "finished": self.finished, "count": self._count}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.saved = state["saved"]
+        self.finished = state["finished"]
+        self._count = state["count"]

@@ -1,0 +1,120 @@
+"""`hpo compare RUN_A RUN_B ...`: searches side by side, their best-so-far curves on one plot."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from hpo.errors import SpecError
+from hpo.report.rundata import RunData, load_run
+
+COMPARE_PNG = "compare.png"
+COMPARE_HTML = "compare.html"
+
+
+def _check_same_metric(runs: list[RunData]) -> None:
+    metrics = {(r.metric, r.maximize) for r in runs}
+    if len(metrics) > 1:
+        listed = ", ".join(f"{r.name}: {r.metric}" for r in runs)
+        raise SpecError([f"the runs optimize different metrics ({listed}); compare like with like"])
+
+
+def rows(runs: list[RunData]) -> list[dict[str, Any]]:
+    """One row per search: best metric, trials, wall time and compute used."""
+    out = []
+    for run in runs:
+        counts = run.trials["outcome"].value_counts().to_dict()
+        scored = run.scored_trials()
+        out.append(
+            {
+                "search": run.name,
+                "method": f"{run.spec.method} + {run.spec.early_terminate.type}",
+                f"best {run.metric}": (
+                    float(scored[run.best_column].iloc[0]) if len(scored) else None
+                ),
+                "trials": len(run.trials),
+                "completed": int(counts.get("completed", 0)),
+                "stopped early": int(counts.get("stopped_early", 0)),
+                "failed": int(counts.get("errored", 0) + counts.get("diverged", 0)),
+                "wall s": round(run.wall_seconds(), 1),
+                "compute (trial-s)": round(run.trial_seconds(), 1),
+                "CPU-s": round(run.trial_seconds() * run.spec.resources.cpu, 1),
+            }
+        )
+    return out
+
+
+def plot_best_so_far(runs: list[RunData], out_dir: str) -> str:
+    """Every search's best so far against wall-clock time, on one axis."""
+    import matplotlib.pyplot as plt
+
+    from hpo.report.plots import STYLE, _running_best, _save
+
+    palette = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(8, 4.4))
+        for i, run in enumerate(runs):
+            frame = run.evaluations.dropna(subset=[run.metric])
+            if frame.empty:
+                continue
+            best = _running_best(frame[run.metric], run.maximize)
+            ax.step(
+                frame["wall_s"],
+                best,
+                where="post",
+                lw=2.2,
+                color=palette[i % len(palette)],
+                label=f"{run.name} (best {best.iloc[-1]:.4g})",
+            )
+        ax.set_xlabel("wall-clock time since the search started (seconds)")
+        ax.set_ylabel(f"best {runs[0].metric} so far")
+        ax.set_title("Searches compared: best so far against time")
+        ax.legend(loc="lower right" if runs[0].maximize else "upper right")
+        return _save(fig, out_dir, COMPARE_PNG)
+
+
+def _html(table: list[dict[str, Any]]) -> str:
+    from hpo.report.page import CSS, _esc
+    from hpo.report.tables import fmt
+
+    head = "".join(f"<th>{_esc(k)}</th>" for k in table[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_esc(fmt(v))}</td>" for v in row.values()) + "</tr>"
+        for row in table
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>hpo compare</title>'
+        f"<style>{CSS}</style></head><body><h1>Searches compared</h1>"
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        f'</div><figure><img src="{COMPARE_PNG}" alt="best so far"></figure></body></html>'
+    )
+
+
+def _print(table: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from hpo.report.tables import fmt
+
+    out = Table(title="searches compared", title_justify="left")
+    for column in table[0]:
+        out.add_column(column, justify="left" if column in ("search", "method") else "right")
+    for row in table:
+        out.add_row(*(fmt(v) for v in row.values()))
+    Console(file=sys.stderr, width=160).print(out)
+
+
+def compare_runs(run_dirs: list[str], out_dir: str) -> str:
+    """Table in the terminal, compare.png and compare.html in `out_dir`; returns the page."""
+    from hpo.results import write_text_atomic
+
+    runs = [load_run(d) for d in run_dirs]  # every SpecError before anything is written
+    _check_same_metric(runs)
+    table = rows(runs)
+    os.makedirs(out_dir, exist_ok=True)
+    plot_best_so_far(runs, out_dir)
+    page = os.path.join(out_dir, COMPARE_HTML)
+    write_text_atomic(page, _html(table))
+    _print(table)
+    return page

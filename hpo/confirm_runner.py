@@ -1,0 +1,136 @@
+"""`hpo confirm`'s Ray part: run the (configuration, seed) pairs, rank, adopt the winner."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import yaml
+
+from hpo.confirm import (
+    CONFIRM_DIR,
+    SEED,
+    Candidate,
+    config_key,
+    confirmation_document,
+    rank_configurations,
+    write_confirmation,
+)
+from hpo.report.rundata import RunData
+from hpo.results import TrialRecord
+from hpo.spec import JobSpec
+
+
+def retrain(
+    run: RunData,
+    spec: JobSpec,
+    candidates: list[Candidate],
+    address: str | None,
+    show_table: bool,
+) -> str:
+    """Train every pair to the end, write confirm.yaml, and make the winner the run's best."""
+    from hpo.data import prepare
+    from hpo.results import collect
+    from hpo.tuner import build_tuner, check_cluster_fits, init_ray, make_callbacks
+
+    data = prepare(spec)
+    init_ray(spec, address)
+    check_cluster_fits(spec)
+    out = os.path.join(run.run_dir, CONFIRM_DIR)
+    os.makedirs(out, exist_ok=True)
+    callbacks = make_callbacks(spec, f"{run.name}-confirm", out, show_table)
+    records = collect(build_tuner(spec, data, CONFIRM_DIR, out, callbacks).fit())
+    ranked = rank_configurations(_entries(run, candidates, records), run.maximize)
+    seeds = list(spec.parameters[SEED].values or [])
+    path = write_confirmation(run.run_dir, confirmation_document(run, ranked, seeds))
+    if ranked[0]["chosen"]:
+        winner = [r for r in records if config_key(r.config) == config_key(ranked[0]["config"])]
+        adopt(run, spec, data, winner, ranked[0])
+    print_ranking(run, ranked)
+    return path
+
+
+def _entries(
+    run: RunData, candidates: list[Candidate], records: list[TrialRecord]
+) -> list[dict[str, Any]]:
+    goal = "maximize" if run.maximize else "minimize"
+    entries = []
+    for c in candidates:
+        runs = [r for r in records if config_key(r.config) == c.key]
+        seeds = []
+        for r in sorted(runs, key=lambda r: int(r.config.get(SEED, 0))):
+            best = r.best(run.metric, goal)
+            value = float(best[run.metric]) if best else None
+            seeds.append({"seed": int(r.config[SEED]), "value": value, "trial_id": r.trial_id})
+        entries.append(
+            {
+                "trial_id": c.trial_id,
+                "search_rank": c.search_rank,
+                "search_value": c.search_value,
+                "config": c.config,
+                "seeds": seeds,
+            }
+        )
+    return entries
+
+
+def adopt(
+    run: RunData, spec: JobSpec, data: Any, records: list[TrialRecord], chosen: dict[str, Any]
+) -> None:
+    """best.yaml and best_model/ become the chosen configuration's best seed run."""
+    from hpo.export import export_checkpoint
+    from hpo.modelcard import document_model
+    from hpo.results import best_document, pick_best, write_text_atomic
+
+    best = pick_best(records, spec)
+    if best is None or not best.checkpoint:
+        return
+    document = best_document(best, run.spec, data.label_names)
+    document["confirmed"] = {
+        "search_trial": chosen["trial_id"],
+        "seeds": [s["seed"] for s in chosen["seeds"]],
+        "values": [s["value"] for s in chosen["seeds"]],
+        **{k: chosen[k] for k in ("mean", "std", "min", "max", "failures")},
+    }
+    if run.best:
+        document["search_best"] = {
+            k: run.best.get(k) for k in ("trial_id", "value", "evaluation", "hyperparameters")
+        }
+    path = os.path.join(run.run_dir, "best.yaml")
+    write_text_atomic(path, yaml.safe_dump(document, sort_keys=False))
+    out = export_checkpoint(
+        best.checkpoint,
+        os.path.join(run.run_dir, "best_model"),
+        document,
+        run.spec.task,
+        data.label_names,
+    )
+    if data.test is not None:
+        from hpo.evaluate import evaluate_folder
+        from hpo.results import record_test_metrics
+
+        record_test_metrics(run.run_dir, evaluate_folder(out, run.spec, data.test, data.tokenizer))
+    document_model(run.run_dir, out, data)
+
+
+def print_ranking(run: RunData, ranked: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"configurations by mean {run.metric} over fresh seeds")
+    for column in ("rank", "search rank", "trial", "mean", "std", "min", "max", "per seed"):
+        table.add_column(column, justify="left" if column in ("trial", "per seed") else "right")
+    for e in ranked:
+        per_seed = "  ".join(
+            f"{s['seed']}: {s['value']:.4g}" if s["value"] is not None else f"{s['seed']}: failed"
+            for s in e["seeds"]
+        )
+        table.add_row(
+            str(e["rank"]),
+            str(e["search_rank"]),
+            e["trial_id"] + ("  (chosen)" if e["chosen"] else ""),
+            *(f"{e[k]:.4g}" if e[k] is not None else "" for k in ("mean", "std", "min", "max")),
+            per_seed,
+        )
+    Console(file=sys.stderr, width=140).print(table)

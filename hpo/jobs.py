@@ -1,0 +1,319 @@
+"""Searches on a Ray cluster through Ray Jobs: submit, list, status, logs, stop, fetch.
+
+The job's entrypoint is `hpo run` itself, so a submitted search takes the same code path as a
+local one. The job carries, in its working_dir, the spec (overrides applied) and the local
+files it names; secrets reach it only as environment variables passed through from the
+submitter's environment, never in a file, the spec or the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from hpo.config import apply_override, load_spec, read_yaml
+from hpo.errors import SpecError
+from hpo.paths import PACKAGE_SCHEME, is_remote_uri
+
+# Passed through to the job when set in the submitter's environment; secrets sealed with the
+# cluster's Ray token (hpo.sealed_env), so neither hpo nor Ray writes them down in the clear.
+SECRET_ENV = (
+    "WANDB_API_KEY",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+PLAIN_ENV = (
+    "WANDB_MODE",
+    "WANDB_BASE_URL",
+    "WANDB_ENTITY",
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+)
+META_NAME, META_RUN_DIR = "hpo_name", "hpo_run_dir"
+SPEC_NAME = "spec.yaml"
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+@dataclass
+class Submission:
+    job_id: str
+    name: str
+    run_dir: str
+
+
+def auth_headers() -> dict[str, str]:
+    """Ray 2.60 token authentication, the token taken from the user's environment as Ray does.
+
+    Sent even when RAY_AUTH_MODE is unset; a cluster without token auth ignores it.
+    """
+    from hpo.sealed_env import ray_token
+
+    token = ray_token()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def cluster_address(address: str | None) -> str:
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if not address.startswith(("http://", "https://")):
+        shown = f" (got `{address}`)" if address else ""
+        raise SpecError(
+            [
+                "--address: give the Ray dashboard address, e.g. http://HEAD:8265, or set "
+                f"RAY_ADDRESS to it{shown}"
+            ]
+        )
+    return address.rstrip("/")
+
+
+def client(address: str | None) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    url = cluster_address(address)
+    return _call("--address", lambda: JobSubmissionClient(url, headers=auth_headers()))
+
+
+def _call(what: str, fn: Any, *args: Any) -> Any:
+    """A job-server request; its refusal (no such job, bad token) becomes one clear message."""
+    from ray.exceptions import AuthenticationError
+
+    try:
+        return fn(*args)
+    except AuthenticationError:
+        raise SpecError(
+            [
+                "--address: the cluster refused the token; set RAY_AUTH_TOKEN (or "
+                "RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token) to the cluster's token"
+            ]
+        ) from None
+    except (ConnectionError, RuntimeError) as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "404" in text or "does not exist" in text:
+            text = "no such job on this cluster"
+        raise SpecError([f"{what}: {text}"]) from None
+
+
+def submit(
+    spec_path: str,
+    address: str | None,
+    overrides: list[str],
+    *,
+    name: str | None = None,
+    storage: str | None = None,
+    pip: list[str] | None = None,
+    env: list[str] | None = None,
+) -> Submission:
+    """Check the spec here, then run `hpo run` on the cluster as a Ray Job; returns its id."""
+    from hpo.tuner import search_name
+
+    overrides = list(overrides) + ([f"storage={storage}"] if storage else [])
+    spec = load_spec(spec_path, overrides)  # bad input stops here: nothing is submitted
+    name = search_name(spec, spec_path, name)
+    run_dir = f"{spec.storage.rstrip('/')}/{name}"
+    env_vars = _passed_env(env or [])
+    jobs = client(address)
+    with tempfile.TemporaryDirectory(prefix="hpo-job-") as folder:
+        _package(spec_path, overrides, spec, folder)
+        entrypoint = shlex.join(
+            [
+                "python",
+                "-m",
+                "hpo.cli",
+                "run",
+                SPEC_NAME,
+                "--name",
+                name,
+                "--storage",
+                spec.storage,
+                "--address",
+                "auto",
+                "--quiet",
+            ]
+        )
+        runtime_env: dict[str, Any] = {"working_dir": folder, "env_vars": env_vars}
+        if pip:
+            runtime_env["pip"] = list(pip)
+        job_id = _call(
+            "submit",
+            lambda: jobs.submit_job(
+                entrypoint=entrypoint,
+                runtime_env=runtime_env,
+                metadata={META_NAME: name, META_RUN_DIR: run_dir},
+            ),
+        )
+    return Submission(str(job_id), name, run_dir)
+
+
+def _passed_env(extra: list[str]) -> dict[str, str]:
+    """Plain settings as they are; secrets sealed with the Ray token (see hpo.sealed_env)."""
+    from hpo.sealed_env import SEALED, ray_token, seal
+
+    for name in extra:
+        if "=" in name:
+            raise SpecError(
+                [
+                    f"--env {name.split('=')[0]}=...: give only the name; the value is read from "
+                    "your environment so it never appears on a command line"
+                ]
+            )
+        if name not in os.environ:
+            raise SpecError([f"--env {name}: not set in your environment"])
+    plain = {n: os.environ[n] for n in PLAIN_ENV if n in os.environ}
+    hidden = {n: os.environ[n] for n in dict.fromkeys([*SECRET_ENV, *extra]) if n in os.environ}
+    if not hidden:
+        return plain
+    token = ray_token()
+    if token is None:
+        print(
+            "hpo: no Ray auth token here, so " + ", ".join(hidden) + " travel in the job's "
+            "runtime_env as they are, which Ray keeps in its job table and logs",
+            file=sys.stderr,
+        )
+        return {**plain, **hidden}
+    return {**plain, SEALED: seal(hidden, token)}
+
+
+def _package(spec_path: str, overrides: list[str], spec: Any, folder: str) -> None:
+    """spec.yaml with overrides applied, and the local files it names, paths made relative."""
+    raw = read_yaml(spec_path)
+    problems: list[str] = []
+    for item in overrides:
+        apply_override(raw, item, problems)
+    data = raw.setdefault("data", {})
+    for split in ("train", "validation", "test"):
+        value = getattr(spec.data, split)
+        if not value or spec.data.dataset is not None:
+            continue
+        files = value if isinstance(value, list) else [value]
+        shipped = []
+        for i, path in enumerate(files):
+            dest = os.path.join("data", f"{split}-{i}-{os.path.basename(path)}")
+            os.makedirs(os.path.join(folder, "data"), exist_ok=True)
+            shutil.copy2(path, os.path.join(folder, dest))
+            shipped.append(dest)
+        data[split] = shipped if isinstance(data.get(split), list) else shipped[0]
+    # The model is not shipped: trials on other nodes load it by path, and a working_dir lands
+    # at a different path on each node. Hub ids and `package:` folders resolve on the cluster.
+    model = raw.get("model")
+    given = str(model.get("name_or_path", "")) if isinstance(model, dict) else ""
+    local = spec.model.name_or_path
+    if isinstance(model, dict) and not given.startswith(PACKAGE_SCHEME) and os.path.isdir(local):
+        model["name_or_path"] = local
+        print(
+            f"hpo: model folder {local} is read by path: every node needs it there "
+            "(a shared mount), or use a Hub id",
+            file=sys.stderr,
+        )
+    Path(folder, SPEC_NAME).write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def list_jobs(address: str | None) -> list[dict[str, str]]:
+    jobs = client(address)
+    rows = []
+    for job in _call("jobs list", jobs.list_jobs):
+        meta = job.metadata or {}
+        rows.append(
+            {
+                "id": str(job.submission_id or job.job_id),
+                "status": str(job.status.value if hasattr(job.status, "value") else job.status),
+                "name": meta.get(META_NAME, "-"),
+                "started": _when(job.start_time),
+                "run_dir": meta.get(META_RUN_DIR, "-"),
+            }
+        )
+    return rows
+
+
+def _when(ms: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "-"
+
+
+def job_status(address: str | None, job_id: str) -> dict[str, str]:
+    """What hpo shows about a job: never its runtime_env (that holds the passed secrets)."""
+    info = _call(f"job {job_id}", client(address).get_job_info, job_id)
+    meta = info.metadata or {}
+    status = info.status.value if hasattr(info.status, "value") else info.status
+    return {
+        "id": job_id,
+        "status": str(status),
+        "name": meta.get(META_NAME, "-"),
+        "run_dir": meta.get(META_RUN_DIR, "-"),
+        "started": _when(info.start_time),
+        "ended": _when(info.end_time),
+        "message": (info.message or "").strip(),
+    }
+
+
+def print_logs(address: str | None, job_id: str, follow: bool, out: TextIO | None = None) -> str:
+    """Print a job's driver output (all of it, or following it to the end); returns its status."""
+    out = out or sys.stdout
+    jobs = client(address)
+    if not follow:
+        out.write(_call(f"job {job_id}", jobs.get_job_logs, job_id))
+        return job_status(address, job_id)["status"]
+    _call(f"job {job_id}", jobs.get_job_info, job_id)
+
+    async def tail() -> None:
+        async for chunk in jobs.tail_job_logs(job_id):
+            out.write(chunk)
+            out.flush()
+
+    asyncio.run(tail())
+    return wait_terminal(address, job_id, timeout=30)
+
+
+def wait_terminal(address: str | None, job_id: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = job_status(address, job_id)["status"]
+        if status in TERMINAL or time.monotonic() > deadline:
+            return status
+        time.sleep(1)
+
+
+def stop(address: str | None, job_id: str, timeout: float = 60) -> str:
+    """Stop a job (its driver, and with it every trial) and wait until Ray says it ended."""
+    _call(f"job {job_id}", client(address).stop_job, job_id)
+    return wait_terminal(address, job_id, timeout)
+
+
+def fetch(address: str | None, job_id: str, out: str) -> str:
+    """Copy a job's run directory to `out` (from a shared folder, or s3:// / gs:// storage)."""
+    info = job_status(address, job_id)
+    run_dir = info["run_dir"]
+    if run_dir == "-":
+        raise SpecError([f"job {job_id}: not an hpo search (no run directory in its metadata)"])
+    if os.path.exists(out):
+        raise SpecError([f"--out: {out} exists; pick a new folder"])
+    if info["status"] not in TERMINAL:
+        print(f"hpo: job {job_id} is {info['status']}; copying what it has so far", file=sys.stderr)
+    if is_remote_uri(run_dir):
+        import pyarrow.fs
+
+        pyarrow.fs.copy_files(run_dir, os.path.abspath(out))
+    elif os.path.isdir(run_dir):
+        shutil.copytree(run_dir, out)
+    else:
+        raise SpecError(
+            [
+                f"job {job_id}: its run directory {run_dir} is not reachable from this machine; "
+                "submit with storage this machine shares with the cluster (a shared mount, or "
+                "an s3:// / gs:// URI)"
+            ]
+        )
+    return out

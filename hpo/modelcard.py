@@ -1,0 +1,127 @@
+"""best_model/README.md: a model card that says what the model is and how it was found.
+
+Everything comes from the run directory (spec.yaml, trials.csv, best.yaml, confirm.yaml), so
+`hpo export` can rewrite the card long after the search. The data's fingerprint is recorded in
+best.yaml when the model is first documented, while the data is at hand.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+
+from hpo.paths import looks_like_path
+from hpo.report.rundata import RunData, load_run
+
+CARD_FILE = "README.md"
+AUTO_CLASSES = {
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "causal-lm": "AutoModelForCausalLM",
+}
+PIPELINES = {"sequence-classification": "text-classification", "causal-lm": "text-generation"}
+
+
+def document_model(run_dir: str, model_dir: str, data: Any) -> str:
+    """Record the data's fingerprint in best.yaml, then write the model card; returns its path."""
+    from hpo.results import write_text_atomic
+
+    path = os.path.join(run_dir, "best.yaml")
+    with open(path) as f:
+        best = yaml.safe_load(f) or {}
+    best["data"] = {"fingerprint": data.fingerprint, **dict(data.stats)}
+    write_text_atomic(path, yaml.safe_dump(best, sort_keys=False))
+    return write_model_card(run_dir, model_dir)
+
+
+def write_model_card(run_dir: str, model_dir: str) -> str:
+    from hpo.results import write_text_atomic
+
+    path = os.path.join(model_dir, CARD_FILE)
+    write_text_atomic(path, render_card(load_run(run_dir)))
+    return path
+
+
+def _front_matter(run: RunData) -> str:
+    meta: dict[str, Any] = {
+        "library_name": "transformers",
+        "pipeline_tag": PIPELINES.get(run.spec.task, run.spec.task),
+        "tags": ["hpo", "hyperparameter-search", "ray-tune", "optuna"],
+    }
+    base = run.spec.model.name_or_path
+    if not looks_like_path(base) and not os.path.exists(base):
+        meta["base_model"] = base  # a Hub id: the Hub links the card to it
+    return f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n"
+
+
+def _metric_line(run: RunData, best: dict[str, Any]) -> str:
+    line = f"**{best['metric']} = {best['value']:.4g}** on the validation split"
+    confirmed = best.get("confirmed")
+    if confirmed and confirmed.get("mean") is not None:
+        n = len(confirmed.get("seeds", []))
+        line += (
+            f"; over {n} fresh seeds this configuration scored **{confirmed['mean']:.4g} "
+            f"± {confirmed['std']:.2g}** (min {confirmed['min']:.4g}, max {confirmed['max']:.4g})"
+        )
+    else:
+        line += " (one training run: its seed spread was not measured; see `hpo confirm`)"
+    return line
+
+
+def _table(rows: dict[str, Any]) -> list[str]:
+    lines = ["| | |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in rows.items()]
+    return lines
+
+
+def render_card(run: RunData) -> str:
+    best = run.best or {}
+    spec = run.spec
+    data = best.get("data") or {}
+    counts = run.trials["outcome"].value_counts().to_dict()
+    auto = AUTO_CLASSES.get(spec.task, "AutoModel")
+    lines = [
+        _front_matter(run),
+        f"# `{run.name}`: a fine-tuned {spec.task} model",
+        "",
+        f"Found by the hyperparameter search `{run.name}` (hpo: Ray Tune, Optuna, ASHA).",
+        "",
+        "## Model",
+        f"- Task: {spec.task}",
+        f"- Base model: `{spec.model.name_or_path}`",
+    ]
+    if best.get("labels"):
+        lines.append(f"- Labels: {', '.join(map(str, best['labels']))}")
+    lines += [
+        "",
+        "## Data",
+        f"- Training data: `{spec.data.dataset or spec.data.train}`",
+        f"- Fingerprint of the cleaned splits: `{data.get('fingerprint', 'not recorded')}`",
+    ]
+    lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in data.items() if k != "fingerprint"]
+    lines += ["", "## Result", _metric_line(run, best)]
+    if best.get("test_metrics"):
+        lines += ["", "Held-out test split:", *_table(best["test_metrics"])]
+    lines += ["", "## Hyperparameters", *_table(best.get("hyperparameters") or {})]
+    lines += [
+        "",
+        "## How it was found",
+        f"- Method: {spec.method} (Optuna), early stopping: {spec.early_terminate.type}",
+        f"- Trials: {len(run.trials)} ("
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        + ")",
+        f"- Compute spent: {run.trial_seconds():.0f} trial-seconds "
+        f"({spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial), "
+        f"{run.wall_seconds():.0f} s of wall time",
+        f"- Best trial: `{best.get('trial_id')}`, evaluation {best.get('evaluation')}",
+        "",
+        "## Use",
+        "```python",
+        f"from transformers import {auto}, AutoTokenizer",
+        f'model = {auto}.from_pretrained("path/to/this/folder")',
+        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

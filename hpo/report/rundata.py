@@ -1,0 +1,140 @@
+"""A finished run directory read back for reporting: spec, trials, evaluations, best, seeds.
+
+Only the files the search wrote are read (spec.yaml, trials.csv, evaluations.csv, best.yaml,
+confirm.yaml), never Ray's experiment state, so a run directory copied elsewhere still reports.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from hpo.errors import SpecError
+from hpo.runinfo import read_run_spec
+from hpo.spec import JobSpec
+
+CONFIRM_FILE = "confirm.yaml"
+
+
+@dataclass
+class RunData:
+    run_dir: str
+    spec: JobSpec
+    trials: pd.DataFrame  # one row per trial, plus `start_s` and `order` (by start time)
+    evaluations: pd.DataFrame  # one row per evaluation, plus `wall_s` since the search began
+    best: dict[str, Any] | None
+    confirm: dict[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(os.path.normpath(self.run_dir))
+
+    @property
+    def metric(self) -> str:
+        return self.spec.primary.name
+
+    @property
+    def maximize(self) -> bool:
+        return (self.spec.primary.goal or "maximize") == "maximize"
+
+    @property
+    def best_column(self) -> str:
+        return f"best_{self.metric}"
+
+    @property
+    def params(self) -> list[str]:
+        """The searched hyperparameters (constants left out: they tell nothing apart)."""
+        return [
+            n
+            for n, p in self.spec.parameters.items()
+            if p.value is None and n in self.trials.columns
+        ]
+
+    def scored_trials(self) -> pd.DataFrame:
+        """Trials with a finite best metric, best first."""
+        frame = self.trials[self.trials[self.best_column].map(_finite)]
+        return frame.sort_values(self.best_column, ascending=not self.maximize)
+
+    def wall_seconds(self) -> float:
+        """From the first trial's start to the last evaluation."""
+        if self.evaluations.empty:
+            return float(self.trials["wall_seconds"].max() or 0.0)
+        return float(self.evaluations["wall_s"].max())
+
+    def trial_seconds(self) -> float:
+        """Compute spent: the sum of every trial's wall time (one trial = its resources)."""
+        return float(pd.to_numeric(self.trials["wall_seconds"], errors="coerce").fillna(0).sum())
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _read_yaml(path: str) -> dict[str, Any] | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return yaml.safe_load(f) or None
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    if os.path.getsize(path) == 0:
+        return pd.DataFrame()
+    # Keep trial ids as text: "09787878" is an id, not the number 9787878.
+    return pd.read_csv(path, dtype={"trial_id": str}, keep_default_na=False, na_values=[""])
+
+
+def load_run(run_dir: str) -> RunData:
+    """Read a run directory; a folder that is not a finished run is a SpecError."""
+    spec = read_run_spec(run_dir)
+    trials_path = os.path.join(run_dir, "trials.csv")
+    if not os.path.isfile(trials_path):
+        raise SpecError([f"{run_dir}: no trials.csv (has the search finished?)"])
+    trials = _read_csv(trials_path)
+    if trials.empty:
+        raise SpecError([f"{run_dir}: trials.csv lists no trial"])
+    evaluations_path = os.path.join(run_dir, "evaluations.csv")
+    evaluations = _read_csv(evaluations_path) if os.path.isfile(evaluations_path) else None
+    evaluations = _with_wall_clock(evaluations, spec.primary.name)
+    trials = _with_start_order(trials, evaluations)
+    return RunData(
+        run_dir=run_dir,
+        spec=spec,
+        trials=trials,
+        evaluations=evaluations,
+        best=_read_yaml(os.path.join(run_dir, "best.yaml")),
+        confirm=_read_yaml(os.path.join(run_dir, CONFIRM_FILE)),
+    )
+
+
+def _with_wall_clock(evaluations: pd.DataFrame | None, metric: str) -> pd.DataFrame:
+    columns = ["trial_id", "training_iteration", "time_total_s", "timestamp", metric]
+    if evaluations is None or evaluations.empty or metric not in evaluations:
+        return pd.DataFrame(columns=[*columns, "wall_s", "start_s"])
+    frame = evaluations.copy()
+    for column in ("training_iteration", "time_total_s", "timestamp", metric):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    # Ray stamps each report; a trial started `time_total_s` before its report.
+    frame["start_s"] = frame["timestamp"] - frame["time_total_s"]
+    origin = frame.groupby("trial_id")["start_s"].min().min()
+    frame["wall_s"] = frame["timestamp"] - origin
+    frame["start_s"] = frame.groupby("trial_id")["start_s"].transform("min") - origin
+    return frame.sort_values(["wall_s", "trial_id"]).reset_index(drop=True)
+
+
+def _with_start_order(trials: pd.DataFrame, evaluations: pd.DataFrame) -> pd.DataFrame:
+    """Number the trials in the order they started (trial ids are hashes, not counters)."""
+    starts = evaluations.groupby("trial_id")["start_s"].min() if len(evaluations) else {}
+    frame = trials.copy()
+    frame["start_s"] = frame["trial_id"].map(lambda t: starts.get(t, math.inf))
+    frame = frame.sort_values(["start_s", "trial_id"], kind="stable").reset_index(drop=True)
+    frame["order"] = range(1, len(frame) + 1)
+    return frame

@@ -1,0 +1,78 @@
+"""The top trials and the search's headline numbers, shared by the HTML page and the terminal."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hpo.report.outcomes import outcome_label
+from hpo.report.rundata import RunData
+
+TOP_N = 10
+
+
+def fmt(value: Any) -> str:
+    """Numbers to 4 significant digits; empty cells stay empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def top_trials(run: RunData, n: int = TOP_N) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the best `n` trials, best first."""
+    header = [
+        "rank",
+        "trial",
+        "outcome",
+        *run.params,
+        run.best_column,
+        "at eval",
+        "evals",
+        "wall s",
+    ]
+    rows = []
+    for rank, r in enumerate(run.scored_trials().head(n).to_dict("records"), start=1):
+        rows.append(
+            [
+                str(rank),
+                str(r["trial_id"]),
+                outcome_label(run.spec, r),
+                *(fmt(r[p]) for p in run.params),
+                fmt(float(r[run.best_column])),
+                fmt(r.get("best_evaluation")),
+                fmt(r.get("evaluations")),
+                fmt(float(r.get("wall_seconds") or 0.0)),
+            ]
+        )
+    return header, rows
+
+
+def headline(run: RunData) -> dict[str, str]:
+    """What a reader wants first: the best, how it was found, what it cost."""
+    counts = run.trials["outcome"].value_counts().to_dict()
+    facts = {
+        "search": run.name,
+        "model": run.spec.model.name_or_path,
+        "task": run.spec.task,
+        "metric": f"{run.metric} ({'maximize' if run.maximize else 'minimize'})",
+        "method": f"{run.spec.method}, early stopping: {run.spec.early_terminate.type}",
+        "trials": ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
+        "wall time": f"{run.wall_seconds():.0f} s",
+        "compute": f"{run.trial_seconds():.0f} trial-seconds "
+        f"({run.spec.resources.cpu:g} CPU, {run.spec.resources.gpu:g} GPU per trial)",
+    }
+    if run.best:
+        facts["best"] = (
+            f"{run.best['value']:.4g} (trial {run.best['trial_id']}, "
+            f"evaluation {run.best['evaluation']})"
+        )
+    confirm = run.confirm or {}
+    chosen = next((c for c in confirm.get("ranking", []) if c.get("chosen")), None)
+    if chosen:
+        facts["confirmed"] = (
+            f"trial {chosen['trial_id']}'s configuration: mean {chosen['mean']:.4g} "
+            f"± {chosen['std']:.2g} over {len(chosen['seeds'])} seeds"
+        )
+    return facts

@@ -1,0 +1,98 @@
+"""`warm_start: RUN_DIR`: a previous search's trials seed the sampler of a new one.
+
+Each earlier trial whose values fit the new space is added to the Optuna study as what it was:
+a finished trial COMPLETE with its best value, a trial the scheduler stopped PRUNED with its
+evaluations as intermediate values. The new search therefore starts where the old one learned,
+e.g. after the data was refreshed; the old trials are not rerun.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from typing import Any
+
+import optuna
+import yaml
+
+from hpo.errors import SpecError
+from hpo.space import Space
+from hpo.spec import JobSpec
+
+_USABLE = {"completed": "COMPLETE", "patience": "COMPLETE", "stopped_early": "PRUNED"}
+
+
+def _read_csv(path: str) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _cell(text: str) -> Any:
+    """A trials.csv cell back to its value ('' means the parameter was inactive)."""
+    return None if text == "" else yaml.safe_load(text)
+
+
+def check_warm_start(run_dir: str) -> list[str]:
+    """Problems with a warm-start run directory (named by its key)."""
+    if not os.path.isfile(os.path.join(run_dir, "trials.csv")):
+        return [f"warm_start: `{run_dir}` is not a finished run directory (no trials.csv)"]
+    return []
+
+
+def earlier_trials(space: Space, spec: JobSpec, run_dir: str) -> list[optuna.trial.FrozenTrial]:
+    """The previous search's usable trials as Optuna trials of the new space."""
+    metric = spec.primary.name
+    rows = _read_csv(os.path.join(run_dir, "trials.csv"))
+    curves: dict[str, dict[int, float]] = {}
+    evaluations = os.path.join(run_dir, "evaluations.csv")
+    if os.path.isfile(evaluations):
+        for e in _read_csv(evaluations):
+            value = _cell(e.get(metric, ""))
+            if isinstance(value, int | float) and math.isfinite(value):
+                step = int(float(e["training_iteration"]))
+                curves.setdefault(e["trial_id"], {})[step] = float(value)
+    trials = []
+    for row in rows:
+        trial = _as_trial(row, space, metric, curves.get(row["trial_id"], {}))
+        if trial is not None:
+            trials.append(trial)
+    return trials
+
+
+def _as_trial(
+    row: dict[str, str], space: Space, metric: str, curve: dict[int, float]
+) -> optuna.trial.FrozenTrial | None:
+    state = _USABLE.get(row.get("outcome", ""))
+    best = _cell(row.get(f"best_{metric}", ""))
+    if state is None or not isinstance(best, int | float) or not math.isfinite(best):
+        return None
+    params, dists = {}, {}
+    for p in space.tunable:
+        value = _cell(row.get(p.name, ""))
+        if value is None:
+            continue  # inactive in that trial
+        if not p.contains(value):
+            return None  # the new space no longer holds it
+        params[p.name] = p.to_internal(value)
+        dists[p.name] = p.distribution()
+    return optuna.trial.create_trial(
+        params=params,
+        distributions=dists,
+        value=float(best) if state == "COMPLETE" else None,
+        intermediate_values=curve,
+        state=getattr(optuna.trial.TrialState, state),
+        user_attrs={"warm_start_trial": row["trial_id"]},
+    )
+
+
+def seed_study(study: optuna.Study, space: Space, spec: JobSpec, run_dir: str) -> int:
+    """Add the earlier trials to `study`; returns how many were added."""
+    problems = check_warm_start(run_dir)
+    if problems:
+        raise SpecError(problems)
+    if len(spec.metrics) > 1:
+        return 0  # trials.csv keeps the first objective only: nothing honest to tell
+    trials = earlier_trials(space, spec, run_dir)
+    study.add_trials(trials)
+    return len(trials)

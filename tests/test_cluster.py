@@ -1,0 +1,289 @@
+"""Searches on a real multi-node Ray cluster on loopback, through `hpo submit` and `hpo jobs`.
+
+The cluster is cluster/local_cluster.py's: a head with its job server and one worker node, each a
+separate `ray start` on 127.0.0.1 with 1 CPU, token authentication on, under a temp folder of
+this module's own. It is stopped by that folder (never `ray stop`), and the test checks that none
+of its processes is left. The test process itself never calls ray.init.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, write_spec
+
+from hpo.cli import main
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SECRET = "hpo-cluster-secret-5d81e2"  # stands for a W&B API key in the submitter's environment
+SCRIPT = ROOT / "cluster" / "local_cluster.py"
+
+
+def _script() -> object:
+    spec = importlib.util.spec_from_file_location("local_cluster", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head (job server) and a worker node on 127.0.0.1, 1 CPU each, token auth on."""
+    folder = tempfile.mkdtemp(prefix="hpo-rc-", dir="/tmp")  # short: Ray's socket paths
+    token = secrets.token_hex(16)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    env.pop("RAY_ADDRESS", None)
+    script = _script()
+    try:
+        out = subprocess.run(
+            [sys.executable, str(SCRIPT), "start", "--dir", folder, "--workers", "1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert out.returncode == 0, out.stderr
+        info = json.loads(out.stdout)
+        yield {**info, "token": token, "folder": folder}
+    finally:
+        subprocess.run(
+            [sys.executable, str(SCRIPT), "stop", "--dir", folder], timeout=60, check=False
+        )
+        left = script.own_processes(folder)  # type: ignore[attr-defined]
+        assert not left, f"left running: {[p.pid for p in left]}"
+        assert not os.path.exists(folder)
+
+
+@pytest.fixture
+def hpo(cluster, monkeypatch, capsys):
+    """Run the `hpo` CLI as a user whose environment holds the cluster's token and a secret."""
+    monkeypatch.setenv("RAY_AUTH_TOKEN", cluster["token"])  # no RAY_AUTH_MODE: hpo sends it
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("RAY_ADDRESS", cluster["dashboard"])
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def tiny_spec(folder: Path, model: str, data: str, **extra: str) -> str:
+    text = f"""
+model: {{name_or_path: {model}}}
+data: {{train: {data}, max_length: 32, labels: [fresh, rotten], max_train_samples: 200}}
+metric: {{name: eval_loss}}
+parameters:
+  learning_rate: {{distribution: log_uniform_values, min: 1.0e-4, max: 3.0e-3}}
+training: {{num_train_epochs: {extra.get("epochs", 2)}}}
+early_terminate: {{type: none}}
+run_cap: {extra.get("run_cap", 4)}
+max_concurrent: 2
+tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
+resources: {{cpu: 1, gpu: {extra.get("gpu", 0)}}}
+"""
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_spec(folder / "tiny.yaml", text)
+
+
+def files_holding(folder: str, text: str) -> list[str]:
+    needle = text.encode()
+    return [str(p) for p in Path(folder).rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_submitted_search_runs_on_both_nodes(cluster, hpo, tiny_bert, sentiment_csv):
+    folder = Path(cluster["folder"])
+    # The data file travels with the job: the job reads its own copy in its working_dir.
+    spec = tiny_spec(folder / "specs", tiny_bert, sentiment_csv)
+    storage = str(folder / "runs")
+    code, job_id, err = hpo("submit", spec, "--name", "tiny", "--storage", storage)
+    assert code == 0, err
+    job_id = job_id.strip()
+    assert job_id.startswith("raysubmit_")
+
+    code, logs, _ = hpo("jobs", "logs", job_id, "--follow")
+    assert code == 0, logs
+    code, status, _ = hpo("jobs", "status", job_id)
+    assert "status: SUCCEEDED" in status
+    run_dir = os.path.join(storage, "tiny")
+    assert f"run_dir: {run_dir}" in status
+
+    for name in ("spec.yaml", "trials.csv", "evaluations.csv", "best.yaml", "wandb"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert os.path.isfile(os.path.join(run_dir, "best_model", "config.json"))
+    with open(os.path.join(run_dir, "trials.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and all(r["outcome"] == "completed" for r in rows)
+    assert len({r["node"] for r in rows if r["node"]}) == 2, [r["node"] for r in rows]
+
+    code, listing, _ = hpo("jobs", "list")
+    assert job_id in listing and "tiny" in listing
+    out = str(folder / "fetched")
+    code, printed, _ = hpo("jobs", "fetch", job_id, "--out", out)
+    assert code == 0 and printed.strip() == out
+    assert sorted(os.listdir(out)) == sorted(os.listdir(run_dir))
+
+    code, plain_logs, _ = hpo("jobs", "logs", job_id)
+    # The secret travelled sealed: it is in no output, and in no file of the run directory or
+    # of Ray's own (job table dumps, runtime-env agent logs, worker logs) on either node.
+    for text in (logs, plain_logs, status, listing):
+        assert SECRET not in text
+    assert files_holding(cluster["folder"], SECRET) == []
+
+
+def test_secrets_are_sealed_with_the_ray_token(monkeypatch):
+    from hpo import sealed_env
+
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "cluster-token")
+    sealed = sealed_env.seal({"WANDB_API_KEY": SECRET}, "cluster-token")
+    assert SECRET not in sealed
+    monkeypatch.setenv(sealed_env.SEALED, sealed)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    sealed_env.unseal_into_environ()
+    assert os.environ["WANDB_API_KEY"] == SECRET and sealed_env.SEALED not in os.environ
+    with pytest.raises(Exception):  # noqa: B017 - cryptography's InvalidTag
+        sealed_env.unseal(sealed, "another-token")
+
+
+def test_stop_ends_a_running_search(cluster, hpo, tiny_bert, sentiment_csv):
+    folder = Path(cluster["folder"])
+    spec = tiny_spec(folder / "specs-long", tiny_bert, sentiment_csv, epochs="200", run_cap="8")
+    storage = str(folder / "runs")
+    code, job_id, err = hpo("submit", spec, "--name", "long", "--storage", storage)
+    assert code == 0, err
+    job_id = job_id.strip()
+    run_dir = Path(storage, "long")
+    deadline = time.monotonic() + 180
+    while not list(run_dir.glob("train_trial_*")) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert list(run_dir.glob("train_trial_*")), "no trial started"
+
+    code, printed, _ = hpo("jobs", "stop", job_id)
+    assert code == 0 and printed.strip() == "STOPPED"
+    # The driver and every trial are gone; only the nodes' own processes are left.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        busy = [
+            " ".join(p.cmdline())
+            for p in _script().own_processes(cluster["folder"])  # type: ignore[attr-defined]
+            if _alive_cmd(p, ("ray::ImplicitFunc", "hpo.cli run"))
+        ]
+        if not busy:
+            break
+        time.sleep(1)
+    assert not busy, busy
+
+
+def _alive_cmd(proc: object, marks: tuple[str, ...]) -> bool:
+    try:
+        line = " ".join(proc.cmdline())  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return any(m in line for m in marks)
+
+
+def test_trial_bigger_than_any_node_fails_fast(cluster, hpo, tiny_bert, sentiment_csv):
+    folder = Path(cluster["folder"])
+    spec = tiny_spec(folder / "specs-gpu", tiny_bert, sentiment_csv, gpu="1")
+    code, job_id, err = hpo("submit", spec, "--name", "gpu", "--storage", str(folder / "runs"))
+    assert code == 0, err
+    code, logs, _ = hpo("jobs", "logs", job_id.strip(), "--follow")
+    assert code == 1
+    assert "resources: a trial asks for cpu=1, gpu=1 but the largest node has" in logs
+    assert not os.path.exists(folder / "runs" / "gpu")
+
+
+def test_bad_job_requests_exit_2(cluster, hpo, monkeypatch):
+    code, _, err = hpo("jobs", "status", "raysubmit_nosuchjob")
+    assert code == 2 and "raysubmit_nosuchjob: no such job" in err
+    monkeypatch.delenv("RAY_ADDRESS")
+    code, _, err = hpo("jobs", "list")
+    assert code == 2 and "--address" in err
+    code, _, err = hpo("jobs", "list", "--address", cluster["dashboard"])
+    assert code == 0
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "wrong")
+    code, _, err = hpo("jobs", "list", "--address", cluster["dashboard"])
+    assert code == 2 and "refused the token" in err
+
+
+def test_multi_node_search_refuses_node_local_storage(monkeypatch):
+    import ray
+
+    from hpo import cluster as hpo_cluster
+    from hpo.errors import SpecError
+
+    nodes = [
+        {"Alive": True, "NodeID": "a" * 56, "NodeManagerAddress": "10.0.0.1"},
+        {"Alive": True, "NodeID": "b" * 56, "NodeManagerAddress": "10.0.0.2"},
+    ]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(hpo_cluster, "nodes_missing", lambda storage, nodes: nodes[1:])
+    with pytest.raises(SpecError, match=r"storage: `/data/runs` is node-local: 1 of 2 nodes"):
+        hpo_cluster.check_storage_shared("/data/runs")
+    hpo_cluster.check_storage_shared("s3://bucket/runs")  # every node reaches a URI
+
+
+CLUSTER_DIR = ROOT / "cluster"
+
+
+def test_cluster_configs_parse():
+    files = sorted(CLUSTER_DIR.glob("*.yaml"))
+    assert files
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert isinstance(doc, dict), path
+
+
+def test_launcher_config_fields():
+    import jsonschema
+    import ray.autoscaler
+
+    config = yaml.safe_load((CLUSTER_DIR / "ray-cluster.aws.yaml").read_text())
+    schema_file = Path(ray.autoscaler.__file__).parent / "ray-schema.json"
+    jsonschema.validate(config, json.loads(schema_file.read_text()))  # Ray's own schema
+    for key in ("cluster_name", "provider", "available_node_types", "head_node_type"):
+        assert key in config, key
+    types = config["available_node_types"]
+    assert config["head_node_type"] in types
+    gpu_types = [t for t in types.values() if t.get("resources", {}).get("GPU")]
+    assert gpu_types and all(t["max_workers"] >= t.get("min_workers", 0) for t in gpu_types)
+    setup = "\n".join(config.get("setup_commands", []))
+    assert "pip install" in setup and "hpo" in setup
+
+
+def test_kuberay_manifest_fields():
+    docs = list(yaml.safe_load_all((CLUSTER_DIR / "kuberay-raycluster.yaml").read_text()))
+    clusters = [d for d in docs if d.get("kind") == "RayCluster"]
+    assert len(clusters) == 1
+    rc = clusters[0]
+    assert rc["apiVersion"] == "ray.io/v1"
+    assert rc["metadata"]["name"]
+    head = rc["spec"]["headGroupSpec"]
+    assert isinstance(head["rayStartParams"], dict)
+    assert head["template"]["spec"]["containers"]
+    workers = rc["spec"]["workerGroupSpecs"]
+    assert workers
+    for group in workers:
+        for key in ("groupName", "replicas", "minReplicas", "maxReplicas", "rayStartParams"):
+            assert key in group, key
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+        containers = group["template"]["spec"]["containers"]
+        assert containers and all(c.get("image") for c in containers)
+    for value in rc["spec"]["headGroupSpec"]["rayStartParams"].values():
+        assert isinstance(value, str), "rayStartParams values are strings in the CRD"

@@ -1,0 +1,198 @@
+"""`hpo confirm`: the top configurations retrained with fresh seeds through real Ray Tune and
+the Trainer, ranked by their mean; best.yaml, best_model/ and its card follow the winner."""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+import pytest
+import yaml
+from conftest import write_spec
+
+from hpo.cli import main
+from hpo.confirm import (
+    Candidate,
+    confirm_spec,
+    fresh_seeds,
+    rank_configurations,
+    top_configurations,
+    typed_value,
+)
+from hpo.errors import SpecError
+from hpo.report import load_run
+from hpo.space import compile_space
+from hpo.spec import DataSpec, JobSpec, ModelSpec, ParamSpec
+
+
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def read_yaml(path: str) -> dict:
+    return yaml.safe_load(read_text(path))
+
+
+def entry(trial_id: str, search_value: float, values: list[float | None]) -> dict:
+    seeds = [
+        {"seed": i + 1, "value": v, "trial_id": f"{trial_id}-{i}"} for i, v in enumerate(values)
+    ]
+    return {"trial_id": trial_id, "search_value": search_value, "seeds": seeds}
+
+
+def test_the_single_best_trial_loses_to_the_best_mean():
+    # `lucky` topped the search and has the best single seed run, but `steady` is better on
+    # average: confirmation must choose `steady`.
+    ranked = rank_configurations(
+        [entry("lucky", 0.91, [0.93, 0.70, 0.72]), entry("steady", 0.86, [0.85, 0.84, 0.86])],
+        maximize=True,
+    )
+    assert [e["trial_id"] for e in ranked] == ["steady", "lucky"]
+    assert ranked[0]["chosen"] and not ranked[1]["chosen"]
+    assert ranked[0]["mean"] == pytest.approx(0.85)
+    assert ranked[0]["std"] == pytest.approx(statistics.stdev([0.85, 0.84, 0.86]))
+    assert ranked[1]["max"] == 0.93  # its best seed beats every run of the winner
+
+
+def test_losses_rank_low_first_and_failed_runs_rank_last():
+    ranked = rank_configurations(
+        [
+            entry("a", 0.30, [0.40, 0.42]),
+            entry("diverges", 0.20, [0.10, None]),  # best mean of what finished, one failure
+            entry("b", 0.35, [0.33, 0.35]),
+        ],
+        maximize=False,
+    )
+    assert [e["trial_id"] for e in ranked] == ["b", "a", "diverges"]
+    assert ranked[2]["failures"] == 1
+
+
+def spec_with(parameters: dict[str, ParamSpec], seed: int = 0) -> JobSpec:
+    return JobSpec(
+        model=ModelSpec("m"), data=DataSpec(train="t.csv"), parameters=parameters, seed=seed
+    )
+
+
+def test_trials_csv_cells_come_back_typed_and_seeds_are_fresh():
+    space = compile_space(
+        {
+            "learning_rate": ParamSpec(min=1e-5, max=1e-3, distribution="log_uniform_values"),
+            "per_device_train_batch_size": ParamSpec(values=[16, 32]),
+            "warmup_steps": ParamSpec(values=[0.0, 0.1]),
+            "epochs": ParamSpec(min=1, max=4),
+        },
+        [],
+    )
+    p = space.by_name
+    assert typed_value(p["per_device_train_batch_size"], 32.0) == 32
+    assert isinstance(typed_value(p["per_device_train_batch_size"], "16"), int)
+    assert typed_value(p["warmup_steps"], 0.1) == 0.1
+    assert typed_value(p["epochs"], "3.0") == 3 and isinstance(typed_value(p["epochs"], 3.0), int)
+    with pytest.raises(SpecError, match="per_device_train_batch_size"):
+        typed_value(p["per_device_train_batch_size"], 64)
+
+    spec = spec_with({"learning_rate": ParamSpec(min=1e-5, max=1e-3)}, seed=3)
+    candidates = [Candidate(1, "a", {"learning_rate": 1e-4, "seed": 5}, 0.9)]
+    assert fresh_seeds(spec, candidates, 3) == [4, 6, 7]
+    confirm = confirm_spec(spec, candidates, [4, 6])
+    assert confirm.method == "random" and confirm.early_terminate.type == "none"
+    assert confirm.run_cap == 2 and confirm.parameters["seed"].values == [4, 6]
+    assert confirm.points_to_evaluate == [
+        {"learning_rate": 1e-4, "seed": 4},
+        {"learning_rate": 1e-4, "seed": 6},
+    ]
+
+
+@pytest.fixture(scope="module")
+def confirmed(tmp_path_factory, tiny_bert, sentiment_csv, local_ray):
+    """A tiny search (no early stopping, so every trial is comparable), then `hpo confirm`."""
+    root = tmp_path_factory.mktemp("confirm")
+    spec = write_spec(
+        root / "tiny.yaml",
+        f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {sentiment_csv}, max_length: 32, labels: [fresh, rotten]}}
+metric: {{name: eval_loss}}
+parameters:
+  learning_rate: {{values: [3.0e-4, 1.0e-3, 3.0e-3]}}
+  per_device_train_batch_size: {{values: [16, 32]}}
+training: {{num_train_epochs: 2}}
+early_terminate: {{type: none}}
+method: random
+run_cap: 3
+max_concurrent: 2
+seed: 1
+tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
+""",
+    )
+    assert main(["run", spec, "--name", "tiny", "--storage", str(root / "runs"), "--quiet"]) == 0
+    run_dir = str(root / "runs" / "tiny")
+    search_best = read_yaml(os.path.join(run_dir, "best.yaml"))
+    code = main(["confirm", run_dir, "--top-k", "2", "--seeds", "2", "--quiet"])
+    assert code == 0
+    return run_dir, search_best
+
+
+def test_confirm_retrains_top_configurations_with_fresh_seeds(confirmed):
+    run_dir, _ = confirmed
+    document = read_yaml(os.path.join(run_dir, "confirm.yaml"))
+    assert document["metric"] == "eval_loss" and len(document["seeds"]) == 2
+    assert 1 not in document["seeds"]  # the search trained with seed 1: these are fresh
+    ranking = document["ranking"]
+    assert len(ranking) == 2
+    top = top_configurations(load_run(run_dir), 2)
+    assert {e["trial_id"] for e in ranking} == {c.trial_id for c in top}
+    for e in ranking:
+        assert [s["seed"] for s in e["seeds"]] == document["seeds"]
+        values = [s["value"] for s in e["seeds"]]
+        assert all(isinstance(v, float) for v in values)
+        assert e["mean"] == pytest.approx(statistics.fmean(values))
+        assert e["std"] == pytest.approx(statistics.stdev(values))
+    # Chosen by the lowest mean loss over the fresh seeds, whatever the search said.
+    assert ranking[0]["chosen"] and ranking[0]["mean"] <= ranking[1]["mean"]
+
+
+def test_best_yaml_and_model_follow_the_most_robust_configuration(confirmed):
+    run_dir, search_best = confirmed
+    from transformers import AutoModelForSequenceClassification
+
+    chosen = read_yaml(os.path.join(run_dir, "confirm.yaml"))["ranking"][0]
+    best = read_yaml(os.path.join(run_dir, "best.yaml"))
+    assert {k: v for k, v in best["hyperparameters"].items() if k != "seed"} == chosen["config"]
+    winner_values = {s["seed"]: s["value"] for s in chosen["seeds"]}
+    # The exported run is the chosen configuration's best seed.
+    assert best["value"] == pytest.approx(min(winner_values.values()))
+    assert winner_values[best["hyperparameters"]["seed"]] == pytest.approx(best["value"])
+    assert best["confirmed"]["mean"] == pytest.approx(chosen["mean"])
+    assert best["search_best"]["trial_id"] == search_best["trial_id"]
+    assert best["data"]["fingerprint"]
+    folder = os.path.join(run_dir, "best_model")
+    AutoModelForSequenceClassification.from_pretrained(folder)
+    assert (
+        read_yaml(os.path.join(folder, "hpo_best.yaml"))["hyperparameters"]
+        == best["hyperparameters"]
+    )
+    card = read_text(os.path.join(folder, "README.md"))
+    assert "fresh seeds" in card and f"{chosen['mean']:.4g}" in card
+    assert best["data"]["fingerprint"] in card
+
+
+def test_report_shows_the_seed_spread(confirmed):
+    run_dir, _ = confirmed
+    assert main(["report", run_dir]) == 0
+    page = read_text(os.path.join(run_dir, "report", "report.html"))
+    assert 'src="seed_spread.png"' in page and "over 2 seeds" in page
+    assert os.path.getsize(os.path.join(run_dir, "report", "seed_spread.png")) > 10_000
+
+
+def test_confirm_refuses_bad_input_and_writes_nothing(confirmed, tmp_path, capsys):
+    run_dir, _ = confirmed
+    assert main(["confirm", str(tmp_path), "--quiet"]) == 2
+    assert "not a run directory" in capsys.readouterr().err and os.listdir(tmp_path) == []
+    assert main(["confirm", run_dir, "--seeds", "0", "--quiet"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    before = os.path.getmtime(os.path.join(run_dir, "best.yaml"))
+    assert main(["confirm", run_dir, "--quiet"]) == 2  # once is the record; no silent redo
+    assert "already confirmed" in capsys.readouterr().err
+    assert os.path.getmtime(os.path.join(run_dir, "best.yaml")) == before

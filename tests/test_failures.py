@@ -1,0 +1,278 @@
+"""Faults injected for real: diverging and erroring trials, killed trial workers, a killed or
+interrupted driver, and the experiment-wide checkpoint budget."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_spec
+from wandb_offline import read_runs
+
+from hpo.cli import main
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def tiny_spec(tiny_bert, data, extra=""):
+    return f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {data}, max_length: 48, labels: [fresh, rotten]}}
+metric: {{name: eval_loss}}
+parameters:
+  learning_rate: {{distribution: log_uniform_values, min: 1.0e-4, max: 3.0e-3}}
+  per_device_train_batch_size: {{values: [8, 16]}}
+early_terminate: {{type: asha, min_iter: 1, eta: 2}}
+max_concurrent: 2
+seed: 1
+tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
+{extra}
+"""
+
+
+def checkpoint_dirs(run_dir):
+    return glob.glob(os.path.join(run_dir, "*", "checkpoint_*"))
+
+
+@pytest.fixture(scope="module")
+def faulty_run(tmp_path_factory, tiny_bert, sentiment_csv, local_ray):
+    """A grid with diverging points (learning rate 1e30: NaN loss), erroring points (batch size
+    0: a bug) and 2 healthy ones, under a budget of 1 checkpoint; a thread counts the
+    checkpoint folders on disk while it runs."""
+    root = tmp_path_factory.mktemp("faults")
+    spec = write_spec(
+        root / "faulty.yaml",
+        f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {sentiment_csv}, max_length: 48, labels: [fresh, rotten]}}
+metric: {{name: eval_loss}}
+method: grid
+parameters:
+  learning_rate: {{values: [1.0e+30, 2.0e-3]}}
+  per_device_train_batch_size: {{values: [0, 8, 16]}}
+training: {{num_train_epochs: 4}}
+early_terminate: {{type: none}}
+max_concurrent: 2
+retries: 1
+checkpoints: {{keep: 1}}
+tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
+""",
+    )
+    run_dir = str(root / "runs" / "faulty")
+    counts: list[int] = []
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            counts.append(len(checkpoint_dirs(run_dir)))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        code = main(["run", spec, "--name", "faulty", "--storage", str(root / "runs"), "--quiet"])
+    finally:
+        done.set()
+        sampler.join()
+    assert code == 0
+    return run_dir, counts
+
+
+def test_diverging_trial_is_marked_and_not_retried(faulty_run):
+    run_dir, _ = faulty_run
+    rows = read_csv(os.path.join(run_dir, "trials.csv"))
+    diverged = [
+        r for r in rows if r["learning_rate"] == "1e+30" and r["per_device_train_batch_size"] != "0"
+    ]
+    assert len(diverged) == 2
+    runs = {r.name: r for r in read_runs(run_dir)}
+    for row in diverged:
+        assert row["outcome"] == "diverged"
+        assert row["status"] == "TERMINATED" and row["error"] == ""  # not an error: no retry
+        assert row["evaluations"] == "1"
+        assert runs[row["trial_id"]].summary["outcome"] == "diverged"
+
+
+def test_erroring_trial_is_recorded_and_the_search_goes_on(faulty_run):
+    run_dir, _ = faulty_run
+    rows = read_csv(os.path.join(run_dir, "trials.csv"))
+    errored = [r for r in rows if r["status"] == "ERROR"]
+    assert sorted(r["per_device_train_batch_size"] for r in errored) == ["0", "0"]
+    for row in errored:
+        assert row["outcome"] == "errored" and "batch_size" in row["error"]
+        text = Path(run_dir, row["traceback"]).read_text()
+        assert 'File "' in text and "batch_size should be a positive integer" in text
+    assert len(rows) == 6
+    assert [r["outcome"] for r in rows].count("completed") == 2
+
+
+def test_checkpoint_budget_holds_over_the_whole_search(faulty_run):
+    run_dir, counts = faulty_run
+    assert max(counts) > 0, "the sampler saw the search write checkpoints"
+    # The best over the search + each of the 2 running trials' latest (+ one being written each).
+    assert max(counts) <= 1 + 2 * 2, counts
+    assert len(checkpoint_dirs(run_dir)) == 1  # once finished: the best, nothing else
+    assert os.path.isdir(os.path.join(run_dir, "best_model"))
+
+
+def _trial_pids(run_dir):
+    """(trial dir, pid, evaluations) of each trial that has reported."""
+    out = []
+    for result_file in glob.glob(os.path.join(run_dir, "*", "result.json")):
+        lines = Path(result_file).read_text().splitlines()
+        if lines:
+            last = json.loads(lines[-1])
+            out.append((os.path.dirname(result_file), last["pid"], last["training_iteration"]))
+    return out
+
+
+def test_killed_trial_workers_resume_from_their_checkpoints(
+    tmp_path, tiny_bert, sentiment_csv, local_ray
+):
+    spec = write_spec(
+        tmp_path / "crash.yaml",
+        tiny_spec(
+            tiny_bert,
+            sentiment_csv,
+            """
+training: {num_train_epochs: 12}
+early_terminate: {type: none}
+run_cap: 2
+retries: 3
+""",
+        ),
+    )
+    run_dir = str(tmp_path / "runs" / "crash")
+    killed: list[tuple[str, int]] = []
+
+    def killer():
+        deadline = time.time() + 120
+        while len(killed) < 2 and time.time() < deadline:
+            for trial_dir, pid, evals in _trial_pids(run_dir):
+                if (
+                    evals >= 2 + 2 * sum(t == trial_dir for t, _ in killed)
+                    and (trial_dir, pid) not in killed
+                ):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append((trial_dir, pid))
+                    except ProcessLookupError:
+                        pass
+                    break
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    code = main(["run", spec, "--name", "crash", "--storage", str(tmp_path / "runs"), "--quiet"])
+    thread.join()
+    assert code == 0
+    assert len(killed) == 2, "two trial workers were killed mid-training"
+    rows = read_csv(os.path.join(run_dir, "trials.csv"))
+    assert len(rows) == 2 and all(r["outcome"] == "completed" for r in rows)
+    evaluations = read_csv(os.path.join(run_dir, "evaluations.csv"))
+    for trial_dir, _ in killed:
+        trial_id = next(r["trial_id"] for r in rows if r["trial_id"] in trial_dir)
+        steps = [int(float(e["global_step"])) for e in evaluations if e["trial_id"] == trial_id]
+        # Resumed from the latest checkpoint: the global step never goes back to the start.
+        assert steps == sorted(steps) and len(set(steps)) == len(steps), steps
+        assert len(steps) == 12
+
+
+def _hpo(*args, env_extra=None):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _wait_for_evaluations(run_dir, n, proc, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if sum(evals for _, _, evals in _trial_pids(run_dir)) >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    raise AssertionError("the search made no progress")
+
+
+@pytest.mark.parametrize("stop", ["sigint", "sigkill"])
+def test_interrupted_or_killed_driver_resumes(stop, tmp_path, tiny_bert, sentiment_csv):
+    spec = write_spec(
+        tmp_path / "long.yaml",
+        tiny_spec(
+            tiny_bert,
+            sentiment_csv,
+            """
+training: {num_train_epochs: 4}
+run_cap: 6
+""",
+        ),
+    )
+    storage = tmp_path / "runs"
+    run_dir = str(storage / "long")
+    env = {"RAY_TMPDIR": str(tmp_path / "ray")}
+    proc = _hpo("run", spec, "--name", "long", "--storage", str(storage), "--quiet", env_extra=env)
+    _wait_for_evaluations(run_dir, 4, proc)
+    proc.send_signal(signal.SIGINT if stop == "sigint" else signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    if stop == "sigint":
+        assert proc.returncode == 130, err
+        assert f"hpo resume {run_dir}" in err
+    before = {r["trial_id"]: r for r in _progress(run_dir)}
+
+    resumed = _hpo("resume", run_dir, env_extra=env)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    rows = read_csv(os.path.join(run_dir, "trials.csv"))
+    assert len(rows) == 6, "exactly run_cap trials"
+    configs = {(r["learning_rate"], r["per_device_train_batch_size"]) for r in rows}
+    assert len(configs) == 6, "no configuration sampled twice"
+    for trial_id, evals in before.items():
+        if evals["finished"]:
+            row = next(r for r in rows if r["trial_id"] == trial_id)
+            assert int(row["evaluations"]) == evals["evaluations"], "finished: not rerun"
+    runs = read_runs(run_dir)
+    assert {r.name for r in runs} == {r["trial_id"] for r in rows}
+    for name in {r.name for r in runs}:
+        assert len({r.run_id for r in runs if r.name == name}) == 1, "W&B run id kept"
+    assert os.path.isdir(os.path.join(run_dir, "best_model"))
+
+
+def _progress(run_dir):
+    """Per trial: evaluations reported and whether it had finished (last report final)."""
+    out = []
+    for trial_dir in glob.glob(os.path.join(run_dir, "train_trial_*")):
+        lines = (
+            Path(trial_dir, "result.json").read_text().splitlines()
+            if os.path.exists(os.path.join(trial_dir, "result.json"))
+            else []
+        )
+        if not lines:
+            continue
+        last = json.loads(lines[-1])
+        out.append(
+            {
+                "trial_id": last["trial_id"],
+                "evaluations": last["training_iteration"],
+                "finished": bool(last.get("hpo_final")),
+            }
+        )
+    return out
