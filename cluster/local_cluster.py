@@ -45,7 +45,6 @@ def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int)
     os.makedirs(folder, exist_ok=True)
     port, dashboard = free_port(), free_port()
     common = [
-        "--node-ip-address=127.0.0.1",
         f"--num-cpus={cpus}",
         f"--num-gpus={gpus}",
         f"--object-store-memory={object_store_mb * 1024 * 1024}",
@@ -55,6 +54,7 @@ def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int)
         ray_binary(),
         "start",
         "--head",
+        "--node-ip-address=127.0.0.1",
         f"--port={port}",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard}",
@@ -72,12 +72,14 @@ def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int)
     }
     with open(os.path.join(folder, INFO), "w") as f:  # written first: `stop` finds the dir
         json.dump(info, f, indent=1)
-    _run(head)
+    _run(head, loopback=True)
     for i in range(workers):
         _run(
             [
                 ray_binary(),
                 "start",
+                # No --node-ip-address: given 127.0.0.1 Ray would swap it for the routable IP;
+                # without it, a worker takes the IP it reaches the head from: 127.0.0.1.
                 f"--address=127.0.0.1:{port}",
                 f"--dashboard-agent-listen-port={free_port()}",
                 f'--resources={{"hpo_worker_{i}": 1}}',
@@ -88,10 +90,14 @@ def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int)
     return info
 
 
-def _run(cmd: list[str]) -> None:
+def _run(cmd: list[str], loopback: bool = False) -> None:
     # Job entrypoints run `python` from the nodes' PATH: make it this interpreter.
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    if loopback:
+        # Ray 2.60 swaps `--node-ip-address=127.0.0.1` for the machine's routable IP unless
+        # it thinks it is a single-machine (Windows/macOS-style) cluster; only the head may.
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.stderr.write(out.stdout + out.stderr)

@@ -125,6 +125,8 @@ def submit(
     spec = load_spec(spec_path, overrides)  # bad input stops here: nothing is submitted
     name = search_name(spec, spec_path, name)
     run_dir = f"{spec.storage.rstrip('/')}/{name}"
+    if not is_remote_uri(run_dir) and os.path.exists(run_dir):
+        raise SpecError([f"--name: run directory {run_dir} exists; pick another name"])
     env_vars = _passed_env(env or [])
     jobs = client(address)
     with tempfile.TemporaryDirectory(prefix="hpo-job-") as folder:

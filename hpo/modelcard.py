@@ -69,6 +69,14 @@ def _metric_line(run: RunData, best: dict[str, Any]) -> str:
     return line
 
 
+def _sources(spec: Any) -> str:
+    data = spec.data
+    if data.dataset:
+        return f"`{data.dataset}`" + (f" ({data.config})" if data.config else "")
+    files = data.train if isinstance(data.train, list) else [data.train]
+    return ", ".join(f"`{f}`" for f in files)
+
+
 def _table(rows: dict[str, Any]) -> list[str]:
     lines = ["| | |", "|---|---|"]
     lines += [f"| `{k}` | {v} |" for k, v in rows.items()]
@@ -96,7 +104,7 @@ def render_card(run: RunData) -> str:
     lines += [
         "",
         "## Data",
-        f"- Training data: `{spec.data.dataset or spec.data.train}`",
+        f"- Training data: {_sources(spec)}",
         f"- Fingerprint of the cleaned splits: `{data.get('fingerprint', 'not recorded')}`",
     ]
     lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in data.items() if k != "fingerprint"]

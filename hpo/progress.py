@@ -93,6 +93,8 @@ class TrialTable(Callback):
         if self._live is not None:
             self._live.stop()
             self._live = None
+        for note in self.notes:  # the scheduler's (rung guard's) verdicts, in the summary
+            self.console.print(note, highlight=False, soft_wrap=True)
 
     # -- drawing -----------------------------------------------------------------------------
     def _done(self, trial: Any, errored: bool) -> None:

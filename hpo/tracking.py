@@ -8,6 +8,7 @@ wandb reads it from the environment.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -150,6 +151,9 @@ def log_search_summary(
         group=group,
         job_type="search-summary",
         name=f"{group}-summary",
+        # One summary run per run directory: a later `hpo report` updates it, never adds one.
+        id="summary-" + hashlib.sha1(os.path.abspath(run_dir).encode()).hexdigest()[:12],
+        resume="allow",
         config=dict(summary.get("best_hyperparameters") or {}),
         tags=list(settings.tags),
         dir=run_dir,

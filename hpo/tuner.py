@@ -73,6 +73,7 @@ def build_tuner(
 
     from hpo.checkpoints import CheckpointBudget
     from hpo.schedulers import evaluations_per_trial, make_scheduler
+    from hpo.schedulers.notes import SchedulerNotes
     from hpo.search import make_searcher
     from hpo.space import compile_space
     from hpo.state import SchedulerState
@@ -83,6 +84,7 @@ def build_tuner(
     metric = spec.primary
     budget = CheckpointBudget(metric.name, metric.goal or "maximize", spec.checkpoints.keep)
     callbacks = [SchedulerState(scheduler), budget, *callbacks]
+    callbacks.append(SchedulerNotes(scheduler, run_dir, callbacks))  # guard notes: table, file
     return tune.Tuner(
         make_trainable(spec, data),
         tune_config=tune.TuneConfig(

@@ -6,7 +6,7 @@ import html
 from typing import Any
 
 from hpo.report.rundata import RunData
-from hpo.report.tables import headline, top_trials
+from hpo.report.tables import confirm_table, headline, top_trials
 
 CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto;
@@ -69,5 +69,7 @@ def render(run: RunData, figures: list[tuple[str, str, str]]) -> str:
             parts.append(f"<h2>{_esc(title)}</h2>")
             section = title
         parts.append(_figure(name, caption))
+        if name == "seed_spread.png" and (seeds := confirm_table(run)):
+            parts.append(_table(*seeds))
     parts.append("</body></html>")
     return "\n".join(parts)

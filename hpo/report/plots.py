@@ -245,5 +245,6 @@ def seed_spread(run: RunData, out_dir: str) -> str | None:
 
 
 def _config_tick(config: dict[str, Any]) -> str:
-    marker = "  (chosen)" if config.get("chosen") else ""
-    return f"#{config['rank']} trial {config['trial_id']}{marker}"
+    marker = ", chosen" if config.get("chosen") else ""
+    search = f"(search #{config['search_rank']}{marker})"
+    return f"#{config['rank']} trial {config['trial_id']}\n{search}"

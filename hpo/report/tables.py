@@ -76,3 +76,27 @@ def headline(run: RunData) -> dict[str, str]:
             f"± {chosen['std']:.2g} over {len(chosen['seeds'])} seeds"
         )
     return facts
+
+
+def confirm_table(run: RunData) -> tuple[list[str], list[list[str]]] | None:
+    """`hpo confirm`'s ranking: mean and spread over fresh seeds, with the search's value."""
+    ranking = (run.confirm or {}).get("ranking") or []
+    if not ranking:
+        return None
+    seeds = (run.confirm or {}).get("seeds") or []
+    header = ["rank", "trial", "search rank", "search value", "mean", "std", "min", "max"]
+    header += [f"seed {s}" for s in seeds]
+    rows = []
+    for e in ranking:
+        values = {s["seed"]: s["value"] for s in e["seeds"]}
+        rows.append(
+            [
+                str(e["rank"]) + (" (chosen)" if e.get("chosen") else ""),
+                str(e["trial_id"]),
+                str(e["search_rank"]),
+                fmt(e["search_value"]),
+                *(fmt(e[k]) for k in ("mean", "std", "min", "max")),
+                *(fmt(values.get(s)) if values.get(s) is not None else "failed" for s in seeds),
+            ]
+        )
+    return header, rows

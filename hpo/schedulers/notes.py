@@ -1,0 +1,54 @@
+"""What the scheduler says about the search (the rung guard's verdicts), for people to read.
+
+`SchedulerNotes` is a Ray Tune callback: it hands the scheduler's notes to the live table (its
+caption) and writes them, with the rank correlation between each pair of rungs, to
+`scheduler_notes.txt` in the run directory when the search ends.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ray.tune import Callback
+
+NOTES_FILE = "scheduler_notes.txt"
+
+
+def scheduler_lines(scheduler: Any) -> list[str]:
+    """The scheduler's notes, then one line per pair of rungs (empty for FIFO / HyperBand)."""
+    guard = getattr(scheduler, "guard", None)
+    if guard is None:
+        return []
+    lines = list(guard.notes)
+    lines += guard.summary()
+    if guard.enabled and not guard.notes:
+        lines.append(
+            f"guard: every rung ranked trials like the next (threshold {guard.threshold:g}, "
+            f"at least {guard.min_pairs} trials per pair of rungs)"
+        )
+    if hasattr(scheduler, "num_promoted_from_pause"):
+        lines.append(
+            f"promotion: {scheduler.num_paused} pauses, "
+            f"{scheduler.num_promoted_from_pause} paused trials resumed from their checkpoint"
+        )
+    return lines
+
+
+class SchedulerNotes(Callback):
+    """Shares the scheduler's notes with callbacks that show `notes`; writes them at the end."""
+
+    def __init__(self, scheduler: Any, run_dir: str, callbacks: list[Any]) -> None:
+        self.scheduler = scheduler
+        self.run_dir = run_dir
+        notes = getattr(scheduler, "notes", None)
+        if isinstance(notes, list):
+            for callback in callbacks:
+                if isinstance(getattr(callback, "notes", None), list):
+                    callback.notes = notes  # the same list: the table sees new notes live
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        lines = scheduler_lines(self.scheduler)
+        if lines and os.path.isdir(self.run_dir):
+            with open(os.path.join(self.run_dir, NOTES_FILE), "w") as f:
+                f.write("\n".join(lines) + "\n")

