@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -89,7 +90,8 @@ class Timeline(Callback):
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     quiet_environment("offline" if args.wandb == "offline" else "disabled")
-    from hpo.config import load_spec
+    from hpo.config import dump_spec, load_spec
+    from hpo.runinfo import SPEC_FILE
     from hpo.data import prepare
     from hpo.results import collect
     from hpo.tuner import build_tuner, finish, make_callbacks
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name = "overhead"
     run_dir = os.path.join(storage, name)
     os.makedirs(run_dir)
+    Path(run_dir, SPEC_FILE).write_text(dump_spec(spec))
     timeline = Timeline()
     callbacks = [*make_callbacks(spec, name, run_dir, False), timeline]
     tuner = build_tuner(spec, data, name, run_dir, callbacks)

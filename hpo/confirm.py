@@ -27,6 +27,9 @@ from hpo.space import Param, compile_space
 from hpo.spec import CheckpointsSpec, EarlyTerminateSpec, JobSpec, ParamSpec
 
 CONFIRM_DIR = "confirm"
+# No search-wide pruning: every run's best checkpoint must survive, since the winner is known
+# only at the end (Ray still keeps one best checkpoint per run).
+EVERY_CHECKPOINT = 10**9
 SEED = "seed"
 
 
@@ -115,7 +118,7 @@ def confirm_spec(spec: JobSpec, candidates: list[Candidate], seeds: list[int]) -
         points_to_evaluate=points,
         run_cap=len(points),
         early_terminate=EarlyTerminateSpec(type="none"),
-        checkpoints=CheckpointsSpec(keep=len(points)),  # the winner's best run must survive
+        checkpoints=CheckpointsSpec(keep=EVERY_CHECKPOINT),
     )
 
 

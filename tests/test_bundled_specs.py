@@ -31,3 +31,24 @@ def test_bundled_spec_validates_and_builds(path, tmp_path):
     config = searcher.suggest("t0")
     assert config is not None and set(config) <= set(spec.parameters)
     make_scheduler(spec, max_t=4)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_bundled_spec_builds_its_tuner(path, tmp_path, local_ray):
+    from ray import tune
+
+    from hpo.data import PreparedData
+    from hpo.tuner import build_tuner
+
+    spec = load_spec(path, [f"storage={tmp_path}"])
+    # The data is the only neighbour stubbed: Hub datasets cannot load offline.
+    data = PreparedData(
+        train=list(range(64)),
+        validation=[],
+        test=None,
+        label_names=["a", "b"],
+        tokenizer=None,
+        fingerprint="stub",
+    )
+    tuner = build_tuner(spec, data, "built", str(tmp_path / "built"), callbacks=[])
+    assert isinstance(tuner, tune.Tuner)
