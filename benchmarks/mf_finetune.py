@@ -28,8 +28,8 @@ SPEC = ROOT / "search_spaces" / "quickstart.yaml"
 
 METHODS = {
     "TPE+ASHA (plain: no guard)": ["early_terminate.guard=false"],
-    "TPE+ASHA+guard (default)": [],
     "TPE+promotion ASHA+guard": ["early_terminate.promotion=true"],
+    "TPE+ASHA+guard (default)": [],
 }
 
 
@@ -55,7 +55,7 @@ def run_one(method: str, seed: int, storage: str, extra: list[str]) -> dict:
         "method": method,
         "seed": seed,
         "best_val_accuracy": float(best["value"]),
-        "test_accuracy": float((best.get("test") or {}).get("eval_accuracy", float("nan"))),
+        "test_accuracy": float((best.get("test_metrics") or {}).get("eval_accuracy", "nan")),
         "trials": len(trials),
         "evaluations": sum(evaluations),
         "evaluations_per_trial": sum(evaluations) / max(1, len(trials)),

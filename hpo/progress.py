@@ -85,6 +85,10 @@ class TrialTable(Callback):
         self._done(trial, errored=True)
 
     def on_step(self, iteration: int, trials: list, **info: Any) -> None:
+        for trial in trials:  # promotion-type ASHA parks trials; Tune has no pause event
+            row = self.rows.get(trial.trial_id)
+            if row is not None and trial.status == "PAUSED" and row.get("status") == "RUNNING":
+                row["status"] = "PAUSED"
         if time.monotonic() - self._drawn > self.refresh_s:
             self._draw()
 
@@ -107,7 +111,7 @@ class TrialTable(Callback):
         self._draw(force=True)
 
     def _line(self, trial_id: str, row: dict[str, Any]) -> str:
-        done = sum(1 for r in self.rows.values() if r.get("status") != "RUNNING")
+        done = sum(1 for r in self.rows.values() if r.get("status") not in ("RUNNING", "PAUSED"))
         params = " ".join(
             f"{p}={_fmt(row['config'].get(p))}" for p in self.params if p in row["config"]
         )

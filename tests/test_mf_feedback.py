@@ -214,3 +214,5 @@ tracking: {{wandb: {{mode: disabled}}}}
     assert [int(r["training_iteration"]) for r in rows] == [1, 2]
     steps = [int(float(r["global_step"])) for r in rows]
     assert steps[0] > 0 and steps[1] == 2 * steps[0]
+    notes = (run / "scheduler_notes.txt").read_text()
+    assert "1 paused trials resumed from their checkpoint" in notes

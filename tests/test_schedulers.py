@@ -3,6 +3,7 @@ calls Ray Tune makes (lightweight trials, a controller stub; test_mf_feedback ru
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,3 +335,38 @@ def test_spec_checks_the_new_keys():
     assert "early_terminate.promotion: needs type asha" in text
     assert "early_terminate.guard_min_pairs: must be at least 3" in text
     assert "early_terminate.guard_threshold" in text
+
+
+# -- notes: the live table and the run directory ------------------------------------------------
+def test_notes_reach_the_live_table_and_the_run_directory(tmp_path):
+    from rich.console import Console
+
+    from hpo.progress import TrialTable
+    from hpo.schedulers.notes import NOTES_FILE, SchedulerNotes
+
+    scheduler = asha(guard=True)
+    table = TrialTable(job(), console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    notes = SchedulerNotes(scheduler, str(tmp_path), [table])
+    misleading_history(scheduler, FakeController(scheduler))
+    assert table.notes and table.notes[-1] == scheduler.notes[-1]
+    assert table.table().caption == scheduler.notes[-1]
+    notes.on_experiment_end(trials=[])
+    written = (tmp_path / NOTES_FILE).read_text()
+    assert "rank correlation -1.00" in written and "rungs 1->3" in written
+
+
+def test_live_table_shows_paused_trials():
+    from rich.console import Console
+
+    from hpo.progress import TrialTable
+
+    table = TrialTable(job(), console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    trial = FakeTrial("a")
+    trial.config = {}  # type: ignore[attr-defined]
+    table.on_trial_start(0, [trial], trial)
+    trial.status = "PAUSED"
+    table.on_step(1, [trial])
+    assert table.rows["a"]["status"] == "PAUSED"
+    trial.status = "RUNNING"
+    table.on_trial_start(2, [trial], trial)  # resumed (Tune calls on_trial_start/restore)
+    assert table.rows["a"]["status"] == "RUNNING"

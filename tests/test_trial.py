@@ -1,0 +1,109 @@
+"""A trial without Ray: the Trainer reports each evaluation through one call, with its
+checkpoint; divergence and lost patience stop it."""
+
+from __future__ import annotations
+
+import math
+import os
+from types import SimpleNamespace
+
+import pytest
+from conftest import write_spec
+
+from hpo.config import load_spec
+from hpo.data import prepare
+from hpo.trial.callback import ReportCallback
+from hpo.trial.reporter import FINAL, OUTCOME, LocalReporter
+from hpo.trial.run import train_trial
+
+
+class CheckingReporter(LocalReporter):
+    """Notes whether each reported checkpoint folder holds a loadable Trainer checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.complete: list[bool] = []
+
+    def report(self, metrics, checkpoint_dir=None):
+        super().report(metrics, checkpoint_dir)
+        names = set(os.listdir(checkpoint_dir)) if checkpoint_dir else set()
+        self.complete.append({"model.safetensors", "trainer_state.json", "optimizer.pt"} <= names)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, tiny_bert, sentiment_csv):
+    path = write_spec(
+        tmp_path_factory.mktemp("trial") / "s.yaml",
+        f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {sentiment_csv}, max_length: 48, labels: [fresh, rotten]}}
+metric: {{name: eval_loss}}
+training: {{num_train_epochs: 3, per_device_train_batch_size: 16}}
+""",
+    )
+    spec = load_spec(path, [f"storage={tmp_path_factory.mktemp('runs')}"])
+    return spec, prepare(spec)
+
+
+def test_each_evaluation_is_one_report_with_its_checkpoint(prepared):
+    spec, data = prepared
+    reporter = CheckingReporter()
+    train_trial({"learning_rate": 1e-3}, spec=spec, data=data, reporter=reporter)
+    assert len(reporter.reports) == 3 and all(reporter.complete)
+    steps = [r["global_step"] for r in reporter.reports]
+    assert steps == sorted(steps) and steps[-1] == 3 * math.ceil(len(data.train) / 16)
+    assert [r[FINAL] for r in reporter.reports] == [0, 0, 1]
+    assert reporter.reports[-1][OUTCOME] == "completed"
+    assert all(r["trainable_params"] > 0 for r in reporter.reports)
+
+
+def test_resume_from_a_checkpoint_continues_the_global_step(prepared, tmp_path):
+    import shutil
+
+    spec, data = prepared
+    saved = tmp_path / "saved"
+
+    class KeepFirst(CheckingReporter):
+        def report(self, metrics, checkpoint_dir=None):
+            super().report(metrics, checkpoint_dir)
+            if len(self.reports) == 1:
+                shutil.copytree(checkpoint_dir, saved)
+                raise KeyboardInterrupt  # the worker dies right after its first report
+
+    with pytest.raises(KeyboardInterrupt):
+        train_trial({"learning_rate": 1e-3}, spec=spec, data=data, reporter=KeepFirst())
+    resumed = LocalReporter(resume_from=str(saved))
+    train_trial({"learning_rate": 1e-3}, spec=spec, data=data, reporter=resumed)
+    assert len(resumed.reports) == 2, "the evaluation before the crash is not redone"
+    per_epoch = math.ceil(len(data.train) / 16)
+    assert [r["global_step"] for r in resumed.reports] == [2 * per_epoch, 3 * per_epoch]
+
+
+def _evaluate(callback, value, step, max_steps=100):
+    state = SimpleNamespace(global_step=step, max_steps=max_steps, epoch=1.0)
+    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
+    args = SimpleNamespace(eval_strategy="epoch", output_dir="/nonexistent")
+    callback.on_evaluate(args, state, control, metrics={"eval_loss": value})
+    callback.on_save(args, state, control)
+    return control
+
+
+def test_patience_stops_after_evaluations_without_gain():
+    reporter = LocalReporter()
+    callback = ReportCallback(reporter, "eval_loss", "minimize", patience=2, threshold=0.01)
+    assert not _evaluate(callback, 1.0, 10).should_training_stop
+    assert not _evaluate(callback, 0.995, 20).should_training_stop  # below the threshold
+    control = _evaluate(callback, 0.999, 30)
+    assert control.should_training_stop
+    assert reporter.reports[-1][FINAL] == 1 and reporter.reports[-1][OUTCOME] == "patience"
+
+
+def test_non_finite_loss_stops_at_once_as_diverged():
+    reporter = LocalReporter()
+    callback = ReportCallback(reporter, "eval_accuracy", "maximize")
+    control = SimpleNamespace(should_training_stop=False, should_save=True, should_evaluate=True)
+    state = SimpleNamespace(global_step=5)
+    callback.on_log(None, state, control, logs={"loss": float("nan")})
+    assert control.should_training_stop and not control.should_evaluate
+    (report,) = reporter.reports
+    assert report[OUTCOME] == "diverged" and report["eval_accuracy"] == -math.inf
