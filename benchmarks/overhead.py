@@ -13,7 +13,8 @@ It also splits the overhead into the part inside the trial function (start-up, m
 Trainer, checkpoints, reports: Ray's time_total_s minus compute) and the part outside it
 (driver scheduling, actor reuse, callbacks, idle slots at the end).
 
-    .venv/bin/python benchmarks/overhead.py --trials 8 --steps 120 --json benchmarks/results/overhead.json
+    .venv/bin/python benchmarks/overhead.py --trials 8 --steps 120 \\
+        --json benchmarks/results/overhead.json
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ray.tune import Callback  # noqa: E402
-
-from common import machine, quiet_environment, start_ray, stop_ray, write_json  # noqa: E402
+from common import machine, quiet_environment, start_ray, stop_ray, write_json
+from ray.tune import Callback
 
 SPEC = """
 model:
@@ -91,9 +91,9 @@ class Timeline(Callback):
 def run(args: argparse.Namespace) -> dict[str, Any]:
     quiet_environment("offline" if args.wandb == "offline" else "disabled")
     from hpo.config import dump_spec, load_spec
-    from hpo.runinfo import SPEC_FILE
     from hpo.data import prepare
     from hpo.results import collect
+    from hpo.runinfo import SPEC_FILE
     from hpo.tuner import build_tuner, finish, make_callbacks
 
     storage = tempfile.mkdtemp(prefix="hpo-bench-overhead-")

@@ -45,8 +45,10 @@ def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int)
     os.makedirs(folder, exist_ok=True)
     port, dashboard = free_port(), free_port()
     common = [
+        # Ray 2.60 advertises the machine's own routable IP for a node given 127.0.0.1
+        # (services.resolve_ip_for_localhost); node-to-node traffic still stays on this host.
+        "--node-ip-address=127.0.0.1",
         f"--num-cpus={cpus}",
-        f"--num-gpus={gpus}",
         f"--object-store-memory={object_store_mb * 1024 * 1024}",
         "--disable-usage-stats",
     ]
@@ -54,13 +56,13 @@ def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int)
         ray_binary(),
         "start",
         "--head",
-        "--node-ip-address=127.0.0.1",
         f"--port={port}",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard}",
         f"--ray-client-server-port={free_port()}",
         f"--dashboard-agent-listen-port={free_port()}",
         '--resources={"hpo_head": 1}',
+        "--num-gpus=0",  # as in the cloud configs, the head (the search's driver) has no GPU
         f"--temp-dir={os.path.join(folder, 'head')}",
         *common,
     ]
@@ -72,17 +74,16 @@ def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int)
     }
     with open(os.path.join(folder, INFO), "w") as f:  # written first: `stop` finds the dir
         json.dump(info, f, indent=1)
-    _run(head, loopback=True)
+    _run(head)
     for i in range(workers):
         _run(
             [
                 ray_binary(),
                 "start",
-                # No --node-ip-address: given 127.0.0.1 Ray would swap it for the routable IP;
-                # without it, a worker takes the IP it reaches the head from: 127.0.0.1.
                 f"--address=127.0.0.1:{port}",
                 f"--dashboard-agent-listen-port={free_port()}",
                 f'--resources={{"hpo_worker_{i}": 1}}',
+                f"--num-gpus={gpus}",
                 f"--temp-dir={os.path.join(folder, f'worker{i}')}",
                 *common,
             ]
@@ -90,15 +91,14 @@ def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int)
     return info
 
 
-def _run(cmd: list[str], loopback: bool = False) -> None:
+def _run(cmd: list[str]) -> None:
     # Job entrypoints run `python` from the nodes' PATH: make it this interpreter.
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    if loopback:
-        # Ray 2.60 swaps `--node-ip-address=127.0.0.1` for the machine's routable IP unless
-        # it thinks it is a single-machine (Windows/macOS-style) cluster; only the head may.
-        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"timed out: {' '.join(cmd)}") from None
     if out.returncode != 0:
         sys.stderr.write(out.stdout + out.stderr)
         raise SystemExit(f"failed: {' '.join(cmd)}")
@@ -145,7 +145,13 @@ def main() -> None:
     up.add_argument("--dir", required=True, help="folder for this cluster's state (new)")
     up.add_argument("--workers", type=int, default=1, help="worker nodes besides the head")
     up.add_argument("--cpus", type=int, default=1, help="CPUs each node offers")
-    up.add_argument("--gpus", type=int, default=0, help="GPUs each node offers")
+    up.add_argument(
+        "--gpus",
+        type=int,
+        default=0,
+        help="GPUs each worker node offers (the head none); on a machine without GPUs, Ray "
+        "schedules by them all the same",
+    )
     up.add_argument("--object-store-mb", type=int, default=200)
     down = sub.add_parser("stop", help="end this cluster's processes and remove its folder")
     down.add_argument("--dir", required=True)

@@ -9,16 +9,11 @@ the disk with the checkpoints of trials that ASHA stopped long ago.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from ray.tune import Callback
-
-# Ray's own per-trial bookkeeping may later try to delete a checkpoint this budget already
-# removed; that is expected, not an error worth a traceback in the user's terminal.
-logging.getLogger("ray.train._internal.storage").setLevel(logging.CRITICAL)
 
 
 @dataclass
@@ -78,8 +73,7 @@ class CheckpointBudget(Callback):
         doomed = [s for s in self.saved if s.path not in keep]
         self.saved = [s for s in self.saved if s.path in keep]
         for s in doomed:
-            # Already gone when Ray's own per-trial rotation got there first.
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # already gone: nothing to free
                 filesystem.delete_dir(s.path)
 
     # Tune checkpoints callback state with the experiment, so `hpo resume` keeps the budget.

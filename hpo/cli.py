@@ -130,10 +130,11 @@ def cmd_jobs_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_stop(args: argparse.Namespace) -> int:
-    from hpo.jobs import stop
+    from hpo.jobs import TERMINAL, stop
 
-    print(stop(args.address, args.job_id))
-    return 0
+    status = stop(args.address, args.job_id)
+    print(status)
+    return 0 if status in TERMINAL else 1
 
 
 def cmd_jobs_fetch(args: argparse.Namespace) -> int:

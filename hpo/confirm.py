@@ -171,6 +171,11 @@ def confirm_run(
     return retrain(run, spec, candidates, address, show_table)
 
 
+def confirm_seconds(ranked: list[dict[str, Any]]) -> float:
+    """Compute the confirmation spent: the sum of its runs' wall times."""
+    return round(sum(s.get("seconds", 0.0) for e in ranked for s in e["seeds"]), 3)
+
+
 def confirmation_document(
     run: RunData, ranked: list[dict[str, Any]], seeds: list[int]
 ) -> dict[str, Any]:
@@ -178,6 +183,7 @@ def confirmation_document(
         "metric": run.metric,
         "goal": "maximize" if run.maximize else "minimize",
         "seeds": list(seeds),
+        "trial_seconds": confirm_seconds(ranked),
         "ranking": ranked,
     }
 

@@ -13,6 +13,7 @@ from hpo.confirm import (
     SEED,
     Candidate,
     config_key,
+    confirm_seconds,
     confirmation_document,
     rank_configurations,
     write_confirmation,
@@ -46,7 +47,7 @@ def retrain(
     path = write_confirmation(run.run_dir, confirmation_document(run, ranked, seeds))
     if ranked[0]["chosen"]:
         winner = [r for r in records if config_key(r.config) == config_key(ranked[0]["config"])]
-        adopt(run, spec, data, winner, ranked[0])
+        adopt(run, spec, data, winner, ranked)
     print_ranking(run, ranked)
     return path
 
@@ -62,7 +63,9 @@ def _entries(
         for r in sorted(runs, key=lambda r: int(r.config.get(SEED, 0))):
             best = r.best(run.metric, goal)
             value = float(best[run.metric]) if best else None
-            seeds.append({"seed": int(r.config[SEED]), "value": value, "trial_id": r.trial_id})
+            seconds = round(float(r.last.get("time_total_s", 0.0) or 0.0), 3)
+            seed = int(r.config[SEED])
+            seeds.append({"seed": seed, "value": value, "trial_id": r.trial_id, "seconds": seconds})
         entries.append(
             {
                 "trial_id": c.trial_id,
@@ -76,9 +79,14 @@ def _entries(
 
 
 def adopt(
-    run: RunData, spec: JobSpec, data: Any, records: list[TrialRecord], chosen: dict[str, Any]
+    run: RunData,
+    spec: JobSpec,
+    data: Any,
+    records: list[TrialRecord],
+    ranked: list[dict[str, Any]],
 ) -> None:
     """best.yaml and best_model/ become the chosen configuration's best seed run."""
+    chosen = ranked[0]
     from hpo.export import export_checkpoint
     from hpo.modelcard import document_model
     from hpo.results import best_document, pick_best, write_text_atomic
@@ -92,6 +100,7 @@ def adopt(
         "seeds": [s["seed"] for s in chosen["seeds"]],
         "values": [s["value"] for s in chosen["seeds"]],
         **{k: chosen[k] for k in ("mean", "std", "min", "max", "failures")},
+        "trial_seconds": confirm_seconds(ranked),
     }
     if run.best:
         document["search_best"] = {

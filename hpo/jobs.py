@@ -2,8 +2,8 @@
 
 The job's entrypoint is `hpo run` itself, so a submitted search takes the same code path as a
 local one. The job carries, in its working_dir, the spec (overrides applied) and the local
-files it names; secrets reach it only as environment variables passed through from the
-submitter's environment, never in a file, the spec or the command line.
+data files it names; secrets reach it as one environment variable sealed with the cluster's
+Ray token (hpo.sealed_env), never in a file, the spec or the command line.
 """
 
 from __future__ import annotations

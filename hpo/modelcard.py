@@ -14,6 +14,7 @@ import yaml
 
 from hpo.paths import looks_like_path
 from hpo.report.rundata import RunData, load_run
+from hpo.report.tables import best_run, compute_spent
 
 CARD_FILE = "README.md"
 AUTO_CLASSES = {
@@ -69,6 +70,11 @@ def _metric_line(run: RunData, best: dict[str, Any]) -> str:
     return line
 
 
+def _is_cost(metric: str) -> bool:
+    """Timing and speed entries of an evaluation: not scores of the model."""
+    return any(w in metric for w in ("runtime", "per_second", "preparation_time"))
+
+
 def _sources(spec: Any) -> str:
     data = spec.data
     if data.dataset:
@@ -110,7 +116,8 @@ def render_card(run: RunData) -> str:
     lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in data.items() if k != "fingerprint"]
     lines += ["", "## Result", _metric_line(run, best)]
     if best.get("test_metrics"):
-        lines += ["", "Held-out test split:", *_table(best["test_metrics"])]
+        scores = {k: v for k, v in best["test_metrics"].items() if not _is_cost(k)}
+        lines += ["", "Held-out test split:", *_table(scores)]
     lines += ["", "## Hyperparameters", *_table(best.get("hyperparameters") or {})]
     lines += [
         "",
@@ -119,10 +126,9 @@ def render_card(run: RunData) -> str:
         f"- Trials: {len(run.trials)} ("
         + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         + ")",
-        f"- Compute spent: {run.trial_seconds():.0f} trial-seconds "
-        f"({spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial), "
+        f"- Compute spent: {compute_spent(run)}; the search took "
         f"{run.wall_seconds():.0f} s of wall time",
-        f"- Best trial: `{best.get('trial_id')}`, evaluation {best.get('evaluation')}",
+        f"- Exported: {best_run(best)}",
         "",
         "## Use",
         "```python",

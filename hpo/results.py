@@ -165,7 +165,9 @@ def pick_best(records: list[TrialRecord], spec: JobSpec) -> Best | None:
 
 def _checkpoint_at(record: TrialRecord, evaluation: int) -> str | None:
     for path, metrics in record.checkpoints:
-        if int(metrics.get("training_iteration", -1)) == evaluation:
+        # The checkpoint budget deletes all but the best; Ray still lists the deleted ones.
+        exists = not os.path.isabs(path) or os.path.isdir(path)  # remote paths: trust Ray
+        if int(metrics.get("training_iteration", -1)) == evaluation and exists:
             return path
     return None
 

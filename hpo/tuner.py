@@ -98,7 +98,9 @@ def build_tuner(
             name=name,
             storage_path=os.path.dirname(run_dir),
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1,  # per trial: its best evaluation, plus (kept by Ray) its latest
+                # Ray deletes nothing itself: CheckpointBudget owns deletion over the whole
+                # search (two deleters would race over the same folders).
+                num_to_keep=None,
                 checkpoint_score_attribute=metric.name,
                 checkpoint_score_order="max" if metric.goal == "maximize" else "min",
             ),

@@ -1,8 +1,8 @@
 """Searches on a real multi-node Ray cluster on loopback, through `hpo submit` and `hpo jobs`.
 
 The cluster is cluster/local_cluster.py's: a head with its job server and one worker node, each a
-separate `ray start` on 127.0.0.1 with 1 CPU, token authentication on, under a temp folder of
-this module's own. It is stopped by that folder (never `ray stop`), and the test checks that none
+separate `ray start` on 127.0.0.1 with 1 CPU (the worker also declares 1 GPU, so GPU packing is
+scheduled for real), token authentication on, under a temp folder of this module's own. It is stopped by that folder (never `ray stop`), and the test checks that none
 of its processes is left. The test process itself never calls ray.init.
 """
 
@@ -50,7 +50,17 @@ def cluster():
     script = _script()
     try:
         out = subprocess.run(
-            [sys.executable, str(SCRIPT), "start", "--dir", folder, "--workers", "1"],
+            [
+                sys.executable,
+                str(SCRIPT),
+                "start",
+                "--dir",
+                folder,
+                "--workers",
+                "1",
+                "--gpus",
+                "1",
+            ],
             env=env,
             capture_output=True,
             text=True,
@@ -97,7 +107,7 @@ early_terminate: {{type: none}}
 run_cap: {extra.get("run_cap", 4)}
 max_concurrent: 2
 tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
-resources: {{cpu: 1, gpu: {extra.get("gpu", 0)}}}
+resources: {{cpu: {extra.get("cpu", 1)}, gpu: {extra.get("gpu", 0)}}}
 """
     folder.mkdir(parents=True, exist_ok=True)
     return write_spec(folder / "tiny.yaml", text)
@@ -208,14 +218,40 @@ def _alive_cmd(proc: object, marks: tuple[str, ...]) -> bool:
 
 def test_trial_bigger_than_any_node_fails_fast(cluster, hpo, tiny_bert, sentiment_csv):
     folder = Path(cluster["folder"])
-    spec = tiny_spec(folder / "specs-gpu", tiny_bert, sentiment_csv, gpu="1")
+    spec = tiny_spec(folder / "specs-gpu", tiny_bert, sentiment_csv, gpu="2")
     code, job_id, err = hpo("submit", spec, "--name", "gpu", "--storage", str(folder / "runs"))
     assert code == 0, err
     code, logs, _ = hpo("jobs", "logs", job_id.strip(), "--follow")
     assert code == 1
-    refusal = r"resources: a trial asks for .*gpu=1\S* but the largest node has .*gpu=0"
+    refusal = r"resources: a trial asks for .*gpu=2\S* but the largest node has .*gpu=1"
     assert re.search(refusal, logs), logs
     assert not os.path.exists(folder / "runs" / "gpu")
+
+
+def test_fractional_gpus_pack_trials_on_one_gpu(cluster, hpo, tiny_bert, sentiment_csv):
+    """gpu: 0.5 puts two trials at once on the worker's one (declared) GPU; the head has none."""
+    folder = Path(cluster["folder"])
+    spec = tiny_spec(
+        folder / "specs-half", tiny_bert, sentiment_csv, cpu="0.5", gpu="0.5", run_cap="2"
+    )
+    code, job_id, err = hpo("submit", spec, "--name", "half", "--storage", str(folder / "runs"))
+    assert code == 0, err
+    code, logs, _ = hpo("jobs", "logs", job_id.strip(), "--follow")
+    assert code == 0, logs
+    run_dir = folder / "runs" / "half"
+    with open(run_dir / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and len({r["node"] for r in rows}) == 1  # only the GPU node
+    spans = []
+    for trial in run_dir.glob("train_trial_*"):
+        reports = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        spans.append(
+            (reports[0]["timestamp"] - reports[0]["time_total_s"], reports[-1]["timestamp"])
+        )
+    overlapping = [
+        (a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if a[0] < b[1] and b[0] < a[1]
+    ]
+    assert overlapping, spans  # two trials shared the one GPU at the same time
 
 
 def test_bad_job_requests_exit_2(cluster, hpo, monkeypatch):

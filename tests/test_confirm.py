@@ -175,6 +175,8 @@ def test_best_yaml_and_model_follow_the_most_robust_configuration(confirmed):
     )
     card = read_text(os.path.join(folder, "README.md"))
     assert "fresh seeds" in card and f"{chosen['mean']:.4g}" in card
+    assert "trial-seconds for hpo confirm" in card  # the compute confirmation spent counts too
+    assert best["confirmed"]["trial_seconds"] > 0
     assert best["data"]["fingerprint"] in card
 
 

@@ -3,17 +3,21 @@ interrupted driver, and the experiment-wide checkpoint budget."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from conftest import write_spec
 from wandb_offline import read_runs
@@ -228,7 +232,58 @@ run_cap: 6
     )
     storage = tmp_path / "runs"
     run_dir = str(storage / "long")
-    env = {"RAY_TMPDIR": str(tmp_path / "ray")}
+    # Its own Ray temp dir (short: Ray's socket paths must fit in 107 bytes).
+    ray_tmp = tempfile.mkdtemp(prefix="hpo-r", dir="/tmp")
+    env = {"RAY_TMPDIR": ray_tmp}
+    try:
+        _crash_and_resume(stop, spec, storage, run_dir, env)
+    finally:
+        _stop_ray_in(ray_tmp)
+
+
+def _stop_ray_in(ray_tmp):
+    """Stop what the test's subprocesses left of their Ray (by pid, found by temp dir)."""
+    import shutil
+
+    import psutil
+
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if any(ray_tmp in part for part in proc.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _find(obj, kind, seen=None):
+    """The first object of type `kind` inside a pickled state (dicts, lists, attributes)."""
+    seen = seen if seen is not None else set()
+    if isinstance(obj, kind):
+        return obj
+    if id(obj) in seen:
+        return None
+    seen.add(id(obj))
+    children = []
+    if isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, list | tuple | set):
+        children = list(obj)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        children = list(vars(obj).values())
+    for child in children:
+        found = _find(child, kind, seen)
+        if found is not None:
+            return found
+    return None
+
+
+def _latest_pickle(run_dir, prefix):
+    # One file per session, named by the session's start time: the resumed session sorts last.
+    path = max(glob.glob(os.path.join(run_dir, f"{prefix}-*.pkl")))
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def _crash_and_resume(stop, spec, storage, run_dir, env):
     proc = _hpo("run", spec, "--name", "long", "--storage", str(storage), "--quiet", env_extra=env)
     _wait_for_evaluations(run_dir, 4, proc)
     proc.send_signal(signal.SIGINT if stop == "sigint" else signal.SIGKILL)
@@ -254,6 +309,14 @@ run_cap: 6
     for name in {r.name for r in runs}:
         assert len({r.run_id for r in runs if r.name == name}) == 1, "W&B run id kept"
     assert os.path.isdir(os.path.join(run_dir, "best_model"))
+    # The resumed searcher is the seeded TPE that saw every trial (not a fresh random search).
+    study = _find(_latest_pickle(run_dir, "searcher-state"), optuna.Study)
+    assert isinstance(study.sampler, optuna.samplers.TPESampler)
+    assert len(study.trials) == 6
+    assert sum(t.state.is_finished() for t in study.trials) == 6
+    # ASHA's rungs still hold the results recorded before the crash.
+    scheduler_state = repr(_latest_pickle(run_dir, "callback-states"))
+    assert all(trial_id in scheduler_state for trial_id in before)
 
 
 def _progress(run_dir):

@@ -207,7 +207,7 @@ def test_the_report_is_attached_to_the_group_as_an_artifact(search):
     assert {"report.html", "best.yaml", *FIGURES} <= paths
 
 
-def test_model_card_says_how_the_model_was_found(search):
+def test_model_card_says_how_the_model_was_found(search, tmp_path):
     card = read_text(os.path.join(search, "best_model", "README.md"))
     best = read_yaml(os.path.join(search, "best.yaml"))
     fingerprint = prepare(read_run_spec(search)).fingerprint
@@ -217,6 +217,9 @@ def test_model_card_says_how_the_model_was_found(search):
     for name in best["hyperparameters"]:
         assert f"`{name}`" in card
     assert f"{best['value']:.4g}" in card
+    # `hpo export` to another folder writes the same card (the fingerprint is in best.yaml).
+    assert main(["export", search, "--out", str(tmp_path / "exported")]) == 0
+    assert read_text(str(tmp_path / "exported" / "README.md")) == card
 
 
 def test_compare_puts_searches_side_by_side(search, tmp_path, capsys):
@@ -228,6 +231,13 @@ def test_compare_puts_searches_side_by_side(search, tmp_path, capsys):
     page = (out / "compare.html").read_text()
     assert 'src="compare.png"' in page and "tiny" in page and "other" in page
     assert "searches compared" in capsys.readouterr().err
+
+    # Best-so-far curves of different metrics cannot share an axis: refused, nothing written.
+    spec_path = other / "spec.yaml"
+    spec_path.write_text(spec_path.read_text().replace("eval_loss", "eval_accuracy"))
+    assert main(["compare", search, str(other), "--out", str(tmp_path / "cmp2")]) == 2
+    assert "different metrics" in capsys.readouterr().err
+    assert not (tmp_path / "cmp2").exists()
 
 
 def test_bad_run_directory_exits_2_and_writes_nothing(tmp_path, capsys):

@@ -38,7 +38,9 @@ def build_report(run_dir: str, out_dir: str | None = None) -> Report:
         (
             "Hyperparameters",
             plots.importance_bars(run, importance(run), out_dir),
-            "Hyperparameter importance (Optuna's fANOVA and PED-ANOVA evaluators)",
+            "Hyperparameter importance (Optuna's fANOVA and PED-ANOVA evaluators), with every "
+            "trial compared at one evaluation most trials reached: ASHA's early stops do not "
+            "pose as importance",
         ),
     ]
     spread = plots.seed_spread(run, out_dir)

@@ -208,7 +208,7 @@ def importance_bars(run: RunData, result: Importance, out_dir: str) -> str:
         ax.set_xlabel("share of the metric's variation explained")
         ax.set_title(
             f"Hyperparameter importance\n({run.metric} at evaluation {result.evaluation}, "
-            f"the same budget for all {result.trials} trials)"
+            f"{result.trials} of {len(run.trials)} trials)"
         )
         ax.legend(loc="lower right")
         return _save(fig, out_dir, "importance.png")

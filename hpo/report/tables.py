@@ -49,6 +49,28 @@ def top_trials(run: RunData, n: int = TOP_N) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
+def best_run(best: dict[str, Any]) -> str:
+    """Which run the best is: a search trial, or (after `hpo confirm`) a confirmation run."""
+    where = f"evaluation {best.get('evaluation')}"
+    if best.get("confirmed"):
+        seed = (best.get("hyperparameters") or {}).get("seed")
+        return f"hpo confirm run {best.get('trial_id')}, seed {seed}, {where}"
+    return f"trial {best.get('trial_id')}, {where}"
+
+
+def compute_spent(run: RunData) -> str:
+    """Trial-seconds of the search, and of its confirmation when there was one."""
+    spec = run.spec
+    text = (
+        f"{run.trial_seconds():.0f} trial-seconds "
+        f"({spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial)"
+    )
+    confirming = (run.confirm or {}).get("trial_seconds")
+    if confirming:
+        text += f", plus {float(confirming):.0f} trial-seconds for hpo confirm"
+    return text
+
+
 def headline(run: RunData) -> dict[str, str]:
     """What a reader wants first: the best, how it was found, what it cost."""
     counts = run.trials["outcome"].value_counts().to_dict()
@@ -60,14 +82,10 @@ def headline(run: RunData) -> dict[str, str]:
         "method": f"{run.spec.method}, early stopping: {run.spec.early_terminate.type}",
         "trials": ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
         "wall time": f"{run.wall_seconds():.0f} s",
-        "compute": f"{run.trial_seconds():.0f} trial-seconds "
-        f"({run.spec.resources.cpu:g} CPU, {run.spec.resources.gpu:g} GPU per trial)",
+        "compute": compute_spent(run),
     }
     if run.best:
-        facts["best"] = (
-            f"{run.best['value']:.4g} (trial {run.best['trial_id']}, "
-            f"evaluation {run.best['evaluation']})"
-        )
+        facts["best"] = f"{run.best['value']:.4g} ({best_run(run.best)})"
     confirm = run.confirm or {}
     chosen = next((c for c in confirm.get("ranking", []) if c.get("chosen")), None)
     if chosen:

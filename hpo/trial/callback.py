@@ -33,7 +33,8 @@ class ReportCallback(TrainerCallback):
         self.patience = patience
         self.threshold = threshold
         self.perplexity = perplexity
-        self.best: float | None = None
+        self.best: float | None = None  # for patience (moves only by more than threshold)
+        self.best_value: float | None = None  # the best evaluation so far (ties included)
         self.evals_without_gain = 0
         self.pending: dict[str, Any] | None = None
         self.last_eval_step = -1
@@ -94,12 +95,20 @@ class ReportCallback(TrainerCallback):
         report.update(global_step=state.global_step, epoch=float(state.epoch or 0.0))
         report[TRAIN_SECONDS] = self.train_seconds
         lost_patience = self._update_patience(report.get(self.metric))
+        best_so_far = self._best_so_far(report.get(self.metric))
         final = lost_patience or state.global_step >= state.max_steps
         report[FINAL] = int(final)
         if final:
             report[OUTCOME] = "patience" if lost_patience else "completed"
         if lost_patience:
             control.should_training_stop = True
+        if final and not best_so_far:
+            # No checkpoint can matter here: nothing resumes after a trial's last evaluation,
+            # and the trial's own best evaluation (which has one) outranks this one for export.
+            self.reporter.report(report)
+            return
+        if final:
+            args.save_only_model = True  # nothing resumes from it: the weights are enough
         self.pending = report
         control.should_save = True  # the report goes out in on_save, with the checkpoint
 
@@ -111,6 +120,18 @@ class ReportCallback(TrainerCallback):
         self.reporter.report(report, folder if os.path.isdir(folder) else None)
         # The tuner has copied the checkpoint to the run's storage; the trial's copy can go.
         shutil.rmtree(folder, ignore_errors=True)
+
+    def _best_so_far(self, value: Any) -> bool:
+        """Whether this evaluation ties or beats the trial's earlier ones (unknown: yes)."""
+        if value is None:
+            return True
+        if not math.isfinite(value):
+            return False
+        best = self.best_value
+        if best is None or self.sign * (value - best) >= 0:
+            self.best_value = value
+            return True
+        return False
 
     def _update_patience(self, value: Any) -> bool:
         if value is None or not math.isfinite(value):

