@@ -62,7 +62,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "ray": ray.__version__,
-        "load_avg_at_start": os.getloadavg()[0],
+        "load_avg_1min": os.getloadavg()[0],
     }
 
 

@@ -25,8 +25,10 @@ from common import machine, write_json
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def one_run(mode: str, args: argparse.Namespace) -> dict:
+def one_run(mode: str, args: argparse.Namespace, index: int) -> dict:
     out = tempfile.mktemp(suffix=".json")
+    if args.keep:
+        out = os.path.join(args.keep, f"logging_cost-wandb_{mode}-{index}.json")
     cmd = [
         sys.executable,
         os.path.join(HERE, "overhead.py"),
@@ -46,7 +48,8 @@ def one_run(mode: str, args: argparse.Namespace) -> dict:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(out) as f:
         result = json.load(f)
-    os.unlink(out)
+    if not args.keep:
+        os.unlink(out)
     keep = ("wall_fit_s", "utilization", "overhead_per_trial_slot_s", "compute_s")
     return {k: result[k] for k in keep}
 
@@ -56,15 +59,16 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=6)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--scheduler", default="asha", choices=["none", "asha"])
+    p.add_argument("--scheduler", default="none", choices=["none", "asha"])
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--keep", help="a folder for each run's full overhead.py result")
     p.add_argument("--json", help="write the result here too")
     args = p.parse_args()
     info = machine()
     runs: dict[str, list[dict]] = {"disabled": [], "offline": []}
-    for _ in range(args.repeats):
+    for i in range(args.repeats):
         for mode in ("disabled", "offline"):
-            runs[mode].append(one_run(mode, args))
+            runs[mode].append(one_run(mode, args, i))
     off = statistics.median(r["wall_fit_s"] for r in runs["disabled"])
     on = statistics.median(r["wall_fit_s"] for r in runs["offline"])
     # Wall also moves with how long the trials happened to train (machine load); the overhead

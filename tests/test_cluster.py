@@ -2,8 +2,9 @@
 
 The cluster is cluster/local_cluster.py's: a head with its job server and one worker node, each a
 separate `ray start` on 127.0.0.1 with 1 CPU (the worker also declares 1 GPU, so GPU packing is
-scheduled for real), token authentication on, under a temp folder of this module's own. It is stopped by that folder (never `ray stop`), and the test checks that none
-of its processes is left. The test process itself never calls ray.init.
+scheduled for real), token authentication on, under a temp folder of this module's own. It is
+stopped by that folder (never `ray stop`), and the test checks that none of its processes is
+left. The test process itself never calls ray.init.
 """
 
 from __future__ import annotations

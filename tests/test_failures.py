@@ -191,9 +191,13 @@ retries: 3
     for trial_dir, _ in killed:
         trial_id = next(r["trial_id"] for r in rows if r["trial_id"] in trial_dir)
         steps = [int(float(e["global_step"])) for e in evaluations if e["trial_id"] == trial_id]
-        # Resumed from the latest checkpoint: the global step never goes back to the start.
+        # Resumed from the latest checkpoint: the global step never goes back, no evaluation
+        # is trained twice, and the trial ends where a crash-free one ends.
         assert steps == sorted(steps) and len(set(steps)) == len(steps), steps
-        assert len(steps) == 12
+        assert steps[-1] == 12 * steps[0]
+        # A report in flight at a kill may have its checkpoint registered but not its row.
+        kills = sum(t == trial_dir for t, _ in killed)
+        assert len(steps) >= 12 - kills
 
 
 def _hpo(*args, env_extra=None):
