@@ -26,7 +26,7 @@ def _instantiate(case: Path, tmp_path: Path, tiny_bert: str) -> tuple[Path, str]
     assert first.startswith("# expect: "), f"{case.name} must open with '# expect: ...'"
     spec = tmp_path / case.name
     spec.write_text(body)
-    return spec, first[len("# expect: "):]
+    return spec, first[len("# expect: ") :]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
