@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from hpo.errors import SpecError
 from hpo.results import Best, collect, write_results
 from hpo.runinfo import SPEC_FILE
 from hpo.spec import JobSpec
+from hpo.paths import is_remote_uri
+from hpo.storage import RunLocation
 
 
 @dataclass
@@ -96,7 +99,7 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=os.path.dirname(run_dir),
+            storage_path=spec.storage if is_remote_uri(spec.storage) else os.path.dirname(run_dir),
             checkpoint_config=tune.CheckpointConfig(
                 # Ray deletes nothing itself: CheckpointBudget owns deletion over the whole
                 # search (two deleters would race over the same folders).
@@ -248,12 +251,12 @@ def run_search(
 ) -> SearchOutcome:
     """Run a whole search; returns the run directory and the best evaluation."""
     name = search_name(spec, spec_path, name)
-    run_dir = os.path.join(spec.storage, name)
-    if os.path.exists(run_dir):
+    location = RunLocation(spec.storage, name)
+    if location.exists():
         raise SpecError(
             [
-                f"--name: run directory {run_dir} exists; pick another name, or "
-                f"`hpo resume {run_dir}`"
+                f"--name: run directory {location.path} exists; pick another name, or "
+                f"`hpo resume {location.path}`"
             ]
         )
     data = prepare(spec)
@@ -262,12 +265,17 @@ def run_search(
     init_ray(spec, address)
     check_cluster_fits(spec)
     check_storage_shared(spec.storage)
+    run_dir = location.local
+    if location.remote:  # the local mirror of a bucket run is a cache: start it clean
+        shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
     Path(run_dir, SPEC_FILE).write_text(dump_spec(spec))
     write_data_report(run_dir, data)
-    tuner = build_tuner(spec, data, name, run_dir, make_callbacks(spec, name, run_dir, show_table))
-    grid = tuner.fit()
-    return finish(spec, data, grid, run_dir)
+    location.push()
+    callbacks = make_callbacks(spec, name, run_dir, show_table)
+    grid = build_tuner(spec, data, name, location.path, callbacks).fit()
+    location.pull()
+    return finish(spec, data, grid, run_dir, location)
 
 
 def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
@@ -300,18 +308,30 @@ def _interrupted(grid: Any, run_cap: int) -> bool:
     return done < run_cap
 
 
-def finish(spec: JobSpec, data: PreparedData, grid: Any, run_dir: str) -> SearchOutcome:
+def finish(
+    spec: JobSpec,
+    data: PreparedData,
+    grid: Any,
+    run_dir: str,
+    location: RunLocation | None = None,
+) -> SearchOutcome:
     """Results, the best model and its held-out score, from a finished Tune experiment."""
     from hpo.export import export_checkpoint
     from hpo.results import best_document
 
     records = collect(grid)
+    if location is not None:
+        for r in records:
+            r.checkpoints = [(location.localize(p), m) for p, m in r.checkpoints]
     best = write_results(records, spec, run_dir, data.label_names)
     counts: dict[str, int] = {}
     for r in records:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    shown = location.path if location is not None else run_dir
     if _interrupted(grid, spec.run_cap or 0):
-        return SearchOutcome(run_dir, best, counts, interrupted=True)
+        if location is not None:
+            location.push()
+        return SearchOutcome(shown, best, counts, interrupted=True)
     if best is not None and best.checkpoint:
         document = best_document(best, spec, data.label_names)
         out = export_checkpoint(
@@ -330,4 +350,6 @@ def finish(spec: JobSpec, data: PreparedData, grid: Any, run_dir: str) -> Search
         from hpo.modelcard import document_model  # best_model/README.md, the model card
 
         document_model(run_dir, out, data)
-    return SearchOutcome(run_dir, best, counts)
+    if location is not None:
+        location.push()
+    return SearchOutcome(shown, best, counts)

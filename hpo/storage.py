@@ -1,0 +1,94 @@
+"""Where a run directory lives: a local (or shared) folder, or an s3:// / gs:// URI.
+
+For a URI, Ray Tune writes the experiment (trials, checkpoints, state) to the bucket itself
+(through pyarrow), while hpo's own files are written to a local mirror first and uploaded at the
+end: a results file is never half-written in the bucket, and export reads a local checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hpo.paths import is_remote_uri
+
+# hpo's own files in a run directory (Ray's files are Ray's to write).
+OWN_FILES = (
+    "spec.yaml",
+    "data.yaml",
+    "trials.csv",
+    "evaluations.csv",
+    "best.yaml",
+    "pareto.csv",
+    "best_model",
+    "errors",
+)
+
+
+def mirror_root() -> str:
+    return os.path.join(os.path.expanduser("~"), ".cache", "hpo", "runs")
+
+
+class RunLocation:
+    """A run directory, as Ray sees it (`path`) and as hpo writes it (`local`)."""
+
+    def __init__(self, storage: str, name: str) -> None:
+        self.remote = is_remote_uri(storage)
+        # An S3-compatible store names its endpoint in the URI's query (pyarrow's form):
+        # s3://bucket/runs?endpoint_override=minio:9000&scheme=http
+        base, sep, query = storage.partition("?")
+        if self.remote:
+            self.path = f"{base.rstrip('/')}/{name}{sep}{query}"
+        else:
+            self.path = os.path.join(storage, name)
+        self.local = os.path.join(mirror_root(), name) if self.remote else self.path
+
+    def _fs(self) -> tuple[Any, str]:
+        import pyarrow.fs
+
+        return pyarrow.fs.FileSystem.from_uri(self.path)
+
+    def exists(self) -> bool:
+        if not self.remote:
+            return os.path.exists(self.path)
+        import pyarrow.fs
+
+        fs, path = self._fs()
+        return bool(fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound)
+
+    def localize(self, checkpoint_path: str) -> str:
+        """A checkpoint path in the bucket -> the same checkpoint in the local mirror."""
+        if not self.remote:
+            return checkpoint_path
+        _, root = self._fs()
+        if checkpoint_path.startswith(root):
+            return os.path.join(self.local, checkpoint_path[len(root) :].lstrip("/"))
+        return checkpoint_path
+
+    def pull(self) -> None:
+        """Copy the experiment from the bucket into the local mirror (after the search)."""
+        if self.remote:
+            import pyarrow.fs
+
+            fs, path = self._fs()
+            pyarrow.fs.copy_files(
+                path,
+                self.local,
+                source_filesystem=fs,
+                destination_filesystem=pyarrow.fs.LocalFileSystem(),
+            )
+
+    def push(self) -> None:
+        """Upload hpo's own files from the local mirror to the bucket."""
+        if not self.remote:
+            return
+        import pyarrow.fs
+
+        fs, path = self._fs()
+        local = pyarrow.fs.LocalFileSystem()
+        for name in OWN_FILES:
+            src = os.path.join(self.local, name)
+            if os.path.exists(src):
+                pyarrow.fs.copy_files(
+                    src, f"{path}/{name}", source_filesystem=local, destination_filesystem=fs
+                )
