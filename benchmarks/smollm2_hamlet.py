@@ -62,8 +62,10 @@ def main() -> int:
     base = base_perplexity(spec, data)
     print(f"validation blocks: {len(data.validation)} x {spec.data.max_length} tokens")
     print(f"base model perplexity:      {base:.2f}")
-    print(f"best LoRA trial perplexity: {best['value']:.2f} (trial {best['trial_id']}, "
-          f"{best['hyperparameters']})")
+    print(
+        f"best LoRA trial perplexity: {best['value']:.2f} (trial {best['trial_id']}, "
+        f"{best['hyperparameters']})"
+    )
     print(f"search wall time: {wall:.0f} s; run directory: {Path(args.storage, name)}")
     return 0 if best["value"] < base else 1
 

@@ -18,10 +18,10 @@ from hpo.cluster import check_storage_shared
 from hpo.config import dump_spec
 from hpo.data import PreparedData, prepare
 from hpo.errors import SpecError
+from hpo.paths import is_remote_uri
 from hpo.results import Best, collect, write_results
 from hpo.runinfo import SPEC_FILE
 from hpo.spec import JobSpec
-from hpo.paths import is_remote_uri
 from hpo.storage import RunLocation
 
 

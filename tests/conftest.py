@@ -90,3 +90,15 @@ def local_ray():
 def write_spec(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_yaml(path: str) -> object:
+    import yaml
+
+    with open(path) as f:
+        return yaml.safe_load(f)

@@ -3,12 +3,10 @@ on a tiny BERT with a real tokenizer and real Rotten Tomatoes snippets (seconds 
 
 from __future__ import annotations
 
-import csv
 import os
 
 import pytest
-import yaml
-from conftest import write_spec
+from conftest import read_csv, read_yaml, write_spec
 from wandb_offline import read_runs
 
 from hpo.cli import main
@@ -49,16 +47,6 @@ tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
         del os.environ["WANDB_API_KEY"]
     assert code == 0
     return str(root / "runs" / "tiny")
-
-
-def read_yaml(path):
-    with open(path) as f:
-        return yaml.safe_load(f)
-
-
-def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def test_run_directory_contract(finished_run):

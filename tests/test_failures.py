@@ -4,7 +4,6 @@ interrupted driver, and the experiment-wide checkpoint budget."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import glob
 import json
 import os
@@ -19,17 +18,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import write_spec
+from conftest import read_csv, write_spec
 from wandb_offline import read_runs
 
 from hpo.cli import main
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def tiny_spec(tiny_bert, data, extra=""):

@@ -4,13 +4,11 @@ Optuna and the HF Trainer: causal LM (full and LoRA) with a conditional space, L
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 
 import pytest
-import yaml
-from conftest import write_spec
+from conftest import read_csv, read_yaml, write_spec
 
 from hpo.cli import main
 from hpo.config import load_spec
@@ -21,17 +19,6 @@ from hpo.runinfo import read_run_spec
 from hpo.search import make_searcher
 from hpo.space import compile_space
 from hpo.trial.model import apply_strategy, trainable_parameters
-
-
-def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def read_yaml(path):
-    with open(path) as f:
-        return yaml.safe_load(f)
-
 
 # -- units: what each strategy trains --------------------------------------------------------
 
