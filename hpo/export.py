@@ -55,6 +55,10 @@ def _merge_lora(adapter_dir: str, dest: str, task: str) -> None:
     base = model_class(task).from_pretrained(
         config.base_model_name_or_path, **_head_kwargs(adapter_dir)
     )
+    if getattr(base, "hf_quantizer", None) is not None:  # a GGUF base, dequantized on load
+        from hpo.trial.model import forget_gguf_quantization
+
+        forget_gguf_quantization(base)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.save_pretrained(dest)
 

@@ -370,3 +370,21 @@ def test_live_table_shows_paused_trials():
     trial.status = "RUNNING"
     table.on_trial_start(2, [trial], trial)  # resumed (Tune calls on_trial_start/restore)
     assert table.rows["a"]["status"] == "RUNNING"
+
+
+def test_notes_say_when_the_guard_had_too_few_trials():
+    from hpo.schedulers.notes import scheduler_lines
+
+    scheduler = asha(guard=True)
+    ctrl = FakeController(scheduler)
+    trial = ctrl.add(scheduler, "a")
+    report(scheduler, ctrl, trial, 1, 0.5)
+    assert any("too few trials" in line for line in scheduler_lines(scheduler))
+    scheduler = asha(guard=True)
+    ctrl = FakeController(scheduler)
+    for i in range(5):
+        trial = ctrl.add(scheduler, f"t{i}")
+        for t in (1, 2, 3):
+            report(scheduler, ctrl, trial, t, 0.1 * (i + 1) + 0.01 * t)
+    lines = scheduler_lines(scheduler)
+    assert any("every rung ranked trials like the next" in line for line in lines)

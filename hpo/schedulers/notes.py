@@ -23,9 +23,12 @@ def scheduler_lines(scheduler: Any) -> list[str]:
     lines = list(guard.notes)
     lines += guard.summary()
     if guard.enabled and not guard.notes:
+        judged = any(guard.correlation(r)[1] >= guard.min_pairs for r in guard.rungs[:-1])
         lines.append(
-            f"guard: every rung ranked trials like the next (threshold {guard.threshold:g}, "
-            f"at least {guard.min_pairs} trials per pair of rungs)"
+            f"guard: every rung ranked trials like the next (threshold {guard.threshold:g})"
+            if judged
+            else f"guard: too few trials reached two rungs to judge them "
+            f"(needs {guard.min_pairs}); stopping as plain ASHA"
         )
     if hasattr(scheduler, "num_promoted_from_pause"):
         lines.append(

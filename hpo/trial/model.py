@@ -35,14 +35,14 @@ def load_model(
         spec.model.name_or_path, dtype=torch.float32, **kwargs
     )
     if spec.model.gguf_file:
-        _forget_gguf_quantization(model)
+        forget_gguf_quantization(model)
     if model.config.pad_token_id is None and model.config.eos_token_id is not None:
         eos = model.config.eos_token_id
         model.config.pad_token_id = eos[0] if isinstance(eos, list) else eos
     return model
 
 
-def _forget_gguf_quantization(model: Any) -> None:
+def forget_gguf_quantization(model: Any) -> None:
     """A GGUF checkpoint is dequantized to fp32 on load; without this the Trainer still sees
     a GGUF-quantized model and refuses to train it, and save_pretrained records a quantization
     the saved weights no longer have."""
