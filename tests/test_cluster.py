@@ -253,6 +253,13 @@ def test_fractional_gpus_pack_trials_on_one_gpu(cluster, hpo, tiny_bert, sentime
         (a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if a[0] < b[1] and b[0] < a[1]
     ]
     assert overlapping, spans  # two trials shared the one GPU at the same time
+    # Each trial saw exactly the GPU Ray gave it (the worker's only one), nothing else.
+    seen = {
+        json.loads(line)["hpo_visible_gpus"]
+        for trial in run_dir.glob("train_trial_*")
+        for line in (trial / "result.json").read_text().splitlines()
+    }
+    assert seen == {"0"}, seen
 
 
 def test_bad_job_requests_exit_2(cluster, hpo, monkeypatch):

@@ -6,6 +6,7 @@ on a laptop (or in a unit test) with `LocalReporter`.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 # Keys hpo adds to reports; the driver reads them back from Ray's results.
@@ -13,6 +14,7 @@ FINAL = "hpo_final"  # 1 on a trial's last evaluation: it ended by itself, not b
 OUTCOME = "hpo_outcome"  # completed | patience (stopped itself: no gain) | diverged
 TRAIN_SECONDS = "hpo_train_seconds"  # time spent in training steps so far
 NODE = "hpo_node"  # the Ray node the trial ran on
+GPUS = "hpo_visible_gpus"  # CUDA_VISIBLE_DEVICES as the trial saw it (Ray sets it per trial)
 
 
 class Reporter(Protocol):
@@ -32,7 +34,11 @@ class TuneReporter:
 
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         # Nodes on one host share an IP; the node id tells them apart in trials.csv.
-        metrics = {**metrics, NODE: ray.get_runtime_context().get_node_id()}
+        metrics = {
+            **metrics,
+            NODE: ray.get_runtime_context().get_node_id(),
+            GPUS: os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        }
         tune.report(metrics, checkpoint=checkpoint)
 
     def restored_checkpoint(self) -> str | None:
