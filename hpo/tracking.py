@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import re
+import sys
 from typing import Any
 
 from ray.tune import Callback
@@ -62,7 +63,15 @@ class WandbTrialRuns(Callback):
             return
         import wandb
 
-        self._runs[trial.trial_id] = wandb.init(
+        try:
+            self._runs[trial.trial_id] = self._init(wandb, trial)
+        except Exception as err:  # a tracker problem must never take the search down
+            print(f"hpo: W&B run for trial {trial.trial_id} not recorded: {err}", file=sys.stderr)
+
+    on_trial_restore = on_trial_start
+
+    def _init(self, wandb: Any, trial: Any) -> Any:
+        return wandb.init(
             project=self._settings.project,
             entity=self._settings.entity,
             group=self._group,
@@ -73,14 +82,12 @@ class WandbTrialRuns(Callback):
             config=dict(trial.config),
             tags=list(self._settings.tags),
             dir=self._dir,
-            mode=self._mode,  # type: ignore[arg-type]
+            mode=self._mode,
             reinit="create_new",
             settings=wandb.Settings(
                 console="off", silent=True, x_disable_stats=True, save_code=False
             ),
         )
-
-    on_trial_restore = on_trial_start
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any

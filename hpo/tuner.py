@@ -298,14 +298,15 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     return finish(spec, data, tuner.fit(), run_dir)
 
 
-def _interrupted(grid: Any, run_cap: int) -> bool:
-    """Whether Tune stopped before every trial finished (Ctrl-C)."""
+def _interrupted(grid: Any, run_cap: int, records: list[Any]) -> bool:
+    """Whether Tune stopped before every trial finished (Ctrl-C): fewer trials than run_cap
+    ended, or a trial never reported (Tune may mark the trials it cut off as terminated)."""
+    if len(records) < run_cap or any(r.outcome == "unfinished" for r in records):
+        return True
     analysis = getattr(grid, "_experiment_analysis", None)
-    trials = getattr(analysis, "trials", None)
-    if trials is None:
-        return len(grid) < run_cap
+    trials = getattr(analysis, "trials", None) or []
     done = sum(1 for t in trials if t.status in ("TERMINATED", "ERROR"))
-    return done < run_cap
+    return bool(trials) and done < run_cap
 
 
 def finish(
@@ -328,7 +329,7 @@ def finish(
     for r in records:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
     shown = location.path if location is not None else run_dir
-    if _interrupted(grid, spec.run_cap or 0):
+    if _interrupted(grid, spec.run_cap or 0, records):
         if location is not None:
             location.push()
         return SearchOutcome(shown, best, counts, interrupted=True)

@@ -23,11 +23,13 @@ class CheckingReporter(LocalReporter):
     def __init__(self) -> None:
         super().__init__()
         self.complete: list[bool] = []
+        self.weights: list[bool] = []
 
     def report(self, metrics, checkpoint_dir=None):
         super().report(metrics, checkpoint_dir)
         names = set(os.listdir(checkpoint_dir)) if checkpoint_dir else set()
         self.complete.append({"model.safetensors", "trainer_state.json", "optimizer.pt"} <= names)
+        self.weights.append("model.safetensors" in names)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,10 @@ def test_each_evaluation_is_one_report_with_its_checkpoint(prepared):
     spec, data = prepared
     reporter = CheckingReporter()
     train_trial({"learning_rate": 1e-3}, spec=spec, data=data, reporter=reporter)
-    assert len(reporter.reports) == 3 and all(reporter.complete)
+    # Non-final evaluations carry a resumable checkpoint; the final one only the weights
+    # (nothing resumes after it).
+    assert len(reporter.reports) == 3 and reporter.complete[:2] == [True, True]
+    assert reporter.weights[-1]
     steps = [r["global_step"] for r in reporter.reports]
     assert steps == sorted(steps) and steps[-1] == 3 * math.ceil(len(data.train) / 16)
     assert [r[FINAL] for r in reporter.reports] == [0, 0, 1]
