@@ -13,6 +13,7 @@ import math
 import os
 import re
 import sys
+import time
 from typing import Any
 
 from ray.tune import Callback
@@ -63,10 +64,19 @@ class WandbTrialRuns(Callback):
             return
         import wandb
 
-        try:
-            self._runs[trial.trial_id] = self._init(wandb, trial)
-        except Exception as err:  # a tracker problem must never take the search down
-            print(f"hpo: W&B run for trial {trial.trial_id} not recorded: {err}", file=sys.stderr)
+        for attempt in range(3):
+            try:
+                self._runs[trial.trial_id] = self._init(wandb, trial)
+                return
+            except Exception as err:  # a tracker problem must never take the search down
+                # A run just finished (a retried trial) can still be closing: "ID is in use".
+                if "in use" in str(err) and attempt < 2:
+                    time.sleep(1.0)
+                    continue
+                print(
+                    f"hpo: W&B run of trial {trial.trial_id} not recorded: {err}", file=sys.stderr
+                )
+                return
 
     on_trial_restore = on_trial_start
 

@@ -54,7 +54,9 @@ def test_each_evaluation_is_one_report_with_its_checkpoint(prepared):
     # Non-final evaluations carry a resumable checkpoint; the final one only the weights
     # (nothing resumes after it).
     assert len(reporter.reports) == 3 and reporter.complete[:2] == [True, True]
-    assert reporter.weights[-1]
+    # ...and only when it is the trial's best so far (else the best one is what exports).
+    losses = [r["eval_loss"] for r in reporter.reports]
+    assert reporter.weights[-1] == (losses[-1] <= min(losses[:2]))
     steps = [r["global_step"] for r in reporter.reports]
     assert steps == sorted(steps) and steps[-1] == 3 * math.ceil(len(data.train) / 16)
     assert [r[FINAL] for r in reporter.reports] == [0, 0, 1]

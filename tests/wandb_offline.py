@@ -87,6 +87,11 @@ def read_run(path: str) -> OfflineRun:
 
 
 def read_runs(folder: str) -> list[OfflineRun]:
-    """Every offline run under `folder` (a run directory or its wandb/ folder)."""
+    """Every offline run under `folder` (a run directory or its wandb/ folder); a file whose
+    run never opened (wandb.init refused it) holds no run record and is skipped."""
     paths = glob.glob(os.path.join(folder, "**", "offline-run-*", "run-*.wandb"), recursive=True)
-    return [read_run(p) for p in sorted(paths)]
+    return [read_run(p) for p in sorted(paths) if _has_run_record(p)]
+
+
+def _has_run_record(path: str) -> bool:
+    return any(rec.WhichOneof("record_type") == "run" for rec in records(path))
