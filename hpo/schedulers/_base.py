@@ -11,27 +11,25 @@ from typing import Any
 from hpo.spec import JobSpec
 
 
-def _largest(spec: JobSpec, name: str, default: float) -> float:
-    """The largest value a training argument can take in this search."""
+def _bound(spec: JobSpec, name: str, default: float, *, largest: bool) -> float:
+    """The largest (or smallest) value a training argument can take in this search."""
     entry = spec.parameters.get(name)
     if entry is None:
         return float(spec.training.get(name, default))
     if entry.values:
-        return float(max(entry.values))
-    if entry.max is not None:
-        return float(entry.max)
+        return float(max(entry.values) if largest else min(entry.values))
+    limit = entry.max if largest else entry.min
+    if limit is not None:
+        return float(limit)
     return float(entry.value if entry.value is not None else default)
+
+
+def _largest(spec: JobSpec, name: str, default: float) -> float:
+    return _bound(spec, name, default, largest=True)
 
 
 def _smallest(spec: JobSpec, name: str, default: float) -> float:
-    entry = spec.parameters.get(name)
-    if entry is None:
-        return float(spec.training.get(name, default))
-    if entry.values:
-        return float(min(entry.values))
-    if entry.min is not None:
-        return float(entry.min)
-    return float(entry.value if entry.value is not None else default)
+    return _bound(spec, name, default, largest=False)
 
 
 def evaluations_per_trial(spec: JobSpec, n_train: int) -> int:
