@@ -37,7 +37,10 @@ def evaluations_per_trial(spec: JobSpec, n_train: int) -> int:
     if spec.early_terminate.max_iter is not None:
         return spec.early_terminate.max_iter
     epochs = _largest(spec, "num_train_epochs", 3.0)
-    strategy = str(spec.training.get("eval_strategy", "epoch"))
+    from hpo.trial.run import TRAINING_DEFAULTS  # what trials use when the spec is silent
+
+    training = {**TRAINING_DEFAULTS, **spec.training}
+    strategy = str(training["eval_strategy"])
     max_steps = _largest(spec, "max_steps", -1)
     if strategy == "epoch" and max_steps <= 0:
         return max(1, math.ceil(epochs))
@@ -45,7 +48,7 @@ def evaluations_per_trial(spec: JobSpec, n_train: int) -> int:
         spec, "gradient_accumulation_steps", 1
     )
     total = max_steps if max_steps > 0 else math.ceil(epochs * math.ceil(n_train / batch))
-    every = float(spec.training.get("eval_steps", spec.training.get("logging_steps", 5)))
+    every = float(training.get("eval_steps", training["logging_steps"]))
     if every < 1:  # a ratio of the total steps
         every = max(1.0, every * total)
     return max(1, math.ceil(total / every))

@@ -58,7 +58,7 @@ def training_arguments(spec: JobSpec, sampled: dict[str, Any], seed: int, output
 
     kwargs = {**TRAINING_DEFAULTS, **spec.training, **sampled, **TRAINING_MANAGED}
     if str(kwargs.get("eval_strategy")) == "steps" and "eval_steps" not in kwargs:
-        kwargs["eval_steps"] = kwargs.get("logging_steps", 5)
+        kwargs["eval_steps"] = kwargs["logging_steps"]
     return TrainingArguments(output_dir=output_dir, seed=seed, data_seed=seed, **kwargs)
 
 
