@@ -4,7 +4,10 @@ Real pretrained all-MiniLM-L6-v2 (its first `--layers` layers) fine-tuned on rea
 snippets; every search sees the same train/validation split (hpo's data preparation, seeded).
 Methods:
   a  hpo default: `hpo run` with TPE + ASHA (3 evaluations per epoch-long trial, eta 3)
+  b  hpo with random search + ASHA (same trials and scheduler as a)
   c  hpo with random search, no early stopping (every trial trains its whole epoch)
+  d  the BERT paper's 18-point grid (lr 2e-5/3e-5/5e-5, batch 16/32, 2/3/4 epochs), in a seeded
+     random order, no early stopping, cut to the budget (a grid is run in some order)
   e  `Trainer.hyperparameter_search(backend="ray")` with its documented defaults (hp space:
      lr 1e-6..1e-4, epochs 1..5, seed, batch 4..64; random search, no scheduler, evaluation at
      the end), n_trials scaled so its expected compute matches the budget
@@ -12,8 +15,8 @@ Budget is counted in epochs of training (one epoch = one pass over the training 
 method's best validation accuracy is traced against the epochs it has spent (evaluations in time
 order). Speedup = epochs (c) needs to reach its final best / epochs (a) needs to reach it.
 
-    .venv/bin/python benchmarks/search_efficiency.py --seeds 0 1 2 \\
-        --json benchmarks/results/search_efficiency.json
+    .venv/bin/python benchmarks/search_efficiency.py --seeds 0 1 2 --budget 8 --layers 6 \\
+        --train 1200 --eval 240 --json benchmarks/results/search_efficiency.json
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +54,7 @@ data:
 task: sequence-classification
 metric: {{name: eval_accuracy, goal: maximize}}
 method: {method}
-parameters:
-  learning_rate: {{distribution: log_uniform_values, min: 3.0e-5, max: 3.0e-4}}
-  per_device_train_batch_size: {{values: [16, 32]}}
-  weight_decay: {{values: [0.0, 0.01]}}
-  warmup_steps: {{values: [0.0, 0.1]}}
+{parameters}
 training:
   num_train_epochs: 1
   eval_strategy: steps
@@ -68,23 +68,51 @@ tracking:
 storage: {storage}
 """
 
+SPACE = """parameters:
+  learning_rate: {distribution: log_uniform_values, min: 3.0e-5, max: 3.0e-4}
+  per_device_train_batch_size: {values: [16, 32]}
+  weight_decay: {values: [0.0, 0.01]}
+  warmup_steps: {values: [0.0, 0.1]}"""
+BERT_GRID = {
+    "learning_rate": [2.0e-5, 3.0e-5, 5.0e-5],
+    "per_device_train_batch_size": [16, 32],
+    "num_train_epochs": [2, 3, 4],
+}
+
 # Expected epochs per trial: ASHA with rungs at evaluations 1 and 3 of 3 (eta 3) runs every trial
 # a third of an epoch and a third of them the rest: 1/3 + 1/3 * 2/3 ~ 0.56.
 ASHA_EPOCHS_PER_TRIAL = 0.56
 HF_DEFAULT_EPOCHS_PER_TRIAL = 3.0  # num_train_epochs ~ choice(1..5)
 
 
+def bert_grid(seed: int, budget: float) -> tuple[str, int]:
+    """The grid as `values` parameters with its points in a seeded order, and how many of
+    them fit the budget (a grid point trains 3 epochs on average)."""
+    points = [dict(zip(BERT_GRID, combo, strict=True)) for combo in product(*BERT_GRID.values())]
+    random.Random(seed).shuffle(points)
+    lines = ["parameters:"]
+    lines += [f"  {name}: {{values: {values}}}" for name, values in BERT_GRID.items()]
+    lines.append("points_to_evaluate:")
+    lines += [f"  - {point}".replace("'", "") for point in points]
+    return "\n".join(lines), max(1, round(budget / 3))
+
+
 def write_spec(folder: str, args: argparse.Namespace, method: str, seed: int) -> str:
-    tpe = method == "a"
-    run_cap = round(args.budget / ASHA_EPOCHS_PER_TRIAL) if tpe else args.budget
+    asha = method in ("a", "b")
+    parameters, run_cap = SPACE, args.budget
+    if asha:
+        run_cap = round(args.budget / ASHA_EPOCHS_PER_TRIAL)
+    if method == "d":
+        parameters, run_cap = bert_grid(seed, args.budget)
     path = os.path.join(folder, f"{method}-{seed}.yaml")
     Path(path).write_text(
         SPEC.format(
             layers=args.layers,
             train=args.train,
             eval=args.eval,
-            method="tpe" if tpe else "random",
-            scheduler="asha" if tpe else "none",
+            parameters=parameters,
+            method="tpe" if method == "a" else "random",
+            scheduler="asha" if asha else "none",
             run_cap=run_cap,
             seed=seed,
             storage=folder,
@@ -223,7 +251,7 @@ def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=["a", "c", "e"])
+    p.add_argument("--methods", nargs="+", default=["a", "b", "c", "d", "e"])
     p.add_argument("--budget", type=int, default=8, help="epochs of training per search")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--train", type=int, default=800)

@@ -12,7 +12,7 @@ import yaml
 
 from hpo.errors import SpecError, did_you_mean
 from hpo.paths import is_remote_uri, looks_like_path, resolve_path
-from hpo.schema import build, to_plain
+from hpo.schema import build, load_yaml, to_plain
 from hpo.space import Space, compile_space
 from hpo.spec import JobSpec, MetricSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
@@ -46,7 +46,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise SpecError([f"{path}: no such file"])
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = load_yaml(p.read_text())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -68,7 +68,7 @@ def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
         problems.append(f"--set {item}: expected key.path=value")
         return
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError:
         value = text
     node = raw

@@ -33,7 +33,7 @@ def retrain(
     """Train every pair to the end, write confirm.yaml, and make the winner the run's best."""
     from hpo.data import prepare
     from hpo.results import collect
-    from hpo.tuner import build_tuner, check_cluster_fits, init_ray, make_callbacks
+    from hpo.tuner import build_tuner, check_cluster_fits, fit, init_ray, make_callbacks
 
     data = prepare(spec)
     init_ray(spec, address)
@@ -41,7 +41,7 @@ def retrain(
     out = os.path.join(run.run_dir, CONFIRM_DIR)
     os.makedirs(out, exist_ok=True)
     callbacks = make_callbacks(spec, f"{run.name}-confirm", out, show_table)
-    records = collect(build_tuner(spec, data, CONFIRM_DIR, out, callbacks).fit())
+    records = collect(fit(build_tuner(spec, data, CONFIRM_DIR, out, callbacks)))
     ranked = rank_configurations(_entries(run, candidates, records), run.maximize)
     seeds = list(spec.parameters[SEED].values or [])
     path = write_confirmation(run.run_dir, confirmation_document(run, ranked, seeds))

@@ -7,13 +7,33 @@ A small, strict reader instead of a validation framework: its messages name the 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Union
 
+import yaml
+
 from hpo.errors import did_you_mean
 
 _MISSING = object()
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where `2e-5` (no dot) is a string; a spec means the number,
+    also inside lists (`values: [2e-5, 3e-5]`) where no field type says so."""
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as plain data, numbers in scientific notation read as floats."""
+    return yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass
 
 
 def _type_name(tp: Any) -> str:

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
-import yaml
-
 from hpo.errors import did_you_mean
+from hpo.schema import load_yaml
 from hpo.spec import ParamSpec
 
 DISTRIBUTIONS = (
@@ -352,7 +351,7 @@ def _parse_when(when: Any, key: str, problems: list[str]) -> tuple[Condition, ..
                 )
                 continue
             param, op, raw = match.groups()
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
             values = tuple(value) if isinstance(value, list) else (value,)
             conditions.append(Condition(param, op in ("!=", "not in"), values))
         return tuple(conditions)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,7 +275,7 @@ def run_search(
     write_data_report(run_dir, data)
     location.push()
     callbacks = make_callbacks(spec, name, run_dir, show_table)
-    grid = build_tuner(spec, data, name, location.path, callbacks).fit()
+    grid = fit(build_tuner(spec, data, name, location.path, callbacks))
     location.pull()
     return finish(spec, data, grid, run_dir, location)
 
@@ -295,7 +297,18 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     tuner = tune.Tuner.restore(
         run_dir, trainable=make_trainable(spec, data), resume_unfinished=True
     )
-    return finish(spec, data, tuner.fit(), run_dir)
+    return finish(spec, data, fit(tuner), run_dir)
+
+
+def fit(tuner: Any) -> Any:
+    """`Tuner.fit`, handing Ctrl-C back afterwards: Tune takes SIGINT for its graceful stop and
+    keeps it, so a Ctrl-C during the export that follows would otherwise be swallowed."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        return tuner.fit()
+    finally:
+        if threading.current_thread() is threading.main_thread() and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def _interrupted(grid: Any, run_cap: int, records: list[Any]) -> bool:

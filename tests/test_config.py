@@ -107,6 +107,29 @@ parameters:
     assert spec.run_cap == 3 and spec.training == {"num_train_epochs": 2}
 
 
+def test_scientific_notation_is_a_number_everywhere(tmp_path, tiny_bert, sentiment_csv):
+    # YAML 1.1 reads `2e-5` as a string; in a list no field type would turn it back, and the
+    # trial would get learning_rate='2e-05'.
+    text = base(
+        tiny_bert,
+        sentiment_csv,
+        tmp_path,
+        """
+method: grid
+parameters:
+  learning_rate: {values: [2e-5, 3e-5, 5E-5]}
+  weight_decay: {values: [0, 1e-2]}
+points_to_evaluate: [{learning_rate: 3e-5, weight_decay: 1e-2}]
+training: {adam_epsilon: 1e-8}
+""",
+    )
+    spec = load_spec(write_spec(tmp_path / "s.yaml", text), ["training.max_grad_norm=5e-1"])
+    assert spec.parameters["learning_rate"].values == [2e-5, 3e-5, 5e-5]
+    assert spec.points_to_evaluate == [{"learning_rate": 3e-5, "weight_decay": 1e-2}]
+    assert spec.training == {"adam_epsilon": 1e-8, "max_grad_norm": 0.5}
+    assert spec.run_cap == 6
+
+
 def test_model_config_fields_are_checked_against_the_model(tmp_path, tiny_bert, sentiment_csv):
     text = base(
         tiny_bert,
