@@ -9,6 +9,11 @@ sd `noise * gap(e)`, where gap(e) = 1 - log(e)/log(27) falls by a third at each 
 - mild: a small bias and noise; early epochs rank configurations nearly as the last one does;
 - misleading: the bias moves weight from the two deep basins (the optimum's, near P[2], and
   P[3]'s) to the two shallow ones, so early epochs rank configurations wrongly.
+And mf-prior-bench's own form of the function (its `MFHartmann6`: every weight lowered by
+`bias * gap(e)`, noise |N(0, 1)| * `noise * gap(e)`), a second family:
+- mfpb-default: its default bias 0.5 and noise 0.1 (mild);
+- mfpb-bad: its "bad" setting, bias 3.5 and noise 4 (the early weights turn negative: early
+  epochs favour the worst regions).
 
 The trials are instant: a discrete-event simulator with 4 workers (one epoch = one time unit)
 drives the *real* objects a search uses - hpo's `OptunaSearcher` and schedulers, Ray's
@@ -76,10 +81,13 @@ P = 1e-4 * np.array(
 )
 ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 
-# (bias direction on the four weights, bias size, noise sd at epoch 0)
-SETTINGS: dict[str, tuple[np.ndarray, float, float]] = {
+# (bias direction on the four weights, bias size, noise sd at epoch 0); a direction of None is
+# mf-prior-bench's form: every weight lowered by the bias, the noise folded to be positive.
+SETTINGS: dict[str, tuple[np.ndarray | None, float, float]] = {
     "mild": (np.array([0.5, 0.5, -0.5, -0.5]), 0.4, 0.1),
     "misleading": (np.array([1.0, 1.0, -1.0, -1.0]), 2.5, 0.4),
+    "mfpb-default": (None, 0.5, 0.1),
+    "mfpb-bad": (None, 3.5, 4.0),
 }
 
 
@@ -96,8 +104,11 @@ class MFHartmann:
 
     def __call__(self, x: np.ndarray, epoch: int) -> float:
         gap = 1.0 - math.log(epoch) / math.log(MAX_T)  # 1 after one epoch, 0 after all
+        noise = float(self.rng.normal())
+        if self.direction is None:
+            return hartmann(x, ALPHA - self.bias * gap) + self.noise * gap * abs(noise)
         alpha = ALPHA + self.bias * gap * self.direction
-        return hartmann(x, alpha) + self.noise * gap * float(self.rng.normal())
+        return hartmann(x, alpha) + self.noise * gap * noise
 
     @staticmethod
     def true(x: np.ndarray) -> float:

@@ -114,3 +114,67 @@ def test_non_finite_loss_stops_at_once_as_diverged():
     assert control.should_training_stop and not control.should_evaluate
     (report,) = reporter.reports
     assert report[OUTCOME] == "diverged" and report["eval_accuracy"] == -math.inf
+
+
+def _storage(tmp_path, filesystem):
+    checked = []
+    return SimpleNamespace(
+        storage_filesystem=filesystem,
+        checkpoint_fs_path=str(tmp_path / "run" / "trial" / "checkpoint_000000"),
+        _check_validation_file=lambda: checked.append(True),
+        checked=checked,
+    )
+
+
+def test_local_checkpoints_are_linked_into_the_run_not_copied(tmp_path):
+    import pyarrow.fs
+    from ray import tune
+
+    from hpo.trial.persist import _link
+
+    source = tmp_path / "checkpoint-30"
+    (source / "nested").mkdir(parents=True)
+    (source / "model.safetensors").write_bytes(b"w" * 1000)
+    (source / "nested" / "optimizer.pt").write_bytes(b"o" * 1000)
+    storage = _storage(tmp_path, pyarrow.fs.LocalFileSystem())
+    persisted = _link(storage, tune.Checkpoint.from_directory(str(source)))
+
+    assert persisted.path == storage.checkpoint_fs_path and storage.checked
+    for name in ("model.safetensors", "nested/optimizer.pt"):
+        # The same file (one inode), so the trial deleting its folder frees nothing twice.
+        assert os.path.samefile(source / name, os.path.join(persisted.path, name))
+    # Never over an existing folder, and never into a bucket: those fall back to Ray's copy.
+    assert _link(storage, tune.Checkpoint.from_directory(str(source))) is None
+    bucket = _storage(tmp_path, pyarrow.fs.SubTreeFileSystem("/", pyarrow.fs.LocalFileSystem()))
+    assert _link(bucket, tune.Checkpoint.from_directory(str(source))) is None
+
+
+def test_a_failed_link_leaves_nothing_and_falls_back(tmp_path):
+    import pyarrow.fs
+    from ray import tune
+
+    from hpo.trial.persist import _link
+
+    source = tmp_path / "checkpoint-30"
+    source.mkdir()
+    (source / "model.safetensors").write_bytes(b"w")
+    storage = _storage(tmp_path, pyarrow.fs.LocalFileSystem())
+
+    def unshared():
+        raise RuntimeError("storage path not shared with this node")
+
+    storage._check_validation_file = unshared
+    assert _link(storage, tune.Checkpoint.from_directory(str(source))) is None
+    assert not os.path.exists(storage.checkpoint_fs_path)
+
+
+def test_link_patch_is_installed_once():
+    from ray.train._internal.storage import StorageContext
+
+    from hpo.trial.persist import link_checkpoints_into_local_storage
+
+    link_checkpoints_into_local_storage()
+    installed = StorageContext.persist_current_checkpoint
+    link_checkpoints_into_local_storage()
+    assert StorageContext.persist_current_checkpoint is installed
+    assert getattr(installed, "_hpo_links_local_checkpoints", False)

@@ -6,7 +6,10 @@ on a laptop (or in a unit test) with `LocalReporter`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 # Keys hpo adds to reports; the driver reads them back from Ray's results.
@@ -21,8 +24,9 @@ class Reporter(Protocol):
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         """Hand over one evaluation's metrics and, when given, that step's checkpoint folder."""
 
-    def restored_checkpoint(self) -> str | None:
-        """A local folder with the checkpoint to resume from (after a crash or a pause)."""
+    def restored_checkpoint(self) -> AbstractContextManager[str | None]:
+        """While open: a local folder with the checkpoint to resume from (after a crash or a
+        pause), or None for a fresh start. Read-only."""
 
 
 class TuneReporter:
@@ -41,11 +45,18 @@ class TuneReporter:
         }
         tune.report(metrics, checkpoint=checkpoint)
 
-    def restored_checkpoint(self) -> str | None:
+    @contextlib.contextmanager
+    def restored_checkpoint(self) -> Iterator[str | None]:
         from ray import tune
 
         checkpoint = tune.get_checkpoint()
-        return checkpoint.to_directory() if checkpoint is not None else None
+        if checkpoint is None:
+            yield None
+            return
+        # Read in place when the run's storage is local disk (no copy); a bucket's checkpoint
+        # is downloaded to a temporary folder that goes when the context closes.
+        with checkpoint.as_directory() as folder:
+            yield folder
 
 
 class LocalReporter:
@@ -60,5 +71,5 @@ class LocalReporter:
         self.reports.append(dict(metrics))
         self.checkpoints.append(checkpoint_dir)
 
-    def restored_checkpoint(self) -> str | None:
-        return self._resume_from
+    def restored_checkpoint(self) -> AbstractContextManager[str | None]:
+        return contextlib.nullcontext(self._resume_from)

@@ -113,13 +113,17 @@ def train_trial(
     """Ray Tune's function trainable: trains one configuration, reporting every evaluation."""
     import torch
 
+    from hpo.trial.persist import link_checkpoints_into_local_storage
     from hpo.trial.reporter import TuneReporter
 
-    reporter = reporter or TuneReporter()
+    if reporter is None:
+        link_checkpoints_into_local_storage()
+        reporter = TuneReporter()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     output_dir = tempfile.mkdtemp(prefix="hpo-trial-")
     try:
         trainer = build_trainer(config, spec, data, reporter, output_dir)
-        trainer.train(resume_from_checkpoint=reporter.restored_checkpoint())
+        with reporter.restored_checkpoint() as resume_from:
+            trainer.train(resume_from_checkpoint=resume_from)
     finally:
         shutil.rmtree(output_dir, ignore_errors=True)
