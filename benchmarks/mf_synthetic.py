@@ -264,14 +264,16 @@ def simulate(searcher: Any, scheduler: Any, setting: str, seed: int) -> RunLog:
 
 
 # -- methods --------------------------------------------------------------------------------------
-def hpo_searcher(method: str, seed: int) -> OptunaSearcher:
+def hpo_searcher(method: str, seed: int, sampler: Any = None) -> OptunaSearcher:
+    """hpo's searcher over the 6 inputs, with hpo's sampler for `method` unless one is given."""
     problems: list[str] = []
     space = compile_space(
         {f"x{i}": ParamSpec(min=0.0, max=1.0) for i in range(1, DIM + 1)}, problems
     )
     assert not problems, problems
     # run_cap 120: the ~120 trials such a budget starts under ASHA (10 random start-up trials).
-    searcher = OptunaSearcher(space, [(METRIC, "minimize")], make_sampler(method, seed, 120, 1))
+    sampler = sampler or make_sampler(method, seed, 120, 1)
+    searcher = OptunaSearcher(space, [(METRIC, "minimize")], sampler)
     searcher.set_max_concurrency(WORKERS)  # as Ray's ConcurrencyLimiter does
     return searcher
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import random
@@ -230,6 +231,12 @@ def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
             row[f"{m}_best_final"] = c[-1][1] if c else None
             row[f"{m}_budget_used"] = c[-1][0] if c else None
             row[f"{m}_wall_s"] = runs[m][seed]["wall_s"]
+            # The methods overshoot or fall short of the budget by whole trials: their wall
+            # time is compared per epoch of training, scaled to the equal budget.
+            if c and c[-1][0] > 0:
+                row[f"{m}_wall_at_equal_budget_s"] = round(
+                    runs[m][seed]["wall_s"] * equal / c[-1][0], 1
+                )
         if "a" in curves and "c" in curves:
             target = curves["c"][-1][1]
             speedup = budget_to_reach(curves["c"], target) / budget_to_reach(curves["a"], target)
@@ -239,9 +246,18 @@ def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     for m in runs:
         finals = [out["per_seed"][s][f"{m}_best_at_equal_budget"] for s in seeds]
         walls = [out["per_seed"][s][f"{m}_wall_s"] for s in seeds]
+        scaled = [out["per_seed"][s].get(f"{m}_wall_at_equal_budget_s") for s in seeds]
         out["methods"][m] = {
             "best_at_equal_budget_mean": round(statistics.mean(finals), 4) if finals else None,
+            "best_final_mean": round(
+                statistics.mean(out["per_seed"][s][f"{m}_best_final"] for s in seeds), 4
+            )
+            if seeds
+            else None,
             "wall_s_mean": round(statistics.mean(walls), 1) if walls else None,
+            "wall_at_equal_budget_s_mean": round(statistics.mean(scaled), 1)
+            if seeds and None not in scaled
+            else None,
         }
     if speedups:
         out["speedup_a_vs_c_median"] = round(statistics.median(speedups), 2)
@@ -257,7 +273,16 @@ def main() -> None:
     p.add_argument("--train", type=int, default=800)
     p.add_argument("--eval", type=int, default=300)
     p.add_argument("--json", help="write the result here too (rewritten after every search)")
+    p.add_argument("--summarize", metavar="JSON", help="only recompute the summary of a result")
     args = p.parse_args()
+    if args.summarize:
+        payload = json.loads(Path(args.summarize).read_text())
+        runs = {
+            m: {int(s): r for s, r in by_seed.items()} for m, by_seed in payload["runs"].items()
+        }
+        payload["summary"] = summarize(runs)
+        write_json(args.summarize, payload)
+        return
     quiet_environment("disabled")
     folder = tempfile.mkdtemp(prefix="hpo-bench-efficiency-")
     runs: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in args.methods}
