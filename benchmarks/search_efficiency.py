@@ -218,6 +218,13 @@ def budget_to_reach(curve: list[tuple[float, float]], target: float) -> float:
     return next((spent for spent, b in curve if b >= target - 1e-12), math.inf)
 
 
+def _mean(values: list[Any], digits: int) -> float | None:
+    """The mean over seeds, or None when a seed has no value."""
+    if not values or None in values:
+        return None
+    return round(statistics.mean(values), digits)
+
+
 def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     seeds = sorted(set.intersection(*(set(by_seed) for by_seed in runs.values())))
     out: dict[str, Any] = {"seeds": seeds, "per_seed": {}, "methods": {}}
@@ -244,20 +251,14 @@ def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
             speedups.append(speedup)
         out["per_seed"][seed] = row
     for m in runs:
-        finals = [out["per_seed"][s][f"{m}_best_at_equal_budget"] for s in seeds]
-        walls = [out["per_seed"][s][f"{m}_wall_s"] for s in seeds]
-        scaled = [out["per_seed"][s].get(f"{m}_wall_at_equal_budget_s") for s in seeds]
+        column = [out["per_seed"][s] for s in seeds]
         out["methods"][m] = {
-            "best_at_equal_budget_mean": round(statistics.mean(finals), 4) if finals else None,
-            "best_final_mean": round(
-                statistics.mean(out["per_seed"][s][f"{m}_best_final"] for s in seeds), 4
-            )
-            if seeds
-            else None,
-            "wall_s_mean": round(statistics.mean(walls), 1) if walls else None,
-            "wall_at_equal_budget_s_mean": round(statistics.mean(scaled), 1)
-            if seeds and None not in scaled
-            else None,
+            "best_at_equal_budget_mean": _mean([r[f"{m}_best_at_equal_budget"] for r in column], 4),
+            "best_final_mean": _mean([r[f"{m}_best_final"] for r in column], 4),
+            "wall_s_mean": _mean([r[f"{m}_wall_s"] for r in column], 1),
+            "wall_at_equal_budget_s_mean": _mean(
+                [r.get(f"{m}_wall_at_equal_budget_s") for r in column], 1
+            ),
         }
     if speedups:
         out["speedup_a_vs_c_median"] = round(statistics.median(speedups), 2)

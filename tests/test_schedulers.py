@@ -178,13 +178,17 @@ def test_guarded_asha_stops_nothing_at_a_misleading_rung(guard):
         assert action == STOP and not scheduler.notes
 
 
-def test_guarded_asha_still_stops_when_early_ranks_hold():
-    scheduler = asha(guard=True)
-    ctrl = FakeController(scheduler)
+def five_trials_ranked_alike_at_every_rung(scheduler, ctrl):
     for i in range(5):
         trial = ctrl.add(scheduler, f"t{i}")
         for t in (1, 2, 3):
             report(scheduler, ctrl, trial, t, 0.1 * (i + 1) + 0.01 * t)
+
+
+def test_guarded_asha_still_stops_when_early_ranks_hold():
+    scheduler = asha(guard=True)
+    ctrl = FakeController(scheduler)
+    five_trials_ranked_alike_at_every_rung(scheduler, ctrl)
     weak = ctrl.add(scheduler, "weak")
     assert report(scheduler, ctrl, weak, 1, 0.01) == STOP
     assert not scheduler.notes
@@ -382,9 +386,6 @@ def test_notes_say_when_the_guard_had_too_few_trials():
     assert any("too few trials" in line for line in scheduler_lines(scheduler))
     scheduler = asha(guard=True)
     ctrl = FakeController(scheduler)
-    for i in range(5):
-        trial = ctrl.add(scheduler, f"t{i}")
-        for t in (1, 2, 3):
-            report(scheduler, ctrl, trial, t, 0.1 * (i + 1) + 0.01 * t)
+    five_trials_ranked_alike_at_every_rung(scheduler, ctrl)
     lines = scheduler_lines(scheduler)
     assert any("every rung ranked trials like the next" in line for line in lines)
