@@ -30,6 +30,10 @@ METHODS = {
     "TPE+ASHA (plain: no guard)": ["early_terminate.guard=false"],
     "TPE+promotion ASHA+guard": ["early_terminate.promotion=true"],
     "TPE+ASHA+guard (default)": [],
+    "TPE+promotion ASHA (no guard)": [
+        "early_terminate.promotion=true",
+        "early_terminate.guard=false",
+    ],
 }
 
 

@@ -15,9 +15,9 @@ And mf-prior-bench's own form of the function (its `MFHartmann6`: every weight l
 - mfpb-bad: its "bad" setting, bias 3.5 and noise 4 (the early weights turn negative: early
   epochs favour the worst regions).
 
-The trials are instant: a discrete-event simulator with 4 workers (one epoch = one time unit)
-drives the *real* objects a search uses - hpo's `OptunaSearcher` and schedulers, Ray's
-`OptunaSearch`, `ASHAScheduler` and `FIFOScheduler` - through the calls Ray Tune makes
+The trials are instant: a discrete-event simulator with 4 workers (`--workers N`; one epoch =
+one time unit) drives the *real* objects a search uses - hpo's `OptunaSearcher` and schedulers,
+Ray's `OptunaSearch`, `ASHAScheduler` and `FIFOScheduler` - through the calls Ray Tune makes
 (suggest / on_trial_add / on_trial_result / on_trial_complete / choose_trial_to_run, and PAUSE
 and resume for the promotion variant). The budget is 30 full trainings (810 epochs).
 
@@ -27,6 +27,8 @@ best (random+FIFO, mean over seeds) within the budget, and the speedup: 810 epoc
 the median epochs needed to reach it (a seed that never reaches it counts as never).
 
     .venv/bin/python benchmarks/mf_synthetic.py --seeds 10 --out benchmarks/mf_synthetic.json
+    .venv/bin/python benchmarks/mf_synthetic.py --seeds 10 --workers 2 \
+        --out benchmarks/results/mf_synthetic-2workers.json
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)
 METRIC = "loss"
 MAX_T = 27
 BUDGET_FULL = 30
-WORKERS = 4
+WORKERS = 4  # trials at a time; --workers 2 is this machine's (and FACTS.md's) slot count
 DIM = 6
 OPTIMUM = -3.32237
 
@@ -184,8 +186,10 @@ class RunLog:
         return math.inf
 
 
-def simulate(searcher: Any, scheduler: Any, setting: str, seed: int) -> RunLog:
-    """Run one search to the budget, epoch by epoch, `WORKERS` trials at a time."""
+def simulate(
+    searcher: Any, scheduler: Any, setting: str, seed: int, workers: int = WORKERS
+) -> RunLog:
+    """Run one search to the budget, epoch by epoch, `workers` trials at a time."""
     fn = MFHartmann(setting, seed)
     ctrl = SimController(searcher, scheduler)
     budget = BUDGET_FULL * MAX_T
@@ -203,7 +207,7 @@ def simulate(searcher: Any, scheduler: Any, setting: str, seed: int) -> RunLog:
         heapq.heappush(events, (clock + 1.0, seq, trial))
 
     def fill() -> None:
-        while len(events) < WORKERS and spent + len(events) < budget:
+        while len(events) < workers and spent + len(events) < budget:
             trial = scheduler.choose_trial_to_run(ctrl)
             if trial is None:
                 trial = new_trial()
@@ -264,7 +268,9 @@ def simulate(searcher: Any, scheduler: Any, setting: str, seed: int) -> RunLog:
 
 
 # -- methods --------------------------------------------------------------------------------------
-def hpo_searcher(method: str, seed: int, sampler: Any = None) -> OptunaSearcher:
+def hpo_searcher(
+    method: str, seed: int, sampler: Any = None, workers: int = WORKERS
+) -> OptunaSearcher:
     """hpo's searcher over the 6 inputs, with hpo's sampler for `method` unless one is given."""
     problems: list[str] = []
     space = compile_space(
@@ -274,7 +280,7 @@ def hpo_searcher(method: str, seed: int, sampler: Any = None) -> OptunaSearcher:
     # run_cap 120: the ~120 trials such a budget starts under ASHA (10 random start-up trials).
     sampler = sampler or make_sampler(method, seed, 120, 1)
     searcher = OptunaSearcher(space, [(METRIC, "minimize")], sampler)
-    searcher.set_max_concurrency(WORKERS)  # as Ray's ConcurrencyLimiter does
+    searcher.set_max_concurrency(workers)  # as Ray's ConcurrencyLimiter does
     return searcher
 
 
@@ -319,29 +325,33 @@ def fifo() -> Any:
     return FIFOScheduler()
 
 
-def promotion(guard: bool) -> PromotionASHA:
+def promotion(guard: bool, workers: int) -> PromotionASHA:
     return PromotionASHA(
         metric=METRIC,
         mode="min",
         max_t=MAX_T,
         grace_period=1,
         reduction_factor=3,
-        max_concurrent=WORKERS,
+        max_concurrent=workers,
         guard=guard,
     )
 
 
+# name -> (seed, workers) -> (searcher, scheduler)
 METHODS: dict[str, Any] = {
-    "random+FIFO": lambda s: (hpo_searcher("random", s), fifo()),
-    "random+ASHA": lambda s: (hpo_searcher("random", s), ray_asha()),
-    "raw Ray: OptunaSearch TPE+ASHA": lambda s: (ray_optuna_search(s), ray_asha()),
-    "hpo TPE+ASHA (no guard)": lambda s: (hpo_searcher("tpe", s), asha(guard=False)),
-    "hpo TPE+ASHA+guard": lambda s: (hpo_searcher("tpe", s), asha(guard=True)),
-    "hpo TPE+promotion ASHA+guard": lambda s: (hpo_searcher("tpe", s), promotion(guard=True)),
+    "random+FIFO": lambda s, w: (hpo_searcher("random", s, workers=w), fifo()),
+    "random+ASHA": lambda s, w: (hpo_searcher("random", s, workers=w), ray_asha()),
+    "raw Ray: OptunaSearch TPE+ASHA": lambda s, w: (ray_optuna_search(s), ray_asha()),
+    "hpo TPE+ASHA (no guard)": lambda s, w: (hpo_searcher("tpe", s, workers=w), asha(False)),
+    "hpo TPE+ASHA+guard": lambda s, w: (hpo_searcher("tpe", s, workers=w), asha(True)),
+    "hpo TPE+promotion ASHA+guard": lambda s, w: (
+        hpo_searcher("tpe", s, workers=w),
+        promotion(True, w),
+    ),
 }
 
 
-def run_all(seeds: int, settings: list[str], methods: list[str]) -> dict[str, Any]:
+def run_all(seeds: int, settings: list[str], methods: list[str], workers: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for setting in settings:
         logs: dict[str, list[RunLog]] = {}
@@ -351,8 +361,8 @@ def run_all(seeds: int, settings: list[str], methods: list[str]) -> dict[str, An
             for seed in range(seeds):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    searcher, scheduler = METHODS[name](seed)
-                    logs[name].append(simulate(searcher, scheduler, setting, seed))
+                    searcher, scheduler = METHODS[name](seed, workers)
+                    logs[name].append(simulate(searcher, scheduler, setting, seed, workers))
             print(f"{setting:>10} {name:<32} {time.monotonic() - started:6.1f}s", flush=True)
         out[setting] = summarize(logs)
     return out
@@ -404,14 +414,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS))
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--workers", type=int, default=WORKERS, help="trials at a time")
     parser.add_argument("--out", default=None, help="write the summary as JSON here")
     args = parser.parse_args(argv)
     if "random+FIFO" not in args.methods:
         args.methods.insert(0, "random+FIFO")  # the target every method is measured against
-    results = run_all(args.seeds, args.settings, args.methods)
+    results = run_all(args.seeds, args.settings, args.methods, args.workers)
     print(table(results))
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        Path(args.out).write_text(json.dumps({"workers": args.workers, **results}, indent=2))
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from hpo.errors import SpecError
+from hpo.trial.reporter import TRIAL_STATE_FILE
 
 TRAINING_STATE = (
     "optimizer.pt",
@@ -22,6 +23,7 @@ TRAINING_STATE = (
     "scaler.pt",
     "trainer_state.json",
     "training_args.bin",
+    TRIAL_STATE_FILE,
 )
 HYPERPARAMETERS_FILE = "hpo_best.yaml"
 

@@ -13,6 +13,7 @@ from hpo.cli import main
 from hpo.data import prepare
 from hpo.evaluate import evaluate_folder
 from hpo.runinfo import read_run_spec
+from hpo.trial.reporter import TRIAL_STATE_FILE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -135,7 +136,7 @@ def test_export_command_rewrites_the_model_folder(finished_run, tmp_path):
     assert main(["export", finished_run, "--out", str(out)]) == 0
     names = set(os.listdir(out))
     assert {"config.json", "model.safetensors", "tokenizer.json", "hpo_best.yaml"} <= names
-    assert not names & {"optimizer.pt", "scheduler.pt", "trainer_state.json"}
+    assert not names & {"optimizer.pt", "scheduler.pt", "trainer_state.json", TRIAL_STATE_FILE}
 
 
 def test_no_secret_reaches_the_run_directory(finished_run):

@@ -232,16 +232,18 @@ def _wait_for_evaluations(where, n, proc, timeout=180):
     raise AssertionError("the search made no progress")
 
 
-@pytest.mark.parametrize("stop", ["sigint", "sigkill"])
+@pytest.mark.parametrize("stop", ["sigint", "sigkill", "sigint-promotion"])
 def test_interrupted_or_killed_driver_resumes(stop, tmp_path, tiny_bert, sentiment_csv):
+    promotion = "early_terminate: {type: asha, min_iter: 1, eta: 2, promotion: true}"
     spec = write_spec(
         tmp_path / "long.yaml",
         tiny_spec(
             tiny_bert,
             sentiment_csv,
-            """
-training: {num_train_epochs: 4}
+            f"""
+training: {{num_train_epochs: 4}}
 run_cap: 6
+{promotion if stop.endswith("promotion") else ""}
 """,
         ),
     )
@@ -291,19 +293,23 @@ def _find(obj, kind, seen=None):
     return None
 
 
-def _latest_pickle(run_dir, prefix):
+def _latest_pickle(run_dir, prefix, pick=max):
     # One file per session, named by the session's start time: the resumed session sorts last.
-    path = max(glob.glob(os.path.join(run_dir, f"{prefix}-*.pkl")))
+    path = pick(glob.glob(os.path.join(run_dir, f"{prefix}-*.pkl")))
     with open(path, "rb") as f:
         return pickle.load(f)
+
+
+def _oldest_pickle(run_dir, prefix):
+    return _latest_pickle(run_dir, prefix, pick=min)
 
 
 def _crash_and_resume(stop, spec, storage, run_dir, env):
     proc = _hpo("run", spec, "--name", "long", "--storage", str(storage), "--quiet", env_extra=env)
     _wait_for_evaluations(lambda: _driver_staging(env["RAY_TMPDIR"], "long"), 4, proc)
-    proc.send_signal(signal.SIGINT if stop == "sigint" else signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL if stop == "sigkill" else signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    if stop == "sigint":
+    if stop != "sigkill":
         assert proc.returncode == 130, err
         assert f"hpo resume {run_dir}" in err
     before = {r["trial_id"]: r for r in _progress(run_dir)}
@@ -336,11 +342,25 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
     # The resumed searcher is the seeded TPE that saw every trial (not a fresh random search).
     study = _find(_latest_pickle(run_dir, "searcher-state"), optuna.Study)
     assert isinstance(study.sampler, optuna.samplers.TPESampler)
-    assert len(study.trials) == 6
-    assert sum(t.state.is_finished() for t in study.trials) == 6
+    assert all(t.state.is_finished() for t in study.trials)
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6
+    if stop == "sigint-promotion":
+        # Trials were waiting paused at the interruption, for the resumed search to take over.
+        interrupted = _oldest_pickle(run_dir, "callback-states")[0]["scheduler"]  # hpo.state
+        assert interrupted["_paused"], interrupted
+    else:  # (with promotion, a paused trial is told pruned, then recorded again if promoted)
+        assert len(study.trials) == 6
     # ASHA's rungs still hold the results recorded before the crash.
     scheduler_state = repr(_latest_pickle(run_dir, "callback-states"))
     assert all(trial_id in scheduler_state for trial_id in before)
+    # Paused, interrupted or promoted: every trial went on from its checkpoint, never
+    # training an evaluation twice.
+    evaluations = read_csv(os.path.join(run_dir, "evaluations.csv"))
+    for row in rows:
+        steps = [
+            int(float(e["global_step"])) for e in evaluations if e["trial_id"] == row["trial_id"]
+        ]
+        assert steps == sorted(set(steps)), (row["trial_id"], steps)
 
 
 def _progress(run_dir):

@@ -4,6 +4,7 @@ calls Ray Tune makes (lightweight trials, a controller stub; test_mf_feedback ru
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from hpo.schedulers import (
     spearman,
 )
 from hpo.spec import DataSpec, EarlyTerminateSpec, JobSpec, MetricSpec, ModelSpec
+from hpo.state import SchedulerState
 
 CONTINUE, PAUSE, STOP = TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialScheduler.STOP
 
@@ -28,6 +30,9 @@ CONTINUE, PAUSE, STOP = TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialSche
 class FakeTrial:
     trial_id: str
     status: str = "RUNNING"
+
+    def set_status(self, status: str) -> None:
+        self.status = status
 
 
 @dataclass
@@ -68,6 +73,14 @@ class FakeController:
 
     def add(self, scheduler: Any, trial_id: str) -> FakeTrial:
         trial = FakeTrial(trial_id)
+        self.trials.append(trial)
+        scheduler.on_trial_add(self, trial)
+        return trial
+
+    def add_pending(self, scheduler: Any, trial_id: str) -> FakeTrial:
+        """As Tune re-adds an unfinished trial on resume: PENDING, and the scheduler may
+        change that in `on_trial_add`."""
+        trial = FakeTrial(trial_id, status="PENDING")
         self.trials.append(trial)
         scheduler.on_trial_add(self, trial)
         return trial
@@ -260,6 +273,30 @@ def test_promotions_wait_for_a_free_slot():
     assert scheduler.choose_trial_to_run(ctrl) is None
     report(scheduler, ctrl, busy, 1, 0.05)  # busy pauses: its slot goes to a
     assert scheduler.choose_trial_to_run(ctrl) is a
+
+
+def test_paused_trials_wait_again_after_a_resume():
+    scheduler = promotion(max_concurrent=2)
+    ctrl = FakeController(scheduler)
+    a = ctrl.add(scheduler, "a")
+    ctrl.add(scheduler, "b")
+    assert report(scheduler, ctrl, a, 1, 0.9) == PAUSE  # b is still running at the interrupt
+    # `hpo resume`: a fresh scheduler gets the saved state, then Tune re-adds every unfinished
+    # trial as PENDING.
+    saved = pickle.loads(pickle.dumps(SchedulerState(scheduler).get_state()))
+    resumed = promotion(max_concurrent=2)
+    SchedulerState(resumed).set_state(saved)
+    ctrl = FakeController(resumed)
+    a2, b2 = ctrl.add_pending(resumed, "a"), ctrl.add_pending(resumed, "b")
+    assert a2.status == "PAUSED", "the paused trial is not restarted by the resume"
+    assert b2.status == "PENDING"
+    assert resumed.choose_trial_to_run(ctrl) is b2
+    b2.status = "RUNNING"
+    assert report(resumed, ctrl, b2, 1, 0.2) == PAUSE
+    c = ctrl.add(resumed, "c")
+    assert report(resumed, ctrl, c, 1, 0.1) == PAUSE  # the third arrival promotes a
+    assert resumed.choose_trial_to_run(ctrl) is a2
+    assert ctrl.search_alg.searcher.unpaused == ["a"]
 
 
 def test_leftover_paused_trials_are_stopped_when_nothing_else_can_run():

@@ -3,6 +3,7 @@ checkpoint; divergence and lost patience stop it."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from types import SimpleNamespace
@@ -13,7 +14,7 @@ from conftest import write_spec
 from hpo.config import load_spec
 from hpo.data import prepare
 from hpo.trial.callback import ReportCallback
-from hpo.trial.reporter import FINAL, OUTCOME, LocalReporter
+from hpo.trial.reporter import FINAL, OUTCOME, TRAIN_SECONDS, TRIAL_STATE_FILE, LocalReporter
 from hpo.trial.run import train_trial
 
 
@@ -84,13 +85,37 @@ def test_resume_from_a_checkpoint_continues_the_global_step(prepared, tmp_path):
     assert len(resumed.reports) == 2, "the evaluation before the crash is not redone"
     per_epoch = math.ceil(len(data.train) / 16)
     assert [r["global_step"] for r in resumed.reports] == [2 * per_epoch, 3 * per_epoch]
+    # The trial's training time goes on from what the checkpoint recorded, not from zero.
+    before = json.loads((saved / TRIAL_STATE_FILE).read_text())["train_seconds"]
+    assert before > 0
+    assert resumed.reports[0][TRAIN_SECONDS] > before
 
 
-def _evaluate(callback, value, step, max_steps=100):
+def test_patience_carries_over_a_resume(tmp_path):
+    import shutil
+
+    class Keeping(LocalReporter):  # as the tuner keeps each reported checkpoint
+        def report(self, metrics, checkpoint_dir=None):
+            super().report(metrics, checkpoint_dir)
+            shutil.copytree(checkpoint_dir, tmp_path / "kept" / os.path.basename(checkpoint_dir))
+
+    first = ReportCallback(Keeping(), "eval_loss", "minimize", patience=2)
+    _evaluate(first, 1.0, 10, output_dir=tmp_path)
+    assert not _evaluate(first, 1.0, 20, output_dir=tmp_path).should_training_stop  # 1 of 2
+    resumed = ReportCallback(LocalReporter(), "eval_loss", "minimize", patience=2)
+    resumed.restore(str(tmp_path / "kept" / "checkpoint-20"))
+    assert resumed.best == 1.0 and resumed.evals_without_gain == 1
+    assert _evaluate(resumed, 1.0, 30).should_training_stop, "the second evaluation without gain"
+
+
+def _evaluate(callback, value, step, max_steps=100, output_dir=None):
+    """One evaluation; with `output_dir`, the Trainer's checkpoint folder for it exists."""
     state = SimpleNamespace(global_step=step, max_steps=max_steps, epoch=1.0)
     control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
-    args = SimpleNamespace(eval_strategy="epoch", output_dir="/nonexistent")
+    args = SimpleNamespace(eval_strategy="epoch", output_dir=str(output_dir or "/nonexistent"))
     callback.on_evaluate(args, state, control, metrics={"eval_loss": value})
+    if output_dir is not None and control.should_save:
+        os.makedirs(os.path.join(output_dir, f"checkpoint-{step}"))
     callback.on_save(args, state, control)
     return control
 

@@ -75,6 +75,12 @@ class PromotionASHA(FIFOScheduler):
 
     # -- Tune events ---------------------------------------------------------------------------
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        if trial.trial_id in self._paused:
+            # `hpo resume`: Tune requeues every unfinished trial as PENDING and would start it
+            # at once. A trial paused here before the interruption waits for its promotion
+            # again (Tune files the trial under the status it has once this returns).
+            trial.set_status(Trial.PAUSED)
+            return
         self._running.add(trial.trial_id)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -10,7 +11,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from hpo.trial.reporter import FINAL, OUTCOME, TRAIN_SECONDS, Reporter
+from hpo.trial.reporter import FINAL, OUTCOME, TRAIN_SECONDS, TRIAL_STATE_FILE, Reporter
+
+# What a resumed trial (after a crash or a pause) must not forget.
+CARRIED_OVER = ("best", "best_value", "evals_without_gain", "train_seconds")
 
 
 class ReportCallback(TrainerCallback):
@@ -117,9 +121,24 @@ class ReportCallback(TrainerCallback):
             return
         folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         report, self.pending = self.pending, None
-        self.reporter.report(report, folder if os.path.isdir(folder) else None)
+        saved = os.path.isdir(folder)
+        if saved:
+            with open(os.path.join(folder, TRIAL_STATE_FILE), "w") as f:
+                json.dump({key: getattr(self, key) for key in CARRIED_OVER}, f)
+        self.reporter.report(report, folder if saved else None)
         # The tuner has copied the checkpoint to the run's storage; the trial's copy can go.
         shutil.rmtree(folder, ignore_errors=True)
+
+    def restore(self, checkpoint_dir: str) -> None:
+        """Go on from a checkpoint's bookkeeping: patience, best so far, training seconds."""
+        path = os.path.join(checkpoint_dir, TRIAL_STATE_FILE)
+        if not os.path.isfile(path):
+            return  # written by an older hpo: start the counters afresh
+        with open(path) as f:
+            state = json.load(f)
+        for key in CARRIED_OVER:
+            if key in state:
+                setattr(self, key, state[key])
 
     def _best_so_far(self, value: Any) -> bool:
         """Whether this evaluation ties or beats the trial's earlier ones (unknown: yes)."""

@@ -18,6 +18,9 @@ OUTCOME = "hpo_outcome"  # completed | patience (stopped itself: no gain) | dive
 TRAIN_SECONDS = "hpo_train_seconds"  # time spent in training steps so far
 NODE = "hpo_node"  # the Ray node the trial ran on
 GPUS = "hpo_visible_gpus"  # CUDA_VISIBLE_DEVICES as the trial saw it (Ray sets it per trial)
+# In each checkpoint next to the Trainer's files: what the trial's own bookkeeping needs to go on
+# after a resume (patience, best so far, training seconds); not part of an exported model.
+TRIAL_STATE_FILE = "hpo_trial_state.json"
 
 
 class Reporter(Protocol):

@@ -124,6 +124,14 @@ def train_trial(
     try:
         trainer = build_trainer(config, spec, data, reporter, output_dir)
         with reporter.restored_checkpoint() as resume_from:
+            if resume_from:
+                _report_callback(trainer).restore(resume_from)
             trainer.train(resume_from_checkpoint=resume_from)
     finally:
         shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def _report_callback(trainer: Any) -> Any:
+    from hpo.trial.callback import ReportCallback
+
+    return next(c for c in trainer.callback_handler.callbacks if isinstance(c, ReportCallback))
