@@ -6,6 +6,7 @@ or tuner; it talks to them only through its `Reporter`.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -107,6 +108,35 @@ def build_trainer(
     return trainer
 
 
+@functools.cache
+def prepare_worker_process() -> None:
+    """Once per worker process, before its first trial: cut what every trial pays outside compute.
+
+    - The imports (torch, transformers: ~500k objects) are frozen out of the cyclic garbage
+      collector. Accelerate runs gc.collect() at the start of every training and Python runs full
+      collections during it; each scanned all of them (0.27 s per collection on 2 cores), though
+      they live as long as the process. After the freeze a collection takes ~3 ms. Only what
+      exists before the first trial is frozen; trials' own objects are collected as before.
+    - Checkpoints are written without zip CRC-32s: torch.save writes Adam's state 2-4x faster
+      (0.05 s instead of 0.09-0.23 s per 200 MB), torch.load reads it the same, and a checkpoint
+      lives for the search only (the safetensors weights carry no checksum either).
+    """
+    import gc
+
+    import torch
+    import transformers
+
+    import hpo.trial.callback
+    import hpo.trial.metrics
+    import hpo.trial.model  # noqa: F401  (loaded before the freeze)
+
+    # transformers imports lazily: load what every trial uses before freezing.
+    _ = transformers.Trainer, transformers.TrainingArguments, transformers.DataCollatorWithPadding
+    torch.serialization.set_crc32_options(False)
+    gc.collect()
+    gc.freeze()
+
+
 def train_trial(
     config: dict[str, Any], *, spec: JobSpec, data: PreparedData, reporter: Any = None
 ) -> None:
@@ -117,6 +147,7 @@ def train_trial(
     from hpo.trial.reporter import TuneReporter
 
     if reporter is None:
+        prepare_worker_process()
         link_checkpoints_into_local_storage()
         reporter = TuneReporter()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
