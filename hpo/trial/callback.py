@@ -13,7 +13,9 @@ from transformers import TrainerCallback
 
 from hpo.trial.reporter import FINAL, OUTCOME, TRAIN_SECONDS, TRIAL_STATE_FILE, Reporter
 
-# What a resumed trial (after a crash or a pause) must not forget.
+# What a resumed trial (after a crash or a pause) must not forget. Kept in a file of its own:
+# HF's `ExportableState` restores a callback by rebuilding it from JSON constructor arguments,
+# and this one holds the trial's reporter.
 CARRIED_OVER = ("best", "best_value", "evals_without_gain", "train_seconds")
 
 
