@@ -75,6 +75,7 @@ def collect(grid: Any) -> list[TrialRecord]:
     for result in grid:
         frame = result.metrics_dataframe
         history = frame.to_dict("records") if frame is not None and len(frame) else []
+        history = latest_timeline(history)
         trial_id = (result.metrics or {}).get("trial_id") or os.path.basename(result.path or "?")
         checkpoints = [(c.path, dict(m)) for c, m in (result.best_checkpoints or [])]
         error = tb = None
@@ -93,6 +94,24 @@ def collect(grid: Any) -> list[TrialRecord]:
             )
         )
     return sorted(records, key=lambda r: r.trial_id)
+
+
+def latest_timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A trial's evaluations as its surviving checkpoints tell them.
+
+    Tune logs a result before it asks the trial for that result's checkpoint; a worker killed
+    in between loses the checkpoint, and the retried trial resumes from an earlier one and
+    evaluates the same steps again. Those rows replace the lost ones (whose weights are gone).
+    """
+    kept: list[dict[str, Any]] = []
+    for row in history:
+        step = row.get("global_step")
+        if _finite(step):
+            kept = [
+                r for r in kept if not (_finite(r.get("global_step")) and r["global_step"] >= step)
+            ]
+        kept.append(row)
+    return kept
 
 
 def _first_line(error: BaseException) -> str:

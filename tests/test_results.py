@@ -1,0 +1,47 @@
+"""The run directory's record when a trial's history has a lost timeline in it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+
+from hpo.results import collect, latest_timeline, pick_best
+
+
+def row(iteration: int, step: int, score: float) -> dict:
+    return {"training_iteration": iteration, "global_step": step, "eval_accuracy": score}
+
+
+def test_rows_of_a_lost_checkpoint_give_way_to_the_retrained_ones():
+    # Killed after step 90's result was logged but before its checkpoint was saved: the retry
+    # resumes from step 45 and evaluates step 90 again.
+    history = [row(1, 45, 0.6), row(2, 90, 0.9), row(2, 90, 0.7), row(3, 135, 0.8)]
+    kept = latest_timeline(history)
+    assert [r["global_step"] for r in kept] == [45, 90, 135]
+    assert [r["eval_accuracy"] for r in kept] == [0.6, 0.7, 0.8]
+
+
+def test_a_history_that_never_goes_back_is_kept_whole():
+    history = [row(1, 45, 0.6), row(2, 90, 0.9), {"training_iteration": 3}, row(4, 135, 0.8)]
+    assert latest_timeline(history) == history
+
+
+def test_the_best_is_never_an_evaluation_whose_checkpoint_was_lost(tmp_path):
+    kept = tmp_path / "checkpoint_000001"
+    kept.mkdir()
+    history = [row(1, 45, 0.6), row(2, 90, 0.9), row(2, 90, 0.7)]
+    result = SimpleNamespace(
+        metrics={"trial_id": "t1"},
+        metrics_dataframe=pd.DataFrame(history),
+        best_checkpoints=[(SimpleNamespace(path=str(kept)), {"training_iteration": 2})],
+        error=None,
+        config={"learning_rate": 1e-4},
+        path=str(tmp_path),
+    )
+    records = collect([result])
+    assert [h["eval_accuracy"] for h in records[0].history] == [0.6, 0.7]
+    spec = SimpleNamespace(primary=SimpleNamespace(name="eval_accuracy", goal="maximize"))
+    best = pick_best(records, spec)  # type: ignore[arg-type]
+    assert best is not None
+    assert best.value == 0.7 and best.checkpoint == str(kept)
