@@ -77,6 +77,7 @@ def build_tuner(
     from ray import tune
 
     from hpo.checkpoints import CheckpointBudget
+    from hpo.driver_memory import ForgetFinishedTrialStats
     from hpo.schedulers import evaluations_per_trial, make_scheduler
     from hpo.schedulers.notes import SchedulerNotes
     from hpo.search import make_searcher
@@ -89,6 +90,7 @@ def build_tuner(
     metric = spec.primary
     budget = CheckpointBudget(metric.name, metric.goal or "maximize", spec.checkpoints.keep)
     callbacks = [SchedulerState(scheduler), budget, *callbacks, _no_tensorboard()]
+    callbacks.append(ForgetFinishedTrialStats(m.name for m in spec.metrics))
     callbacks.append(SchedulerNotes(scheduler, run_dir, callbacks))  # guard notes: table, file
     return tune.Tuner(
         make_trainable(spec, data),

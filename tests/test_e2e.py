@@ -3,6 +3,8 @@ on a tiny BERT with a real tokenizer and real Rotten Tomatoes snippets (seconds 
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 
 import pytest
@@ -83,6 +85,16 @@ def test_run_directory_contract(finished_run):
     stopped = [r for r in rows if r["stopped_early"] == "True"]
     assert stopped and all(int(r["evaluations"]) < 4 for r in stopped)
     assert any(int(r["evaluations"]) == 4 for r in rows)
+
+
+def test_finished_trials_keep_tune_statistics_only_for_the_metric(finished_run):
+    # Tune's running statistics of every other reported key are dropped as trials finish.
+    (path,) = glob.glob(os.path.join(finished_run, "experiment_state-*.json"))
+    with open(path) as f:
+        trial_data = json.load(f)["trial_data"]
+    kept = [set(json.loads(metadata)["metric_analysis"]) for _, metadata in trial_data]
+    assert len(kept) == 6
+    assert all(keys == {"eval_loss", "training_iteration"} for keys in kept), kept
 
 
 def test_best_is_the_best_evaluation_of_all_trials(finished_run):
