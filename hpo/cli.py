@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,7 +67,8 @@ def _print_outcome(outcome: Any) -> int:
     print(f"trials: {summary}", file=sys.stderr)
     if outcome.interrupted:
         print(
-            f"interrupted: the search state is saved. Resume with:\n  hpo resume {outcome.run_dir}",
+            "interrupted: the search state is saved. Resume with:\n"
+            f"  hpo resume {shlex.quote(outcome.run_dir)}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

@@ -373,8 +373,20 @@ def _resolve_files(value: Any, key: str, problems: list[str]) -> list[str]:
     return out
 
 
+# pyarrow reads bucket credentials from a URI's query too; hpo prints and saves the URI.
+CREDENTIAL_QUERY_KEYS = ("access_key", "secret_key", "session_token")
+
+
 def _check_storage(spec: JobSpec, problems: list[str]) -> None:
     if is_remote_uri(spec.storage):
+        query = spec.storage.partition("?")[2]
+        keys = {part.partition("=")[0] for part in query.split("&")}
+        if keys & set(CREDENTIAL_QUERY_KEYS):
+            problems.append(
+                "storage: the URI carries bucket credentials; set them in the environment "
+                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) instead: hpo prints the URI "
+                "and saves it in spec.yaml"
+            )
         return
     path = Path(spec.storage).expanduser().resolve()
     spec.storage = str(path)

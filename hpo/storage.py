@@ -8,6 +8,7 @@ end: a results file is never half-written in the bucket, and export reads a loca
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 from hpo.paths import is_remote_uri
@@ -43,6 +44,17 @@ class RunLocation:
             self.path = os.path.join(storage, name)
         self.local = os.path.join(mirror_root(), name) if self.remote else self.path
 
+    @classmethod
+    def at(cls, run_dir: str) -> RunLocation:
+        """The location of an existing run directory, given as a local path or a bucket URI
+        (the form `hpo run` prints)."""
+        if not is_remote_uri(run_dir):
+            path = os.path.abspath(run_dir)
+            return cls(os.path.dirname(path), os.path.basename(path))
+        base, sep, query = run_dir.partition("?")
+        parent, _, name = base.rstrip("/").rpartition("/")
+        return cls(f"{parent}{sep}{query}", name)
+
     def _fs(self) -> tuple[Any, str]:
         import pyarrow.fs
 
@@ -77,6 +89,24 @@ class RunLocation:
                 source_filesystem=fs,
                 destination_filesystem=pyarrow.fs.LocalFileSystem(),
             )
+
+    def fetch_own_files(self) -> None:
+        """Start a clean local mirror with hpo's files from the bucket (spec, data report)."""
+        if not self.remote:
+            return
+        import pyarrow.fs
+
+        shutil.rmtree(self.local, ignore_errors=True)
+        os.makedirs(self.local)
+        fs, path = self._fs()
+        for name in ("spec.yaml", "data.yaml"):
+            if fs.get_file_info(f"{path}/{name}").type == pyarrow.fs.FileType.File:
+                pyarrow.fs.copy_files(
+                    f"{path}/{name}",
+                    os.path.join(self.local, name),
+                    source_filesystem=fs,
+                    destination_filesystem=pyarrow.fs.LocalFileSystem(),
+                )
 
     def push(self) -> None:
         """Upload hpo's own files from the local mirror to the bucket."""

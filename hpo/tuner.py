@@ -290,16 +290,36 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
 
     from hpo.runinfo import read_run_spec
 
-    run_dir = os.path.abspath(run_dir)
-    spec = read_run_spec(run_dir)
-    if not tune.Tuner.can_restore(run_dir):
-        raise SpecError([f"{run_dir}: no saved search state to resume from"])
+    location = RunLocation.at(run_dir)
+    if location.remote:
+        _fetch_bucket_run(location)
+    spec = read_run_spec(location.local)
+    if not tune.Tuner.can_restore(location.path):
+        raise SpecError([f"{location.path}: no saved search state to resume from"])
     data = prepare(spec)
     init_ray(spec, address)
     tuner = tune.Tuner.restore(
-        run_dir, trainable=make_trainable(spec, data), resume_unfinished=True
+        location.path, trainable=make_trainable(spec, data), resume_unfinished=True
     )
-    return finish(spec, data, fit(tuner), run_dir)
+    grid = fit(tuner)
+    if not location.remote:
+        return finish(spec, data, grid, location.local)
+    location.pull()
+    return finish(spec, data, grid, location.local, location)
+
+
+def _fetch_bucket_run(location: RunLocation) -> None:
+    """hpo's files of a bucket run into its local mirror; bad URIs get one clear message."""
+    try:
+        found = location.exists()
+        if found:
+            location.fetch_own_files()
+    except OSError as err:  # unreachable endpoint, refused credentials, no such bucket
+        raise SpecError([f"{location.path}: cannot read the run ({err})"]) from None
+    if not found:
+        raise SpecError([f"{location.path}: no such run directory"])
+    if not os.path.isfile(os.path.join(location.local, SPEC_FILE)):
+        raise SpecError([f"{location.path}: not a run directory (no {SPEC_FILE})"])
 
 
 def fit(tuner: Any) -> Any:

@@ -45,5 +45,6 @@ def test_bad_input_is_refused_cleanly(case, tmp_path, tiny_bert, capsys, monkeyp
     assert code == 2, err
     assert expected in err, err
     assert "Traceback" not in err
+    assert "hpo-test-secret" not in err, "a credential in the input is never echoed"
     assert err.startswith("hpo: invalid spec")
     assert not storage.exists(), "nothing may be written for bad input"

@@ -4,7 +4,10 @@ started and stopped by this test."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -114,3 +117,112 @@ tracking: {{wandb: {{mode: disabled}}}}
     assert any("/checkpoint_" in n for n in names), "Ray wrote the checkpoints to the bucket"
     with fs.open_input_stream("hpo-bucket/runs/bucket/trials.csv") as f:
         assert f.read().decode().count("\n") == 3  # header + 2 trials
+
+
+def _bucket_names(fs, prefix):
+    import pyarrow.fs
+
+    listing = fs.get_file_info(
+        pyarrow.fs.FileSelector(prefix, recursive=True, allow_not_found=True)
+    )
+    return {info.path.removeprefix(prefix + "/") for info in listing}
+
+
+def _as_if_from_a_terminal():
+    # CI may start the tests with SIGINT ignored, and children inherit that; a user has Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_interrupted_bucket_search_resumes_from_its_uri(
+    s3_server, tmp_path, tiny_bert, sentiment_csv
+):
+    fs, query, env = s3_server
+    spec = write_spec(
+        tmp_path / "s3.yaml",
+        f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {sentiment_csv}, max_length: 48, labels: [fresh, rotten]}}
+metric: {{name: eval_loss}}
+parameters:
+  learning_rate: {{values: [1.0e-3, 2.0e-3, 3.0e-3]}}
+training: {{num_train_epochs: 6, per_device_train_batch_size: 16}}
+early_terminate: {{type: none}}
+run_cap: 3
+max_concurrent: 1
+tracking: {{wandb: {{mode: disabled}}}}
+""",
+    )
+    run_env = {
+        **os.environ,
+        **env,
+        "RAY_TMPDIR": tempfile.mkdtemp(prefix="hpo-s3r", dir="/tmp"),
+        "HOME": str(tmp_path),
+    }
+    uri = f"s3://hpo-bucket/runs/paused?{query}"
+    storage = f"s3://hpo-bucket/runs?{query}"
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpo.cli",
+            "run",
+            spec,
+            "--name",
+            "paused",
+            "--storage",
+            storage,
+            "--quiet",
+        ],
+        env=run_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_if_from_a_terminal,
+    )
+    deadline = time.time() + 300
+    while not any("/checkpoint_" in n for n in _bucket_names(fs, "hpo-bucket/runs/paused")):
+        assert run.poll() is None and time.time() < deadline, run.communicate()
+        time.sleep(0.5)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=180)
+    assert run.returncode == 130, err
+    # The hint is a command a shell runs as it is: the URI's `&` and `?` quoted.
+    assert f"hpo resume '{uri}'" in err
+    assert "best_model/config.json" not in _bucket_names(fs, "hpo-bucket/runs/paused")
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "hpo.cli", "resume", uri],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == uri
+    names = _bucket_names(fs, "hpo-bucket/runs/paused")
+    assert {"trials.csv", "best.yaml", "best_model/config.json"} <= names
+    with fs.open_input_stream("hpo-bucket/runs/paused/trials.csv") as f:
+        rows = list(csv.DictReader(io.StringIO(f.read().decode())))
+    assert len(rows) == 3 and all(r["outcome"] == "completed" for r in rows), rows
+
+
+def test_resume_names_a_bucket_uri_that_holds_no_run(s3_server, capsys):
+    from hpo.cli import main
+
+    _, query, _ = s3_server
+    uri = f"s3://hpo-bucket/runs/never?{query}"
+    assert main(["resume", uri]) == 2
+    err = capsys.readouterr().err
+    assert f"{uri}: no such run directory" in err and "Traceback" not in err
+
+
+def test_a_run_location_is_read_back_from_what_hpo_prints(tmp_path):
+    from hpo.storage import RunLocation
+
+    remote = RunLocation.at("s3://bucket/runs/search1?endpoint_override=h:9000&scheme=http")
+    assert remote.remote and remote.path.endswith(
+        "runs/search1?endpoint_override=h:9000&scheme=http"
+    )
+    assert remote.local.endswith(os.path.join("hpo", "runs", "search1"))
+    local = RunLocation.at(str(tmp_path / "runs" / "search1") + "/")
+    assert not local.remote and local.path == local.local == str(tmp_path / "runs" / "search1")
