@@ -297,8 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         # A second Ctrl-C skips Tune's graceful stop; the last saved state still resumes.
-        run_dir = getattr(args, "run_dir", None) or "RUN_DIR"
-        print(f"\ninterrupted. Resume with: hpo resume {run_dir}", file=sys.stderr)
+        run_dir = getattr(args, "run_dir", None)
+        where = shlex.quote(run_dir) if run_dir else "RUN_DIR"
+        print(f"\ninterrupted. Resume with: hpo resume {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

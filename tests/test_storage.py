@@ -226,3 +226,16 @@ def test_a_run_location_is_read_back_from_what_hpo_prints(tmp_path):
     assert remote.local.endswith(os.path.join("hpo", "runs", "search1"))
     local = RunLocation.at(str(tmp_path / "runs" / "search1") + "/")
     assert not local.remote and local.path == local.local == str(tmp_path / "runs" / "search1")
+
+
+def test_a_second_ctrl_c_still_prints_a_resume_command_a_shell_can_run(monkeypatch, capsys):
+    import hpo.tuner
+    from hpo.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpo.tuner, "resume_search", interrupted)
+    uri = "s3://bucket/runs/x?endpoint_override=h:9000&scheme=http"
+    assert main(["resume", uri]) == 130
+    assert f"hpo resume '{uri}'" in capsys.readouterr().err
