@@ -53,7 +53,8 @@ class WandbTrialRuns(Callback):
         self._goal = spec.primary.goal
         self._spec = spec
         self._runs: dict[str, Any] = {}
-        self._best: dict[str, float] = {}
+        # Per unfinished trial: (evaluation, metric) so far, for the best in its run's summary.
+        self._evaluations: dict[str, list[tuple[int, float]]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -110,15 +111,30 @@ class WandbTrialRuns(Callback):
             for k, v in result.items()
             if k not in _NOT_LOGGED and isinstance(v, int | float) and not isinstance(v, bool)
         }
-        value = result.get(self._metric)
-        if isinstance(value, int | float) and math.isfinite(value):
-            best = self._best.get(trial.trial_id)
-            better = best is None or (value > best if self._goal == "maximize" else value < best)
-            if better:
-                self._best[trial.trial_id] = value
-                run.summary[f"best_{self._metric}"] = value
-                run.summary["best_evaluation"] = result.get("training_iteration")
-        run.log(metrics, step=int(result.get("training_iteration", 0)))
+        evaluation = int(result.get("training_iteration", 0))
+        self._summarize_best(run, trial.trial_id, evaluation, result.get(self._metric))
+        run.log(metrics, step=evaluation)
+
+    def _summarize_best(self, run: Any, trial_id: str, evaluation: int, value: Any) -> None:
+        """The trial's best evaluation so far, in its run's summary. A trial retried after it
+        lost a checkpoint evaluates the same steps again: those replace the lost ones, as they
+        do in evaluations.csv, so the summary never names an evaluation whose weights are gone."""
+        if not (isinstance(value, int | float) and math.isfinite(value)):
+            return
+        earlier = [(e, v) for e, v in self._evaluations.get(trial_id, []) if e < evaluation]
+        self._evaluations[trial_id] = kept = [*earlier, (evaluation, float(value))]
+        sign = 1.0 if self._goal == "maximize" else -1.0
+        best_evaluation, best = max(kept, key=lambda ev: (sign * ev[1], ev[0]))
+        run.summary[f"best_{self._metric}"] = best
+        run.summary["best_evaluation"] = best_evaluation
+
+    def get_state(self) -> dict[str, Any]:
+        # Saved with the experiment, so a resumed search's summaries still count the
+        # evaluations from before the interruption.
+        return {"evaluations": self._evaluations}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._evaluations = dict(state.get("evaluations", {}))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, errored=False)
@@ -127,6 +143,7 @@ class WandbTrialRuns(Callback):
         self._finish(trial, errored=True)
 
     def _finish(self, trial: Any, errored: bool) -> None:
+        self._evaluations.pop(trial.trial_id, None)
         run = self._runs.pop(trial.trial_id, None)
         if run is None:
             return
