@@ -302,9 +302,7 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
         location.path, trainable=make_trainable(spec, data), resume_unfinished=True
     )
     grid = fit(tuner)
-    if not location.remote:
-        return finish(spec, data, grid, location.local)
-    location.pull()
+    location.pull()  # pull and the push in finish touch only a bucket run
     return finish(spec, data, grid, location.local, location)
 
 

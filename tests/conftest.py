@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import csv
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -85,6 +86,13 @@ def local_ray():
     )
     yield ray
     ray.shutdown()
+
+
+def as_if_from_a_terminal() -> None:
+    """preexec_fn for an `hpo` subprocess that a test interrupts with SIGINT: a shell without
+    job control (CI's, often) starts background jobs with SIGINT ignored, and a child inherits
+    that; a user at a terminal has Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_spec(path: Path, text: str) -> str:

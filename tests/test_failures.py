@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import read_csv, write_spec
+from conftest import as_if_from_a_terminal, read_csv, write_spec
 from wandb_offline import read_runs
 
 from hpo.cli import main
@@ -203,14 +203,8 @@ def _hpo(*args, env_extra=None):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        preexec_fn=_as_if_from_a_terminal,
+        preexec_fn=as_if_from_a_terminal,
     )
-
-
-def _as_if_from_a_terminal():
-    # A shell without job control starts background jobs (CI's, often) with SIGINT ignored,
-    # and a child inherits that; a user at a terminal has Ctrl-C.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _driver_staging(ray_root, name):

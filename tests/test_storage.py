@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_spec
+from conftest import as_if_from_a_terminal, write_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -64,24 +64,30 @@ def s3_server():
             os.environ.pop(key, None)
 
 
+def bucket_spec(tmp_path, model, data, learning_rates, epochs, extra=""):
+    """A grid over `learning_rates` (one trial each), W&B off: what the bucket tests run."""
+    return write_spec(
+        tmp_path / "s3.yaml",
+        f"""
+model: {{name_or_path: {model}}}
+data: {{train: {data}, max_length: 48, labels: [fresh, rotten]}}
+metric: {{name: eval_loss}}
+parameters:
+  learning_rate: {{values: {list(learning_rates)}}}
+training: {{num_train_epochs: {epochs}, per_device_train_batch_size: 16}}
+early_terminate: {{type: none}}
+run_cap: {len(learning_rates)}
+tracking: {{wandb: {{mode: disabled}}}}
+{extra}
+""",
+    )
+
+
 def test_search_with_bucket_storage(s3_server, tmp_path, tiny_bert, sentiment_csv):
     import pyarrow.fs
 
     fs, query, env = s3_server
-    spec = write_spec(
-        tmp_path / "s3.yaml",
-        f"""
-model: {{name_or_path: {tiny_bert}}}
-data: {{train: {sentiment_csv}, max_length: 48, labels: [fresh, rotten]}}
-metric: {{name: eval_loss}}
-parameters:
-  learning_rate: {{values: [1.0e-3, 3.0e-3]}}
-training: {{num_train_epochs: 2, per_device_train_batch_size: 16}}
-early_terminate: {{type: none}}
-run_cap: 2
-tracking: {{wandb: {{mode: disabled}}}}
-""",
-    )
+    spec = bucket_spec(tmp_path, tiny_bert, sentiment_csv, [1.0e-3, 3.0e-3], epochs=2)
     ray_tmp = tempfile.mkdtemp(prefix="hpo-s3", dir="/tmp")
     storage = f"s3://hpo-bucket/runs?{query}"
     result = subprocess.run(
@@ -128,29 +134,17 @@ def _bucket_names(fs, prefix):
     return {info.path.removeprefix(prefix + "/") for info in listing}
 
 
-def _as_if_from_a_terminal():
-    # CI may start the tests with SIGINT ignored, and children inherit that; a user has Ctrl-C.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_interrupted_bucket_search_resumes_from_its_uri(
     s3_server, tmp_path, tiny_bert, sentiment_csv
 ):
     fs, query, env = s3_server
-    spec = write_spec(
-        tmp_path / "s3.yaml",
-        f"""
-model: {{name_or_path: {tiny_bert}}}
-data: {{train: {sentiment_csv}, max_length: 48, labels: [fresh, rotten]}}
-metric: {{name: eval_loss}}
-parameters:
-  learning_rate: {{values: [1.0e-3, 2.0e-3, 3.0e-3]}}
-training: {{num_train_epochs: 6, per_device_train_batch_size: 16}}
-early_terminate: {{type: none}}
-run_cap: 3
-max_concurrent: 1
-tracking: {{wandb: {{mode: disabled}}}}
-""",
+    spec = bucket_spec(
+        tmp_path,
+        tiny_bert,
+        sentiment_csv,
+        [1.0e-3, 2.0e-3, 3.0e-3],
+        epochs=6,
+        extra="max_concurrent: 1",
     )
     run_env = {
         **os.environ,
@@ -177,7 +171,7 @@ tracking: {{wandb: {{mode: disabled}}}}
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_as_if_from_a_terminal,
+        preexec_fn=as_if_from_a_terminal,
     )
     deadline = time.time() + 300
     while not any("/checkpoint_" in n for n in _bucket_names(fs, "hpo-bucket/runs/paused")):
