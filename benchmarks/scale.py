@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     spec = load_spec(path)
     data = PreparedData(list(range(100)), list(range(10)), None, ["a", "b"], None, "none")
 
-    def cheap_trainable(spec: Any, data: Any) -> Any:
+    def cheap_trainable(spec: Any, data: Any, experiment_path: str) -> Any:
         return tune.with_resources(
             tune.with_parameters(cheap_trial, evals=args.evals, sleep=args.sleep), {"cpu": 1}
         )

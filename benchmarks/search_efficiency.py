@@ -3,9 +3,9 @@
 Real pretrained all-MiniLM-L6-v2 (its first `--layers` layers) fine-tuned on real Rotten Tomatoes
 snippets; every search sees the same train/validation split (hpo's data preparation, seeded).
 Methods:
-  a  hpo default: `hpo run` with TPE + ASHA (3 evaluations per epoch-long trial, eta 3)
+  a  hpo default: `hpo run` with TPE + ASHA (3 evaluations per trial of --trial-epochs, eta 3)
   b  hpo with random search + ASHA (same trials and scheduler as a)
-  c  hpo with random search, no early stopping (every trial trains its whole epoch)
+  c  hpo with random search, no early stopping (every trial trains all its epochs)
   d  the BERT paper's 18-point grid (lr 2e-5/3e-5/5e-5, batch 16/32, 2/3/4 epochs), in a seeded
      random order, no early stopping, cut to the budget (a grid is run in some order)
   e  `Trainer.hyperparameter_search(backend="ray")` with its documented defaults (hp space:
@@ -57,7 +57,7 @@ metric: {{name: eval_accuracy, goal: maximize}}
 method: {method}
 {parameters}
 training:
-  num_train_epochs: 1
+  num_train_epochs: {trial_epochs}
   eval_strategy: steps
   eval_steps: 0.34
 early_terminate: {{type: {scheduler}, min_iter: 1, eta: 3}}
@@ -80,9 +80,9 @@ BERT_GRID = {
     "num_train_epochs": [2, 3, 4],
 }
 
-# Expected epochs per trial: ASHA with rungs at evaluations 1 and 3 of 3 (eta 3) runs every trial
-# a third of an epoch and a third of them the rest: 1/3 + 1/3 * 2/3 ~ 0.56.
-ASHA_EPOCHS_PER_TRIAL = 0.56
+# The share of a full trial that ASHA trains on average: with rungs at evaluations 1 and 3 of 3
+# (eta 3) every trial trains a third of its epochs and a third of them the rest: 1/3 + 1/3 * 2/3.
+ASHA_SHARE_OF_TRIAL = 0.56
 HF_DEFAULT_EPOCHS_PER_TRIAL = 3.0  # num_train_epochs ~ choice(1..5)
 
 
@@ -100,15 +100,16 @@ def bert_grid(seed: int, budget: float) -> tuple[str, int]:
 
 def write_spec(folder: str, args: argparse.Namespace, method: str, seed: int) -> str:
     asha = method in ("a", "b")
-    parameters, run_cap = SPACE, args.budget
+    parameters, run_cap = SPACE, max(1, round(args.budget / args.trial_epochs))
     if asha:
-        run_cap = round(args.budget / ASHA_EPOCHS_PER_TRIAL)
+        run_cap = round(args.budget / (ASHA_SHARE_OF_TRIAL * args.trial_epochs))
     if method == "d":
         parameters, run_cap = bert_grid(seed, args.budget)
     path = os.path.join(folder, f"{method}-{seed}.yaml")
     Path(path).write_text(
         SPEC.format(
             layers=args.layers,
+            trial_epochs=args.trial_epochs,
             train=args.train,
             eval=args.eval,
             parameters=parameters,
@@ -300,6 +301,9 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=["a", "b", "c", "d", "e"])
     p.add_argument("--budget", type=int, default=8, help="epochs of training per search")
     p.add_argument("--layers", type=int, default=2)
+    p.add_argument(
+        "--trial-epochs", type=int, default=1, help="epochs of one full trial of a, b and c"
+    )
     p.add_argument("--train", type=int, default=800)
     p.add_argument("--eval", type=int, default=300)
     p.add_argument("--json", help="write the result here too (rewritten after every search)")

@@ -3,7 +3,9 @@
 Kept on disk at any time: the `keep` best checkpoints of the whole search, plus the latest
 checkpoint of every trial that is still running or paused (it resumes from there after a crash).
 Everything else is deleted as soon as it falls out of that set, so a long search does not fill
-the disk with the checkpoints of trials that ASHA stopped long ago.
+the disk with the checkpoints of trials that ASHA stopped long ago. Once it holds `keep`, the worst
+of the best is published as the bar a new checkpoint must reach (`hpo.checkpoint_bar`), so that
+trials do not write checkpoints that would be deleted at once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray.tune import Callback
+
+from hpo import checkpoint_bar
 
 
 @dataclass
@@ -27,10 +31,11 @@ class _Saved:
 class CheckpointBudget(Callback):
     """Ray Tune callback that enforces `checkpoints.keep` over the whole search."""
 
-    def __init__(self, metric: str, goal: str, keep: int) -> None:
+    def __init__(self, metric: str, goal: str, keep: int, bar_key: str | None = None) -> None:
         self.metric = metric
         self.sign = 1.0 if goal == "maximize" else -1.0
         self.keep = keep
+        self.bar_key = bar_key
         self.saved: list[_Saved] = []
         self.finished: set[str] = set()
         self._count = 0
@@ -57,9 +62,25 @@ class CheckpointBudget(Callback):
         checkpoint = trial.checkpoint
         self._prune(checkpoint.filesystem if checkpoint is not None else None)
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._publish(None)  # a long-lived cluster need not remember this search
+
+    def bar(self) -> float | None:
+        """The score a new checkpoint must reach to be among the best `keep` (None: any)."""
+        if len(self.saved) < self.keep:
+            return None
+        return self._best()[-1].score
+
+    def _best(self) -> list[_Saved]:
+        return sorted(self.saved, key=lambda s: (s.score, s.order), reverse=True)[: self.keep]
+
+    def _publish(self, score: float | None) -> None:
+        if self.bar_key is not None:
+            checkpoint_bar.publish(self.bar_key, score)
+
     def kept(self) -> set[str]:
         """Paths the budget keeps: the best `keep`, and each unfinished trial's latest."""
-        best = sorted(self.saved, key=lambda s: (s.score, s.order), reverse=True)[: self.keep]
+        best = self._best()
         latest: dict[str, _Saved] = {}
         for s in self.saved:
             if s.trial_id not in self.finished:
@@ -75,6 +96,7 @@ class CheckpointBudget(Callback):
         for s in doomed:
             with contextlib.suppress(OSError):  # already gone: nothing to free
                 filesystem.delete_dir(s.path)
+        self._publish(self.bar())
 
     # Tune checkpoints callback state with the experiment, so `hpo resume` keeps the budget.
     def get_state(self) -> dict[str, Any]:
@@ -84,3 +106,4 @@ class CheckpointBudget(Callback):
         self.saved = state["saved"]
         self.finished = state["finished"]
         self._count = state["count"]
+        self._publish(self.bar())  # the cluster may be a new one

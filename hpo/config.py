@@ -257,6 +257,11 @@ def _check_budget(spec: JobSpec, space: Space, problems: list[str]) -> None:
         problems.append(f"retries: must be 0 or more, got {spec.retries}")
     if spec.checkpoints.keep < 1:
         problems.append(f"checkpoints.keep: must be at least 1, got {spec.checkpoints.keep}")
+    if spec.checkpoints.resume_interval_s < 0:
+        problems.append(
+            "checkpoints.resume_interval_s: must be 0 or more seconds, "
+            f"got {spec.checkpoints.resume_interval_s}"
+        )
 
 
 def _check_training(spec: JobSpec, problems: list[str]) -> None:

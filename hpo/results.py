@@ -1,8 +1,8 @@
 """Ray's ResultGrid -> trials.csv, evaluations.csv, best.yaml (the run directory's record).
 
 The best is the best *evaluation* over all trials and all their evaluations, not each trial's
-last one, and it is always one that has a checkpoint (every evaluation reports one, and each
-trial keeps its best).
+last one, and it is always one that has a checkpoint (an evaluation that is its trial's best so
+far and could be among the search's kept best reports one, and the budget keeps the best).
 """
 
 from __future__ import annotations

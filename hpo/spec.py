@@ -45,6 +45,11 @@ class EarlyTerminateSpec:
     guard_min_pairs: int = doc("trials that reached both rungs before the guard judges", 5)
     guard_threshold: float = doc("rank correlation below which a rung stops no trial", 0.3)
 
+    @property
+    def pauses_trials(self) -> bool:
+        """Whether the scheduler pauses trials and resumes them later from their checkpoint."""
+        return self.type == "hyperband" or (self.type == "asha" and self.promotion)
+
 
 @dataclass
 class ParamSpec:
@@ -120,6 +125,12 @@ class TrackingSpec:
 @dataclass
 class CheckpointsSpec:
     keep: int = doc("best checkpoints kept over the whole search (plus running trials' latest)", 3)
+    resume_interval_s: float = doc(
+        "most training a crashed or interrupted trial redoes: it writes a resumable checkpoint "
+        "at least this often (0: at every evaluation); in between, only evaluations that could "
+        "be among the `keep` best get one",
+        300,
+    )
 
 
 @dataclass

@@ -59,14 +59,17 @@ def init_ray(spec: JobSpec, address: str | None) -> None:
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **common)
 
 
-def make_trainable(spec: JobSpec, data: PreparedData) -> Any:
-    """The trial function with the prepared data (in Ray's object store) and its resources."""
+def make_trainable(spec: JobSpec, data: PreparedData, experiment_path: str) -> Any:
+    """The trial function with the prepared data (in Ray's object store), its resources, and
+    where to read the search's checkpoint bar."""
     from ray import tune
 
+    from hpo.checkpoint_bar import bar_key
     from hpo.trial.run import train_trial
 
+    key = bar_key(experiment_path)
     return tune.with_resources(
-        tune.with_parameters(train_trial, spec=spec, data=data),
+        tune.with_parameters(train_trial, spec=spec, data=data, bar_key=key),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
 
@@ -76,6 +79,7 @@ def build_tuner(
 ) -> Any:
     from ray import tune
 
+    from hpo.checkpoint_bar import bar_key
     from hpo.checkpoints import CheckpointBudget
     from hpo.driver_memory import ForgetFinishedTrialStats
     from hpo.schedulers import evaluations_per_trial, make_scheduler
@@ -88,12 +92,14 @@ def build_tuner(
     space = compile_space(spec.parameters, problems)
     scheduler = make_scheduler(spec, evaluations_per_trial(spec, len(data.train)))
     metric = spec.primary
-    budget = CheckpointBudget(metric.name, metric.goal or "maximize", spec.checkpoints.keep)
+    budget = CheckpointBudget(
+        metric.name, metric.goal or "maximize", spec.checkpoints.keep, bar_key(run_dir)
+    )
     callbacks = [SchedulerState(scheduler), budget, *callbacks, _no_tensorboard()]
     callbacks.append(ForgetFinishedTrialStats(m.name for m in spec.metrics))
     callbacks.append(SchedulerNotes(scheduler, run_dir, callbacks))  # guard notes: table, file
     return tune.Tuner(
-        make_trainable(spec, data),
+        make_trainable(spec, data, run_dir),
         tune_config=tune.TuneConfig(
             search_alg=make_searcher(spec, space),
             scheduler=scheduler,
@@ -299,7 +305,7 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     data = prepare(spec)
     init_ray(spec, address)
     tuner = tune.Tuner.restore(
-        location.path, trainable=make_trainable(spec, data), resume_unfinished=True
+        location.path, trainable=make_trainable(spec, data, location.path), resume_unfinished=True
     )
     grid = fit(tuner)
     location.pull()  # pull and the push in finish touch only a bucket run

@@ -151,6 +151,7 @@ training: {num_train_epochs: 12}
 early_terminate: {type: none}
 run_cap: 2
 retries: 3
+checkpoints: {resume_interval_s: 0}  # resume where killed: a resumable checkpoint every time
 """,
         ),
     )
@@ -237,6 +238,7 @@ def test_interrupted_or_killed_driver_resumes(stop, tmp_path, tiny_bert, sentime
             f"""
 training: {{num_train_epochs: 4}}
 run_cap: 6
+checkpoints: {{resume_interval_s: 0}}
 {promotion if stop.endswith("promotion") else ""}
 """,
         ),

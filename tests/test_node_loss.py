@@ -78,6 +78,7 @@ training: {{num_train_epochs: 10, per_device_train_batch_size: 8}}
 early_terminate: {{type: none}}
 run_cap: 2
 retries: 3
+checkpoints: {{resume_interval_s: 0}}
 tracking: {{wandb: {{mode: disabled}}}}
 """,
     )

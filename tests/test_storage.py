@@ -77,6 +77,7 @@ parameters:
 training: {{num_train_epochs: {epochs}, per_device_train_batch_size: 16}}
 early_terminate: {{type: none}}
 run_cap: {len(learning_rates)}
+checkpoints: {{resume_interval_s: 0}}
 tracking: {{wandb: {{mode: disabled}}}}
 {extra}
 """,

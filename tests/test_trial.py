@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 from conftest import write_spec
 
+from hpo import trial
 from hpo.config import load_spec
 from hpo.data import prepare
+from hpo.spec import CheckpointsSpec
 from hpo.trial.callback import ReportCallback
 from hpo.trial.reporter import FINAL, OUTCOME, TRAIN_SECONDS, TRIAL_STATE_FILE, LocalReporter
-from hpo.trial.run import train_trial
+from hpo.trial.run import resume_interval, train_trial
 
 
 class CheckingReporter(LocalReporter):
@@ -50,6 +54,7 @@ training: {{num_train_epochs: 3, per_device_train_batch_size: 16}}
 
 def test_each_evaluation_is_one_report_with_its_checkpoint(prepared):
     spec, data = prepared
+    spec = replace(spec, checkpoints=CheckpointsSpec(resume_interval_s=0))
     reporter = CheckingReporter()
     train_trial({"learning_rate": 1e-3}, spec=spec, data=data, reporter=reporter)
     # Non-final evaluations carry a resumable checkpoint; the final one only the weights
@@ -118,6 +123,61 @@ def _evaluate(callback, value, step, max_steps=100, output_dir=None):
         os.makedirs(os.path.join(output_dir, f"checkpoint-{step}"))
     callback.on_save(args, state, control)
     return control
+
+
+def _saves(callback, value, step, tmp_path, max_steps=100):
+    """Evaluate; returns None (no checkpoint), "full" or "weights" (save_only_model)."""
+    state = SimpleNamespace(global_step=step, max_steps=max_steps, epoch=1.0)
+    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
+    args = SimpleNamespace(eval_strategy="epoch", output_dir=str(tmp_path), save_only_model=False)
+    callback.on_evaluate(args, state, control, metrics={"eval_loss": value})
+    if not control.should_save:
+        return None
+    os.makedirs(os.path.join(tmp_path, f"checkpoint-{step}"))
+    callback.on_save(args, state, control)
+    return "weights" if args.save_only_model else "full"
+
+
+def test_only_evaluations_the_search_could_keep_write_a_checkpoint(tmp_path):
+    # eval_loss is minimized, so the budget's scores are -loss: its worst kept one is 0.5.
+    reporter = LocalReporter(bar=-0.5)
+    callback = ReportCallback(reporter, "eval_loss", "minimize", resume_every_s=math.inf)
+    saved = [_saves(callback, loss, step, tmp_path) for step, loss in [(10, 0.9), (20, 0.5)]]
+    saved += [_saves(callback, loss, step, tmp_path) for step, loss in [(30, 0.45), (40, 0.47)]]
+    # 0.9 is below the bar; 0.5 ties it (a tie is kept); 0.47 is not the trial's best so far.
+    assert saved == [None, "full", "full", None]
+    assert _saves(callback, 0.4, 100, tmp_path) == "weights", "final: nothing resumes after it"
+    assert len(reporter.reports) == 5, "every evaluation is reported, with or without one"
+    assert [c is not None for c in reporter.checkpoints] == [False, True, True, False, True]
+    reporter.bar = -0.3  # the search moved on: even the trial's best is not good enough now
+    again = ReportCallback(reporter, "eval_loss", "minimize", resume_every_s=math.inf)
+    assert _saves(again, 0.35, 100, tmp_path) is None
+
+
+def test_a_resumable_checkpoint_at_least_every_resume_interval(tmp_path, monkeypatch):
+    clock = [0.0]
+    fake = SimpleNamespace(monotonic=lambda: clock[0], perf_counter=time.perf_counter)
+    monkeypatch.setattr(trial.callback, "time", fake)
+    reporter = LocalReporter(bar=math.inf)  # no evaluation is good enough to export
+    callback = ReportCallback(reporter, "eval_loss", "minimize", resume_every_s=60)
+    saved = []
+    for step, now in [(10, 30.0), (20, 61.0), (30, 90.0), (40, 125.0)]:
+        clock[0] = now
+        saved.append(_saves(callback, 1.0 - step / 100, step, tmp_path))
+    assert saved == [None, "full", None, "full"], "60 s after the last resumable one, or more"
+    clock[0] = 500.0
+    assert _saves(callback, 0.1, 100, tmp_path) is None, "the final evaluation never resumes"
+    every = ReportCallback(LocalReporter(bar=math.inf), "eval_loss", "minimize")
+    assert [_saves(every, 1.0, s, tmp_path / "every") for s in (10, 20)] == ["full", "full"]
+
+
+def test_schedulers_that_pause_trials_resume_from_every_evaluation(prepared):
+    spec, _ = prepared
+    assert resume_interval(spec) == 300
+    promotion = replace(spec.early_terminate, type="asha", promotion=True)
+    assert resume_interval(replace(spec, early_terminate=promotion)) == 0
+    hyperband = replace(spec.early_terminate, type="hyperband")
+    assert resume_interval(replace(spec, early_terminate=hyperband)) == 0
 
 
 def test_patience_stops_after_evaluations_without_gain():

@@ -31,6 +31,7 @@ class ReportCallback(TrainerCallback):
         patience: int | None = None,
         threshold: float = 0.0,
         perplexity: bool = False,
+        resume_every_s: float = 0.0,
     ) -> None:
         self.reporter = reporter
         self.metric = metric
@@ -47,6 +48,10 @@ class ReportCallback(TrainerCallback):
         self.train_seconds = 0.0
         self._step_started = 0.0
         self.diverged = False
+        # A resumable checkpoint at least this often; 0: at every evaluation (the schedulers
+        # that pause trials resume them from the evaluation where they paused).
+        self.resume_every_s = resume_every_s
+        self._resumable_at = time.monotonic()
 
     # -- timing: training compute, as opposed to evaluation and overhead -------------------
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -108,13 +113,18 @@ class ReportCallback(TrainerCallback):
             report[OUTCOME] = "patience" if lost_patience else "completed"
         if lost_patience:
             control.should_training_stop = True
-        if final and not best_so_far:
-            # No checkpoint can matter here: nothing resumes after a trial's last evaluation,
-            # and the trial's own best evaluation (which has one) outranks this one for export.
+        # A checkpoint is written only where one can matter: for export, an evaluation that is
+        # the trial's best so far and could be among the search's kept best; for resuming, the
+        # latest non-final one once `resume_every_s` has passed since the last resumable one.
+        exportable = best_so_far and self._could_be_kept(report.get(self.metric))
+        resumable = not final and (exportable or self._resume_due())
+        if not (exportable or resumable):
             self.reporter.report(report)
             return
         if final:
             args.save_only_model = True  # nothing resumes from it: the weights are enough
+        else:
+            self._resumable_at = time.monotonic()
         self.pending = report
         control.should_save = True  # the report goes out in on_save, with the checkpoint
 
@@ -141,6 +151,16 @@ class ReportCallback(TrainerCallback):
         for key in CARRIED_OVER:
             if key in state:
                 setattr(self, key, state[key])
+
+    def _could_be_kept(self, value: Any) -> bool:
+        """Whether the search's checkpoint budget would keep a checkpoint of this value."""
+        bar = self.reporter.checkpoint_bar()
+        if bar is None or value is None:
+            return True
+        return self.sign * float(value) >= bar  # a tie is kept: the budget prefers the later
+
+    def _resume_due(self) -> bool:
+        return time.monotonic() - self._resumable_at >= self.resume_every_s
 
     def _best_so_far(self, value: Any) -> bool:
         """Whether this evaluation ties or beats the trial's earlier ones (unknown: yes)."""

@@ -31,9 +31,16 @@ class Reporter(Protocol):
         """While open: a local folder with the checkpoint to resume from (after a crash or a
         pause), or None for a fresh start. Read-only."""
 
+    def checkpoint_bar(self) -> float | None:
+        """The score (higher is better) a checkpoint must reach to be kept by the search, or
+        None while any may be kept (`hpo.checkpoint_bar`)."""
+
 
 class TuneReporter:
     """Reports to Ray Tune, which decides (through the scheduler) whether the trial goes on."""
+
+    def __init__(self, bar_key: str | None = None) -> None:
+        self.bar_key = bar_key
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         import ray
@@ -61,14 +68,20 @@ class TuneReporter:
         with checkpoint.as_directory() as folder:
             yield folder
 
+    def checkpoint_bar(self) -> float | None:
+        from hpo import checkpoint_bar
+
+        return checkpoint_bar.read(self.bar_key) if self.bar_key else None
+
 
 class LocalReporter:
     """Keeps the reports in memory: for running a trial without Ray."""
 
-    def __init__(self, resume_from: str | None = None) -> None:
+    def __init__(self, resume_from: str | None = None, bar: float | None = None) -> None:
         self.reports: list[dict[str, Any]] = []
         self.checkpoints: list[str | None] = []
         self._resume_from = resume_from
+        self.bar = bar  # what a search's checkpoint budget would publish
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         self.reports.append(dict(metrics))
@@ -76,3 +89,6 @@ class LocalReporter:
 
     def restored_checkpoint(self) -> AbstractContextManager[str | None]:
         return contextlib.nullcontext(self._resume_from)
+
+    def checkpoint_bar(self) -> float | None:
+        return self.bar

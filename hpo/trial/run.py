@@ -88,6 +88,7 @@ def build_trainer(
         patience=int(patience) if patience else None,
         threshold=float(hp.recipe.get("early_stopping.threshold", 0.0)),
         perplexity=is_lm,
+        resume_every_s=resume_interval(spec),
     )
     collator = (
         transformers.default_data_collator
@@ -106,6 +107,12 @@ def build_trainer(
     )
     trainer.remove_callback(transformers.PrinterCallback)  # the driver's table shows progress
     return trainer
+
+
+def resume_interval(spec: JobSpec) -> float:
+    """Seconds between resumable checkpoints: a scheduler that pauses trials resumes them from
+    the evaluation where it paused them, so that one must be resumable every time."""
+    return 0.0 if spec.early_terminate.pauses_trials else spec.checkpoints.resume_interval_s
 
 
 @functools.cache
@@ -138,9 +145,15 @@ def prepare_worker_process() -> None:
 
 
 def train_trial(
-    config: dict[str, Any], *, spec: JobSpec, data: PreparedData, reporter: Any = None
+    config: dict[str, Any],
+    *,
+    spec: JobSpec,
+    data: PreparedData,
+    reporter: Any = None,
+    bar_key: str | None = None,
 ) -> None:
-    """Ray Tune's function trainable: trains one configuration, reporting every evaluation."""
+    """Ray Tune's function trainable: trains one configuration, reporting every evaluation;
+    `bar_key` names the search's checkpoint bar (`hpo.checkpoint_bar`)."""
     import torch
 
     from hpo.trial.persist import link_checkpoints_into_local_storage
@@ -149,7 +162,7 @@ def train_trial(
     if reporter is None:
         prepare_worker_process()
         link_checkpoints_into_local_storage()
-        reporter = TuneReporter()
+        reporter = TuneReporter(bar_key)
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     output_dir = tempfile.mkdtemp(prefix="hpo-trial-")
     try:

@@ -1,0 +1,47 @@
+"""The score a new checkpoint must reach to be kept: told by the driver, read by the trials.
+
+The checkpoint budget keeps the `keep` best checkpoints of the whole search. Once it holds that
+many, an evaluation scoring below the worst of them can never be exported, and the budget would
+delete its checkpoint at once (unless it is what a running trial resumes from). Writing such a
+checkpoint costs a trial its serialization and a few hundred MB of disk writes per evaluation
+for nothing: ASHA's weak trials are most trials. So the budget publishes that worst kept score
+(its "bar") in Ray's key-value store, and a trial checks it before it saves.
+
+The bar only rises, so a trial that reads a stale one writes more, never less, than needed. Any
+failure to publish or read counts as "no bar": the trial saves as if every checkpoint mattered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+
+_NAMESPACE = "hpo"
+
+
+def bar_key(experiment_path: str) -> str:
+    """The key of one search's bar: its experiment path (the same on `hpo resume`)."""
+    return "checkpoint-bar/" + hashlib.sha256(experiment_path.encode()).hexdigest()[:24]
+
+
+def publish(key: str, score: float | None) -> None:
+    """Set (or with None clear) the bar; scores are oriented so that higher is better."""
+    from ray.experimental import internal_kv
+
+    with contextlib.suppress(Exception):  # no Ray, or a Ray that moved it: no bar
+        if score is None or not math.isfinite(score):
+            internal_kv._internal_kv_del(key, namespace=_NAMESPACE)
+        else:
+            internal_kv._internal_kv_put(key, repr(score), overwrite=True, namespace=_NAMESPACE)
+
+
+def read(key: str) -> float | None:
+    """The bar of the search, or None while every checkpoint may be kept (or on any failure)."""
+    from ray.experimental import internal_kv
+
+    try:
+        value = internal_kv._internal_kv_get(key, namespace=_NAMESPACE)
+        return float(value) if value else None
+    except Exception:
+        return None

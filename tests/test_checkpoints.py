@@ -1,0 +1,51 @@
+"""The checkpoint budget's bar: the worst score it keeps, published for the trials to read."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from hpo import checkpoint_bar
+from hpo.checkpoints import CheckpointBudget
+from hpo.trial.reporter import TuneReporter
+
+
+class Folders:
+    """The budget's view of a filesystem: it only deletes."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    def delete_dir(self, path: str) -> None:
+        self.deleted.append(path)
+
+
+def test_budget_publishes_the_worst_score_it_keeps(monkeypatch):
+    published: list[tuple[str, float | None]] = []
+    monkeypatch.setattr(checkpoint_bar, "publish", lambda *key_score: published.append(key_score))
+    budget = CheckpointBudget("eval_loss", "minimize", keep=2, bar_key="key")
+    folders = Folders()
+
+    def save(trial_id: str, loss: float, path: str) -> float | None:
+        trial = SimpleNamespace(trial_id=trial_id, last_result={"eval_loss": loss})
+        budget.on_checkpoint(0, [], trial, SimpleNamespace(path=path, filesystem=folders))
+        return published[-1][1]
+
+    assert save("a", 1.0, "a1") is None, "fewer than `keep`: any checkpoint may be kept"
+    assert save("b", 0.5, "b1") == -1.0  # scores are oriented: higher is better
+    # a2 and b1 are the best two; a1 is neither among them nor a's latest, so it goes.
+    assert save("a", 0.4, "a2") == -0.5
+    assert folders.deleted == ["a1"] and {key for key, _ in published} == {"key"}
+    budget.on_experiment_end([])
+    assert published[-1] == ("key", None), "a finished search leaves no bar behind"
+
+
+def test_trials_read_the_bar_the_driver_publishes(local_ray):
+    key = checkpoint_bar.bar_key("/runs/published")
+    assert key != checkpoint_bar.bar_key("/runs/other"), "one bar per search"
+    reporter = TuneReporter(key)
+    assert reporter.checkpoint_bar() is None
+    checkpoint_bar.publish(key, -0.25)
+    assert reporter.checkpoint_bar() == -0.25
+    checkpoint_bar.publish(key, float("-inf"))  # the worst kept score is not a number
+    assert reporter.checkpoint_bar() is None
+    assert TuneReporter().checkpoint_bar() is None, "no key: no bar"
