@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -147,16 +148,25 @@ def cmd_jobs_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from hpo.paths import is_remote_uri
     from hpo.report import report_run
+    from hpo.storage import RunLocation, readable_run
 
-    print(report_run(args.run_dir, args.out).html)
+    out = args.out
+    if out is None and is_remote_uri(args.run_dir):  # no run directory here to write into
+        out = f"{RunLocation.at(args.run_dir).name}-report"
+    with readable_run(args.run_dir) as run_dir:
+        print(report_run(run_dir, out, identity=args.run_dir).html)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from hpo.compare import compare_runs
+    from hpo.storage import readable_run
 
-    print(compare_runs(args.run_dirs, args.out))
+    with contextlib.ExitStack() as stack:
+        run_dirs = [stack.enter_context(readable_run(d)) for d in args.run_dirs]
+        print(compare_runs(run_dirs, args.out))
     return 0
 
 
@@ -261,17 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
     resume.set_defaults(handler=cmd_resume)
 
     export = sub.add_parser("export", help="(re)export the best checkpoint of a search")
-    export.add_argument("run_dir", help="a run directory")
+    export.add_argument("run_dir", help="a run directory, or a bucket run's URI")
     export.add_argument("--out", required=True, help="the model folder to write")
     export.set_defaults(handler=cmd_export)
 
     report = sub.add_parser("report", help="plots, report.html and a summary of a search")
-    report.add_argument("run_dir", help="a run directory")
+    report.add_argument("run_dir", help="a run directory, or a bucket run's URI")
     report.add_argument("--out", help="folder for report.html and its PNGs (RUN_DIR/report)")
     report.set_defaults(handler=cmd_report)
 
     compare = sub.add_parser("compare", help="searches side by side, best-so-far on one plot")
-    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories")
+    compare.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="run directories or bucket runs' URIs"
+    )
     compare.add_argument("--out", default="hpo-compare", help="folder for compare.html/PNG")
     compare.set_defaults(handler=cmd_compare)
 

@@ -143,7 +143,11 @@ def _replace_dir(staging: str, out_dir: str) -> None:
 
 def export_run(run_dir: str, out_dir: str) -> str:
     """`hpo export`: the best checkpoint of a finished search as a model folder."""
+    from hpo.paths import is_remote_uri
     from hpo.runinfo import read_run_spec
+
+    if is_remote_uri(run_dir):
+        return _export_from_bucket(run_dir, out_dir)
 
     best = read_best(run_dir)
     spec = read_run_spec(run_dir)
@@ -153,3 +157,24 @@ def export_run(run_dir: str, out_dir: str) -> str:
 
     write_model_card(run_dir, out)
     return out
+
+
+def _export_from_bucket(uri: str, out_dir: str) -> str:
+    """A bucket run's model folder, as its search exported it (`best_model/`), into `out_dir`.
+    The checkpoints' paths in its best.yaml are the searching machine's; the export is not."""
+    from hpo.storage import RunLocation
+
+    out_dir = os.path.abspath(out_dir)
+    staging = f"{out_dir}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        RunLocation.at(uri).download(staging, ("spec.yaml", "best_model"))
+        model = os.path.join(staging, "best_model")
+        if not os.path.isdir(model):
+            raise SpecError(
+                [f"{uri}: no best_model yet (the search has not finished; `hpo resume` does)"]
+            )
+        _replace_dir(model, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir

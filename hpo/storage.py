@@ -7,10 +7,14 @@ end: a results file is never half-written in the bucket, and export reads a loca
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from hpo.errors import SpecError
 from hpo.paths import is_remote_uri
 
 # hpo's own files in a run directory (Ray's files are Ray's to write).
@@ -34,6 +38,7 @@ class RunLocation:
     """A run directory, as Ray sees it (`path`) and as hpo writes it (`local`)."""
 
     def __init__(self, storage: str, name: str) -> None:
+        self.name = name
         self.remote = is_remote_uri(storage)
         # An S3-compatible store names its endpoint in the URI's query (pyarrow's form):
         # s3://bucket/runs?endpoint_override=minio:9000&scheme=http
@@ -92,18 +97,46 @@ class RunLocation:
 
     def fetch_own_files(self) -> None:
         """Start a clean local mirror with hpo's files from the bucket (spec, data report)."""
-        if not self.remote:
-            return
+        if self.remote:
+            self.download(self.local, ("spec.yaml", "data.yaml"), fresh=True)
+
+    def download(self, dest: str, names: Iterable[str], fresh: bool = False) -> None:
+        """Copy those of hpo's files and folders `names` that the bucket run has into `dest`
+        (`fresh`: emptied first, once the run is found); a URI that holds no run gets one
+        clear message and leaves `dest` as it was."""
+        from hpo.runinfo import SPEC_FILE
+
+        try:
+            found = self.exists()
+            if found:
+                if fresh:
+                    shutil.rmtree(dest, ignore_errors=True)
+                self._copy_from_bucket(dest, names)
+        except OSError as err:  # unreachable endpoint, refused credentials, no such bucket
+            raise SpecError([f"{self.path}: cannot read the run ({err})"]) from None
+        if not found:
+            raise SpecError([f"{self.path}: no such run directory"])
+        if not os.path.isfile(os.path.join(dest, SPEC_FILE)):
+            raise SpecError([f"{self.path}: not a run directory (no {SPEC_FILE})"])
+
+    def _copy_from_bucket(self, dest: str, names: Iterable[str]) -> None:
         import pyarrow.fs
 
-        shutil.rmtree(self.local, ignore_errors=True)
-        os.makedirs(self.local)
         fs, path = self._fs()
-        for name in ("spec.yaml", "data.yaml"):
-            if fs.get_file_info(f"{path}/{name}").type == pyarrow.fs.FileType.File:
+        os.makedirs(dest, exist_ok=True)
+        for name in names:
+            info = fs.get_file_info(f"{path}/{name}")
+            files = [info]
+            if info.type == pyarrow.fs.FileType.Directory:
+                files = fs.get_file_info(pyarrow.fs.FileSelector(info.path, recursive=True))
+            for file in files:
+                if file.type != pyarrow.fs.FileType.File:
+                    continue
+                target = os.path.join(dest, file.path[len(path) :].lstrip("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)  # pyarrow makes no folders
                 pyarrow.fs.copy_files(
-                    f"{path}/{name}",
-                    os.path.join(self.local, name),
+                    file.path,
+                    target,
                     source_filesystem=fs,
                     destination_filesystem=pyarrow.fs.LocalFileSystem(),
                 )
@@ -122,3 +155,18 @@ class RunLocation:
                 pyarrow.fs.copy_files(
                     src, f"{path}/{name}", source_filesystem=local, destination_filesystem=fs
                 )
+
+
+@contextlib.contextmanager
+def readable_run(run_dir: str) -> Iterator[str]:
+    """A run directory to read hpo's files from (report, compare): a local one as it is; for a
+    bucket URI, a temporary folder named after the run with its files (not its model), removed
+    afterwards. Never the local mirror, which a live search of the same name may be writing."""
+    if not is_remote_uri(run_dir):
+        yield run_dir
+        return
+    location = RunLocation.at(run_dir)
+    with tempfile.TemporaryDirectory(prefix="hpo-read-") as folder:
+        local = os.path.join(folder, location.name)
+        location.download(local, [name for name in OWN_FILES if name != "best_model"])
+        yield local

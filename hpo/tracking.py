@@ -169,6 +169,7 @@ def log_search_summary(
     run_dir: str,
     summary: dict[str, Any],
     files: list[str],
+    identity: str | None = None,
 ) -> str | None:
     """One run of job type `search-summary` in the search's W&B group: the best configuration
     as its config, the search's headline numbers as its summary, and the report, best.yaml and
@@ -179,6 +180,8 @@ def log_search_summary(
         return None
     import wandb
 
+    # `identity`: a bucket run's URI, when `run_dir` is only where W&B writes its files.
+    run_key = identity or os.path.abspath(run_dir)
     run = wandb.init(
         project=settings.project,
         entity=settings.entity,
@@ -186,7 +189,7 @@ def log_search_summary(
         job_type="search-summary",
         name=f"{group}-summary",
         # One summary run per run directory: a later `hpo report` updates it, never adds one.
-        id="summary-" + hashlib.sha1(os.path.abspath(run_dir).encode()).hexdigest()[:12],
+        id="summary-" + hashlib.sha1(run_key.encode()).hexdigest()[:12],
         resume="allow",
         config=dict(summary.get("best_hyperparameters") or {}),
         tags=list(settings.tags),

@@ -297,8 +297,7 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     from hpo.runinfo import read_run_spec
 
     location = RunLocation.at(run_dir)
-    if location.remote:
-        _fetch_bucket_run(location)
+    location.fetch_own_files()  # a bucket run's spec into a clean local mirror
     spec = read_run_spec(location.local)
     if not tune.Tuner.can_restore(location.path):
         raise SpecError([f"{location.path}: no saved search state to resume from"])
@@ -310,20 +309,6 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     grid = fit(tuner)
     location.pull()  # pull and the push in finish touch only a bucket run
     return finish(spec, data, grid, location.local, location)
-
-
-def _fetch_bucket_run(location: RunLocation) -> None:
-    """hpo's files of a bucket run into its local mirror; bad URIs get one clear message."""
-    try:
-        found = location.exists()
-        if found:
-            location.fetch_own_files()
-    except OSError as err:  # unreachable endpoint, refused credentials, no such bucket
-        raise SpecError([f"{location.path}: cannot read the run ({err})"]) from None
-    if not found:
-        raise SpecError([f"{location.path}: no such run directory"])
-    if not os.path.isfile(os.path.join(location.local, SPEC_FILE)):
-        raise SpecError([f"{location.path}: not a run directory (no {SPEC_FILE})"])
 
 
 def fit(tuner: Any) -> Any:

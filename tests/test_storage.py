@@ -124,6 +124,23 @@ def test_search_with_bucket_storage(s3_server, tmp_path, tiny_bert, sentiment_cs
     assert any("/checkpoint_" in n for n in names), "Ray wrote the checkpoints to the bucket"
     with fs.open_input_stream("hpo-bucket/runs/bucket/trials.csv") as f:
         assert f.read().decode().count("\n") == 3  # header + 2 trials
+    _read_back_from_the_bucket(result.stdout.strip(), tmp_path / "here")
+
+
+def _read_back_from_the_bucket(uri, here):
+    """export, report and compare take the URI `hpo run` printed, from another machine: none
+    of them reads the searching machine's mirror (this process's HOME is not the search's)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hpo.cli import main
+
+    assert main(["export", uri, "--out", str(here / "model")]) == 0
+    model = AutoModelForSequenceClassification.from_pretrained(here / "model")
+    assert model.config.num_labels == 2 and (here / "model" / "README.md").is_file()
+    assert main(["report", uri, "--out", str(here / "report")]) == 0
+    assert (here / "report" / "report.html").is_file()
+    assert main(["compare", uri, "--out", str(here / "compare")]) == 0
+    assert "bucket" in (here / "compare" / "compare.html").read_text(), "named after the run"
 
 
 def _bucket_names(fs, prefix):
@@ -201,14 +218,16 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
     assert len(rows) == 3 and all(r["outcome"] == "completed" for r in rows), rows
 
 
-def test_resume_names_a_bucket_uri_that_holds_no_run(s3_server, capsys):
+def test_commands_name_a_bucket_uri_that_holds_no_run(s3_server, capsys, tmp_path):
     from hpo.cli import main
 
     _, query, _ = s3_server
     uri = f"s3://hpo-bucket/runs/never?{query}"
-    assert main(["resume", uri]) == 2
-    err = capsys.readouterr().err
-    assert f"{uri}: no such run directory" in err and "Traceback" not in err
+    for command in (["resume", uri], ["report", uri], ["export", uri, "--out", str(tmp_path)]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert f"{uri}: no such run directory" in err and "Traceback" not in err, command
+    assert list(tmp_path.iterdir()) == [], "nothing written"
 
 
 def test_a_run_location_is_read_back_from_what_hpo_prints(tmp_path):

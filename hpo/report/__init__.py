@@ -76,9 +76,13 @@ def search_summary(run: RunData) -> dict:
     return summary
 
 
-def report_run(run_dir: str, out_dir: str | None = None, file: object = None) -> Report:
+def report_run(
+    run_dir: str, out_dir: str | None = None, file: object = None, identity: str | None = None
+) -> Report:
     """`hpo report`: the page and its figures, a terminal summary, and a W&B summary run
-    (with the report attached) in the search's group."""
+    (with the report attached) in the search's group. `identity`: the bucket URI that
+    `run_dir` (a temporary copy) was read from; the W&B run keys on it and lives by the page."""
+    from hpo.paths import is_remote_uri
     from hpo.report.terminal import print_summary
     from hpo.tracking import log_search_summary
 
@@ -89,7 +93,13 @@ def report_run(run_dir: str, out_dir: str | None = None, file: object = None) ->
         path = os.path.join(run_dir, name)
         if os.path.isfile(path):
             attached.append(path)
+    remote = identity is not None and is_remote_uri(identity)
     log_search_summary(
-        report.run.spec, report.run.name, run_dir, search_summary(report.run), attached
+        report.run.spec,
+        report.run.name,
+        os.path.dirname(report.html) if remote else run_dir,
+        search_summary(report.run),
+        attached,
+        identity=identity if remote else None,
     )
     return report
