@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from hpo.errors import SpecError, did_you_mean
-from hpo.paths import is_remote_uri, looks_like_path, resolve_path
+from hpo.paths import carries_credentials, is_remote_uri, looks_like_path, resolve_path
 from hpo.schema import build, load_yaml, to_plain
 from hpo.space import Space, compile_space
 from hpo.spec import JobSpec, MetricSpec
@@ -378,15 +378,9 @@ def _resolve_files(value: Any, key: str, problems: list[str]) -> list[str]:
     return out
 
 
-# pyarrow reads bucket credentials from a URI's query too; hpo prints and saves the URI.
-CREDENTIAL_QUERY_KEYS = ("access_key", "secret_key", "session_token")
-
-
 def _check_storage(spec: JobSpec, problems: list[str]) -> None:
     if is_remote_uri(spec.storage):
-        query = spec.storage.partition("?")[2]
-        keys = {part.partition("=")[0] for part in query.split("&")}
-        if keys & set(CREDENTIAL_QUERY_KEYS):
+        if carries_credentials(spec.storage):
             problems.append(
                 "storage: the URI carries bucket credentials; set them in the environment "
                 "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) instead: hpo prints the URI "

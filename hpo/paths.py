@@ -13,6 +13,16 @@ def is_remote_uri(value: str) -> bool:
     return value.startswith(REMOTE_SCHEMES)
 
 
+# pyarrow reads bucket credentials from a URI's query too; hpo prints and saves URIs.
+CREDENTIAL_QUERY_KEYS = ("access_key", "secret_key", "session_token")
+
+
+def carries_credentials(uri: str) -> bool:
+    """Whether a bucket URI's query holds credentials (which hpo would print and save)."""
+    query = uri.partition("?")[2]
+    return bool({part.partition("=")[0] for part in query.split("&")} & set(CREDENTIAL_QUERY_KEYS))
+
+
 def looks_like_path(value: str) -> bool:
     """Written as a path (so not a Hub id): absolute, relative with ./ or ../, or home."""
     return value.startswith(("/", "./", "../", "~")) or os.sep + os.sep in value

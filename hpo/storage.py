@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hpo.errors import SpecError
-from hpo.paths import is_remote_uri
+from hpo.paths import carries_credentials, is_remote_uri
 
 # hpo's own files in a run directory (Ray's files are Ray's to write).
 OWN_FILES = (
@@ -56,6 +56,13 @@ class RunLocation:
         if not is_remote_uri(run_dir):
             path = os.path.abspath(run_dir)
             return cls(os.path.dirname(path), os.path.basename(path))
+        if carries_credentials(run_dir):  # said without the URI: it would echo the key
+            raise SpecError(
+                [
+                    "RUN_DIR: the URI carries bucket credentials; set them in the environment "
+                    "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) instead"
+                ]
+            )
         base, sep, query = run_dir.partition("?")
         parent, _, name = base.rstrip("/").rpartition("/")
         return cls(f"{parent}{sep}{query}", name)

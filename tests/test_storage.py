@@ -230,6 +230,21 @@ def test_commands_name_a_bucket_uri_that_holds_no_run(s3_server, capsys, tmp_pat
     assert list(tmp_path.iterdir()) == [], "nothing written"
 
 
+def test_a_uri_with_credentials_is_refused_without_echoing_them(capsys, tmp_path):
+    from hpo.cli import main
+
+    uri = "s3://bucket/runs/x?access_key=AKIDEXAMPLE&secret_key=hpo-test-secret&scheme=http"
+    for command in (
+        ["report", uri],
+        ["export", uri, "--out", str(tmp_path / "m")],
+        ["resume", uri],
+    ):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert "carries bucket credentials" in err, command
+        assert "hpo-test-secret" not in err and "AKIDEXAMPLE" not in err, command
+
+
 def test_a_run_location_is_read_back_from_what_hpo_prints(tmp_path):
     from hpo.storage import RunLocation
 
