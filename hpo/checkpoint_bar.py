@@ -16,20 +16,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
+
+from hpo.paths import is_remote_uri
 
 _NAMESPACE = "hpo"
 
 
 def bar_key(experiment_path: str) -> str:
-    """The key of one search's bar: its experiment path (the same on `hpo resume`)."""
+    """The key of one search's bar: its experiment path (the same on `hpo resume`; a local
+    one with its links resolved, since `run` and `resume` may spell it differently)."""
+    if not is_remote_uri(experiment_path):
+        experiment_path = os.path.realpath(experiment_path)
     return "checkpoint-bar/" + hashlib.sha256(experiment_path.encode()).hexdigest()[:24]
 
 
 def publish(key: str, score: float | None) -> None:
     """Set (or with None clear) the bar; scores are oriented so that higher is better."""
-    from ray.experimental import internal_kv
-
     with contextlib.suppress(Exception):  # no Ray, or a Ray that moved it: no bar
+        from ray.experimental import internal_kv
+
         if score is None or not math.isfinite(score):
             internal_kv._internal_kv_del(key, namespace=_NAMESPACE)
         else:
@@ -38,9 +44,9 @@ def publish(key: str, score: float | None) -> None:
 
 def read(key: str) -> float | None:
     """The bar of the search, or None while every checkpoint may be kept (or on any failure)."""
-    from ray.experimental import internal_kv
-
     try:
+        from ray.experimental import internal_kv
+
         value = internal_kv._internal_kv_get(key, namespace=_NAMESPACE)
         return float(value) if value else None
     except Exception:

@@ -31,6 +31,8 @@ class _Saved:
 class CheckpointBudget(Callback):
     """Ray Tune callback that enforces `checkpoints.keep` over the whole search."""
 
+    bar_key: str | None = None  # a budget pickled by an older hpo (then `hpo resume`) has none
+
     def __init__(self, metric: str, goal: str, keep: int, bar_key: str | None = None) -> None:
         self.metric = metric
         self.sign = 1.0 if goal == "maximize" else -1.0

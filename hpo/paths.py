@@ -13,14 +13,24 @@ def is_remote_uri(value: str) -> bool:
     return value.startswith(REMOTE_SCHEMES)
 
 
-# pyarrow reads bucket credentials from a URI's query too; hpo prints and saves URIs.
-CREDENTIAL_QUERY_KEYS = ("access_key", "secret_key", "session_token")
+# pyarrow reads bucket credentials from a URI too (S3's and Azure's query options, and the
+# user part: s3://KEY:SECRET@bucket); hpo prints and saves URIs.
+CREDENTIAL_QUERY_KEYS = (
+    "access_key",
+    "secret_key",
+    "session_token",
+    "account_key",
+    "client_secret",
+    "sig",  # an Azure SAS token's signature
+)
 
 
 def carries_credentials(uri: str) -> bool:
-    """Whether a bucket URI's query holds credentials (which hpo would print and save)."""
-    query = uri.partition("?")[2]
-    return bool({part.partition("=")[0] for part in query.split("&")} & set(CREDENTIAL_QUERY_KEYS))
+    """Whether a bucket URI holds credentials (which hpo would print and save)."""
+    base, _, query = uri.partition("?")
+    keys = {part.partition("=")[0] for part in query.split("&")}
+    authority = base.partition("://")[2].partition("/")[0]
+    return "@" in authority or bool(keys & set(CREDENTIAL_QUERY_KEYS))
 
 
 def looks_like_path(value: str) -> bool:

@@ -168,7 +168,15 @@ def pick_best(records: list[TrialRecord], spec: JobSpec) -> Best | None:
     scored = [(r, b) for r, b in candidates if b is not None]
     if not scored:
         return None
-    record, row = max(scored, key=lambda rb: sign * float(rb[1][metric]))
+
+    def rank(candidate: tuple[TrialRecord, dict[str, Any]]) -> tuple[float, bool, float]:
+        # A tie between trials goes to the one with a checkpoint on disk: the budget keeps
+        # only the later of equal scores, and Ray still lists the deleted one.
+        record, row = candidate
+        saved = _checkpoint_at(record, int(row.get("training_iteration", 0))) is not None
+        return sign * float(row[metric]), saved, float(row.get("timestamp") or 0.0)
+
+    record, row = max(scored, key=rank)
     evaluation = int(row.get("training_iteration", 0))
     return Best(
         trial_id=record.trial_id,

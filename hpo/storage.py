@@ -119,7 +119,7 @@ class RunLocation:
                 if fresh:
                     shutil.rmtree(dest, ignore_errors=True)
                 self._copy_from_bucket(dest, names)
-        except OSError as err:  # unreachable endpoint, refused credentials, no such bucket
+        except (OSError, ValueError) as err:  # unreachable, refused, no bucket, bad URI option
             raise SpecError([f"{self.path}: cannot read the run ({err})"]) from None
         if not found:
             raise SpecError([f"{self.path}: no such run directory"])

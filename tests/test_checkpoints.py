@@ -39,6 +39,25 @@ def test_budget_publishes_the_worst_score_it_keeps(monkeypatch):
     assert published[-1] == ("key", None), "a finished search leaves no bar behind"
 
 
+def test_one_run_directory_has_one_bar_however_its_path_is_spelled(tmp_path):
+    run = tmp_path / "runs" / "search"
+    run.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "runs")
+    key = checkpoint_bar.bar_key(str(run))
+    assert checkpoint_bar.bar_key(str(tmp_path / "link" / "search")) == key
+    assert checkpoint_bar.bar_key(str(run) + "/") == key
+    assert checkpoint_bar.bar_key(str(tmp_path / "runs" / "other")) != key
+
+
+def test_a_budget_pickled_before_the_bar_resumes(monkeypatch):
+    published: list[tuple[str, float | None]] = []
+    monkeypatch.setattr(checkpoint_bar, "publish", lambda *key_score: published.append(key_score))
+    old = CheckpointBudget("eval_loss", "minimize", keep=1)
+    del old.__dict__["bar_key"]  # as unpickled from an experiment an older hpo saved
+    old.set_state({"saved": [], "finished": set(), "count": 0})
+    assert published == [], "no key: nothing to publish, and no error"
+
+
 def test_trials_read_the_bar_the_driver_publishes(local_ray):
     key = checkpoint_bar.bar_key("/runs/published")
     assert key != checkpoint_bar.bar_key("/runs/other"), "one bar per search"

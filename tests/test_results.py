@@ -27,6 +27,33 @@ def test_a_history_that_never_goes_back_is_kept_whole():
     assert latest_timeline(history) == history
 
 
+def _trial(tmp_path, trial_id, history):
+    """A finished trial as Ray's ResultGrid gives it, listing one checkpoint (not yet on disk)."""
+    listed = tmp_path / trial_id / "checkpoint_000000"
+    listed.parent.mkdir()
+    result = SimpleNamespace(
+        metrics={"trial_id": trial_id},
+        metrics_dataframe=pd.DataFrame(history),
+        best_checkpoints=[(SimpleNamespace(path=str(listed)), {"training_iteration": 1})],
+        error=None,
+        config={"learning_rate": 1e-4},
+        path=str(tmp_path / trial_id),
+    )
+    return result, listed
+
+
+def test_a_tie_between_trials_goes_to_the_checkpoint_the_budget_kept(tmp_path):
+    spec = SimpleNamespace(primary=SimpleNamespace(name="eval_accuracy", goal="maximize"))
+    first, first_checkpoint = _trial(tmp_path, "a", [{**row(1, 45, 0.8), "timestamp": 2}])
+    second, second_checkpoint = _trial(tmp_path, "b", [{**row(1, 45, 0.8), "timestamp": 1}])
+    second_checkpoint.mkdir()  # the budget deleted a's equal checkpoint
+    best = pick_best(collect([first, second]), spec)  # type: ignore[arg-type]
+    assert best is not None and best.trial_id == "b" and best.checkpoint == str(second_checkpoint)
+    first_checkpoint.mkdir()  # both on disk: the later one, as the budget would keep
+    best = pick_best(collect([first, second]), spec)  # type: ignore[arg-type]
+    assert best is not None and best.trial_id == "a" and best.checkpoint == str(first_checkpoint)
+
+
 def test_the_best_is_never_an_evaluation_whose_checkpoint_was_lost(tmp_path):
     kept = tmp_path / "checkpoint_000001"
     kept.mkdir()

@@ -233,16 +233,19 @@ def test_commands_name_a_bucket_uri_that_holds_no_run(s3_server, capsys, tmp_pat
 def test_a_uri_with_credentials_is_refused_without_echoing_them(capsys, tmp_path):
     from hpo.cli import main
 
-    uri = "s3://bucket/runs/x?access_key=AKIDEXAMPLE&secret_key=hpo-test-secret&scheme=http"
-    for command in (
-        ["report", uri],
-        ["export", uri, "--out", str(tmp_path / "m")],
-        ["resume", uri],
-    ):
-        assert main(command) == 2, command
-        err = capsys.readouterr().err
-        assert "carries bucket credentials" in err, command
-        assert "hpo-test-secret" not in err and "AKIDEXAMPLE" not in err, command
+    query = "s3://bucket/runs/x?access_key=AKIDEXAMPLE&secret_key=hpo-test-secret&scheme=http"
+    user_part = "s3://AKIDEXAMPLE:hpo-test-secret@bucket/runs/x"
+    azure = "abfs://container/runs/x?sv=2024&sig=hpo-test-secret"
+    for uri in (query, user_part, azure):
+        for command in (
+            ["report", uri],
+            ["export", uri, "--out", str(tmp_path / "m")],
+            ["resume", uri],
+        ):
+            assert main(command) == 2, command
+            err = capsys.readouterr().err
+            assert "carries bucket credentials" in err, command
+            assert "hpo-test-secret" not in err and "AKIDEXAMPLE" not in err, command
 
 
 def test_a_run_location_is_read_back_from_what_hpo_prints(tmp_path):
