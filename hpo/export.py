@@ -8,8 +8,10 @@ The folder is assembled aside and moved into place, so a failed export leaves no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -96,12 +98,10 @@ def export_checkpoint(
     if not checkpoint or not os.path.isdir(checkpoint):
         raise SpecError([f"best checkpoint `{checkpoint}` is missing; cannot export"])
     out_dir = os.path.abspath(out_dir)
-    staging = f"{out_dir}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     card = {k: v for k, v in best.items() if k != "checkpoint"}
     if labels:
         card["labels"] = list(labels)
-    try:
+    with _staging(out_dir) as staging:
         if os.path.isfile(os.path.join(checkpoint, "adapter_config.json")):
             adapter = os.path.join(staging, "adapter")
             _copy_model_files(checkpoint, adapter)
@@ -112,9 +112,19 @@ def export_checkpoint(
             _copy_model_files(checkpoint, staging)
         _write_yaml(os.path.join(staging, HYPERPARAMETERS_FILE), card)
         _replace_dir(staging, out_dir)
+    return out_dir
+
+
+@contextlib.contextmanager
+def _staging(out_dir: str) -> Iterator[str]:
+    """A folder beside `out_dir` to build an export in; gone afterwards, whatever happened, so
+    a failed export leaves nothing half-written (`_replace_dir` moves the result in)."""
+    staging = f"{out_dir}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
 
 
 def _copy_tokenizer(src: str, dest: str) -> None:
@@ -165,9 +175,7 @@ def _export_from_bucket(uri: str, out_dir: str) -> str:
     from hpo.storage import RunLocation
 
     out_dir = os.path.abspath(out_dir)
-    staging = f"{out_dir}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with _staging(out_dir) as staging:
         RunLocation.at(uri).download(staging, ("spec.yaml", "best_model"))
         model = os.path.join(staging, "best_model")
         if not os.path.isdir(model):
@@ -175,6 +183,4 @@ def _export_from_bucket(uri: str, out_dir: str) -> str:
                 [f"{uri}: no best_model yet (the search has not finished; `hpo resume` does)"]
             )
         _replace_dir(model, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir

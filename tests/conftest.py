@@ -95,6 +95,11 @@ def as_if_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def hpo_command(*args: str) -> list[str]:
+    """The argv of `hpo ARGS...` in a subprocess, with this interpreter."""
+    return [sys.executable, "-m", "hpo.cli", *args]
+
+
 def write_spec(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)

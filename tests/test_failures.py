@@ -10,7 +10,6 @@ import os
 import pickle
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import as_if_from_a_terminal, read_csv, write_spec
+from conftest import as_if_from_a_terminal, hpo_command, read_csv, write_spec
 from wandb_offline import read_runs
 
 from hpo.cli import main
@@ -199,7 +198,7 @@ checkpoints: {resume_interval_s: 0}  # resume where killed: a resumable checkpoi
 def _hpo(*args, env_extra=None):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "hpo.cli", *args],
+        hpo_command(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, write_spec
+from conftest import ROOT, hpo_command, write_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SCRIPT = ROOT / "cluster" / "local_cluster.py"
@@ -85,10 +85,7 @@ tracking: {{wandb: {{mode: disabled}}}}
     storage = tmp_path / "runs"
     run_dir = str(storage / "nodes")
     driver = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hpo.cli",
+        hpo_command(
             "run",
             spec,
             "--name",
@@ -98,7 +95,7 @@ tracking: {{wandb: {{mode: disabled}}}}
             "--address",
             two_nodes["gcs_address"],
             "--quiet",
-        ],
+        ),
         env=two_nodes["env"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

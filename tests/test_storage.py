@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import as_if_from_a_terminal, write_spec
+from conftest import as_if_from_a_terminal, hpo_command, write_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -92,18 +92,7 @@ def test_search_with_bucket_storage(s3_server, tmp_path, tiny_bert, sentiment_cs
     ray_tmp = tempfile.mkdtemp(prefix="hpo-s3", dir="/tmp")
     storage = f"s3://hpo-bucket/runs?{query}"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpo.cli",
-            "run",
-            spec,
-            "--name",
-            "bucket",
-            "--storage",
-            storage,
-            "--quiet",
-        ],
+        hpo_command("run", spec, "--name", "bucket", "--storage", storage, "--quiet"),
         env={**os.environ, **env, "RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
@@ -173,18 +162,7 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
     uri = f"s3://hpo-bucket/runs/paused?{query}"
     storage = f"s3://hpo-bucket/runs?{query}"
     run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hpo.cli",
-            "run",
-            spec,
-            "--name",
-            "paused",
-            "--storage",
-            storage,
-            "--quiet",
-        ],
+        hpo_command("run", spec, "--name", "paused", "--storage", storage, "--quiet"),
         env=run_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -203,7 +181,7 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
     assert "best_model/config.json" not in _bucket_names(fs, "hpo-bucket/runs/paused")
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "hpo.cli", "resume", uri],
+        hpo_command("resume", uri),
         env=run_env,
         capture_output=True,
         text=True,
