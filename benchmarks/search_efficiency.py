@@ -74,6 +74,17 @@ SPACE = """parameters:
   per_device_train_batch_size: {values: [16, 32]}
   weight_decay: {values: [0.0, 0.01]}
   warmup_steps: {values: [0.0, 0.1]}"""
+# hpo's own question (search_spaces/bert/classification_strategy.yaml): the fine-tuning strategy
+# is searched too, with the wider learning-rate range that LoRA and frozen layers need. Here
+# many configurations learn little (LoRA at a low rate, a mostly frozen encoder), which is the
+# space early stopping exists for.
+STRATEGY_SPACE = """parameters:
+  strategy: {{values: [full, freeze, lora]}}
+  learning_rate: {{distribution: log_uniform_values, min: 2.0e-5, max: 1.0e-3}}
+  per_device_train_batch_size: {{values: [16, 32]}}
+  freeze.layers: {{distribution: int_uniform, min: 1, max: {top}, when: {{strategy: freeze}}}}
+  lora.r: {{values: [4, 8, 16], when: {{strategy: lora}}}}
+  lora.lora_alpha: {{values: [8, 16, 32], when: {{strategy: lora}}}}"""
 BERT_GRID = {
     "learning_rate": [2.0e-5, 3.0e-5, 5.0e-5],
     "per_device_train_batch_size": [16, 32],
@@ -100,7 +111,8 @@ def bert_grid(seed: int, budget: float) -> tuple[str, int]:
 
 def write_spec(folder: str, args: argparse.Namespace, method: str, seed: int) -> str:
     asha = method in ("a", "b")
-    parameters, run_cap = SPACE, max(1, round(args.budget / args.trial_epochs))
+    parameters = SPACE if args.space == "narrow" else STRATEGY_SPACE.format(top=args.layers - 1)
+    run_cap = max(1, round(args.budget / args.trial_epochs))
     if asha:
         run_cap = round(args.budget / (ASHA_SHARE_OF_TRIAL * args.trial_epochs))
     if method == "d":
@@ -303,6 +315,13 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument(
         "--trial-epochs", type=int, default=1, help="epochs of one full trial of a, b and c"
+    )
+    p.add_argument(
+        "--space",
+        choices=["narrow", "strategy"],
+        default="narrow",
+        help="a, b, c search: narrow = learning rate, batch, weight decay, warm-up; "
+        "strategy = full / frozen layers / LoRA with their own parameters",
     )
     p.add_argument("--train", type=int, default=800)
     p.add_argument("--eval", type=int, default=300)

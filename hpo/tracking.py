@@ -60,6 +60,12 @@ class WandbTrialRuns(Callback):
     def enabled(self) -> bool:
         return self._mode != "disabled"
 
+    def relocate(self, run_dir: str) -> None:
+        """Write W&B's files under `run_dir` from now on. `hpo resume` calls it: the callback
+        comes back pickled with the path of the machine that started the search, which on
+        another machine (a bucket run's mirror under another home) may not exist."""
+        self._dir = run_dir
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if not self.enabled or trial.trial_id in self._runs:
             return

@@ -306,9 +306,21 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     tuner = tune.Tuner.restore(
         location.path, trainable=make_trainable(spec, data, location.path), resume_unfinished=True
     )
+    relocate_callbacks(tuner, location.local)
     grid = fit(tuner)
     location.pull()  # pull and the push in finish touch only a bucket run
     return finish(spec, data, grid, location.local, location)
+
+
+def relocate_callbacks(tuner: Any, run_dir: str) -> None:
+    """Point the restored callbacks at this machine's run directory. Tune unpickles them from
+    the search's first start, local paths included. Reached through Tune's private run config;
+    if Ray moves it, the callbacks keep their old paths, as before."""
+    internal = getattr(tuner, "_local_tuner", None)
+    run_config = internal.get_run_config() if internal is not None else None
+    for callback in getattr(run_config, "callbacks", None) or []:
+        if hasattr(callback, "relocate"):
+            callback.relocate(run_dir)
 
 
 def fit(tuner: Any) -> Any:

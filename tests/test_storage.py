@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import as_if_from_a_terminal, hpo_command, write_spec
+from wandb_offline import read_runs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -64,8 +65,9 @@ def s3_server():
             os.environ.pop(key, None)
 
 
-def bucket_spec(tmp_path, model, data, learning_rates, epochs, extra=""):
-    """A grid over `learning_rates` (one trial each), W&B off: what the bucket tests run."""
+def bucket_spec(tmp_path, model, data, learning_rates, epochs, extra="", wandb="disabled"):
+    """A grid over `learning_rates` (one trial each), W&B off unless asked: what the bucket
+    tests run."""
     return write_spec(
         tmp_path / "s3.yaml",
         f"""
@@ -78,7 +80,7 @@ training: {{num_train_epochs: {epochs}, per_device_train_batch_size: 16}}
 early_terminate: {{type: none}}
 run_cap: {len(learning_rates)}
 checkpoints: {{resume_interval_s: 0}}
-tracking: {{wandb: {{mode: disabled}}}}
+tracking: {{wandb: {{project: hpo-tests, mode: {wandb}}}}}
 {extra}
 """,
     )
@@ -152,6 +154,7 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
         [1.0e-3, 2.0e-3, 3.0e-3],
         epochs=6,
         extra="max_concurrent: 1",
+        wandb="offline",
     )
     run_env = {
         **os.environ,
@@ -180,9 +183,15 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
     assert f"hpo resume '{uri}'" in err
     assert "best_model/config.json" not in _bucket_names(fs, "hpo-bucket/runs/paused")
 
+    # Resumed from another machine: another home, so another local mirror. The callbacks Tune
+    # unpickles name the first machine's; W&B must write under this one's.
+    first_mirror = tmp_path / ".cache" / "hpo" / "runs" / "paused"
+    started_before = {r.name for r in read_runs(str(first_mirror))}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     resumed = subprocess.run(
         hpo_command("resume", uri),
-        env=run_env,
+        env={**run_env, "HOME": str(elsewhere)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -194,6 +203,10 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
     with fs.open_input_stream("hpo-bucket/runs/paused/trials.csv") as f:
         rows = list(csv.DictReader(io.StringIO(f.read().decode())))
     assert len(rows) == 3 and all(r["outcome"] == "completed" for r in rows), rows
+    resumed_runs = {r.name for r in read_runs(str(elsewhere / ".cache" / "hpo" / "runs"))}
+    unfinished = {r["trial_id"] for r in rows} - started_before
+    assert resumed_runs >= unfinished and resumed_runs, (resumed_runs, started_before)
+    assert {r.name for r in read_runs(str(first_mirror))} == started_before
 
 
 def test_commands_name_a_bucket_uri_that_holds_no_run(s3_server, capsys, tmp_path):
