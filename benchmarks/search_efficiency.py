@@ -14,6 +14,10 @@ Methods:
 Budget is counted in epochs of training (one epoch = one pass over the training split); each
 method's best validation accuracy is traced against the epochs it has spent (evaluations in time
 order). Speedup = epochs (c) needs to reach its final best / epochs (a) needs to reach it.
+`--trials N` gives every search N trials instead (run_cap / n_trials: a budget as users state
+it), so the searches' own walls and final bests compare directly. `--space strategy` searches
+the fine-tuning strategy (full, frozen layers, LoRA) in a, b and c, as
+search_spaces/bert/classification_strategy.yaml does.
 
     .venv/bin/python benchmarks/search_efficiency.py --seeds 0 1 2 --budget 8 --layers 6 \\
         --train 1200 --eval 240 --json benchmarks/results/search_efficiency.json
@@ -117,6 +121,8 @@ def write_spec(folder: str, args: argparse.Namespace, method: str, seed: int) ->
         run_cap = round(args.budget / (ASHA_SHARE_OF_TRIAL * args.trial_epochs))
     if method == "d":
         parameters, run_cap = bert_grid(seed, args.budget)
+    if args.trials:  # the budget as a user states it: this many trials, whatever they train
+        run_cap = args.trials
     path = os.path.join(folder, f"{method}-{seed}.yaml")
     Path(path).write_text(
         SPEC.format(
@@ -217,7 +223,7 @@ def run_hf(args: argparse.Namespace, seed: int, folder: str) -> dict[str, Any]:
         data_collator=transformers.DataCollatorWithPadding(data.tokenizer),
         compute_metrics=accuracy,
     )
-    n_trials = max(1, round(args.budget / HF_DEFAULT_EPOCHS_PER_TRIAL))
+    n_trials = args.trials or max(1, round(args.budget / HF_DEFAULT_EPOCHS_PER_TRIAL))
     random.seed(seed)
     np.random.seed(seed)  # Ray's random search draws from numpy's global generator
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
@@ -276,6 +282,7 @@ def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
             row[f"{m}_best_final"] = c[-1][1] if c else None
             row[f"{m}_budget_used"] = c[-1][0] if c else None
             row[f"{m}_wall_s"] = runs[m][seed]["wall_s"]
+            row[f"{m}_search_s"] = runs[m][seed].get("search_s")
             # The methods overshoot or fall short of the budget by whole trials: their wall
             # time is compared per epoch of training, scaled to the equal budget.
             for key in ("wall_s", "search_s"):
@@ -295,6 +302,7 @@ def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
             "best_at_equal_budget_mean": _mean([r[f"{m}_best_at_equal_budget"] for r in column], 4),
             "best_final_mean": _mean([r[f"{m}_best_final"] for r in column], 4),
             "wall_s_mean": _mean([r[f"{m}_wall_s"] for r in column], 1),
+            "search_s_mean": _mean([r[f"{m}_search_s"] for r in column], 1),
             "wall_at_equal_budget_s_mean": _mean(
                 [r.get(f"{m}_wall_at_equal_budget_s") for r in column], 1
             ),
@@ -312,6 +320,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=["a", "b", "c", "d", "e"])
     p.add_argument("--budget", type=int, default=8, help="epochs of training per search")
+    p.add_argument(
+        "--trials",
+        type=int,
+        help="instead of --budget: this many trials per search (run_cap, n_trials), "
+        "as a user gives hpo or Trainer.hyperparameter_search a budget",
+    )
     p.add_argument("--layers", type=int, default=2)
     p.add_argument(
         "--trial-epochs", type=int, default=1, help="epochs of one full trial of a, b and c"

@@ -82,6 +82,7 @@ def build_tuner(
     from hpo.checkpoint_bar import bar_key
     from hpo.checkpoints import CheckpointBudget
     from hpo.driver_memory import ForgetFinishedTrialStats
+    from hpo.result_logs import KeepResultLogs
     from hpo.schedulers import evaluations_per_trial, make_scheduler
     from hpo.schedulers.notes import SchedulerNotes
     from hpo.search import make_searcher
@@ -95,7 +96,13 @@ def build_tuner(
     budget = CheckpointBudget(
         metric.name, metric.goal or "maximize", spec.checkpoints.keep, bar_key(run_dir)
     )
-    callbacks = [SchedulerState(scheduler), budget, *callbacks, _no_tensorboard()]
+    callbacks = [
+        SchedulerState(scheduler),
+        budget,
+        KeepResultLogs(),  # before Ray's loggers, which Ray appends to these
+        *callbacks,
+        _no_tensorboard(),
+    ]
     callbacks.append(ForgetFinishedTrialStats(m.name for m in spec.metrics))
     callbacks.append(SchedulerNotes(scheduler, run_dir, callbacks))  # guard notes: table, file
     return tune.Tuner(
