@@ -25,6 +25,7 @@ OWN_FILES = (
     "evaluations.csv",
     "best.yaml",
     "pareto.csv",
+    "scheduler_notes.txt",
     "best_model",
     "errors",
 )

@@ -75,8 +75,15 @@ def make_trainable(spec: JobSpec, data: PreparedData, experiment_path: str) -> A
 
 
 def build_tuner(
-    spec: JobSpec, data: PreparedData, name: str, run_dir: str, callbacks: list[Any]
+    spec: JobSpec,
+    data: PreparedData,
+    name: str,
+    run_dir: str,
+    callbacks: list[Any],
+    local_dir: str | None = None,
 ) -> Any:
+    """The search as a Tuner. `run_dir` is where Ray writes (a bucket URI or a folder),
+    `local_dir` where hpo writes its own files (a bucket run's local mirror; run_dir if None)."""
     from ray import tune
 
     from hpo.checkpoint_bar import bar_key
@@ -104,7 +111,8 @@ def build_tuner(
         _no_tensorboard(),
     ]
     callbacks.append(ForgetFinishedTrialStats(m.name for m in spec.metrics))
-    callbacks.append(SchedulerNotes(scheduler, run_dir, callbacks))  # guard notes: table, file
+    # The guard's notes: to the live table, and to a file at the end.
+    callbacks.append(SchedulerNotes(scheduler, local_dir or run_dir, callbacks))
     return tune.Tuner(
         make_trainable(spec, data, run_dir),
         tune_config=tune.TuneConfig(
@@ -290,7 +298,7 @@ def run_search(
     write_data_report(run_dir, data)
     location.push()
     callbacks = make_callbacks(spec, name, run_dir, show_table)
-    grid = fit(build_tuner(spec, data, name, location.path, callbacks))
+    grid = fit(build_tuner(spec, data, name, location.path, callbacks, local_dir=run_dir))
     location.pull()
     return finish(spec, data, grid, run_dir, location)
 

@@ -224,8 +224,8 @@ tracking: {{wandb: {{mode: disabled}}}}
     epoch = steps("full")[1]
     assert epoch > 0 and steps("full") == {1: epoch}
     head = steps("head")
-    assert max(head) == 2 and head[2] == 2 * epoch
-    # (Seen once under heavy load: Ray's progress.csv of a resumed trial lost its first row.)
-    assert head.get(1, epoch) == epoch
+    # Evaluation 1, logged before the pause, is still there (hpo.result_logs: Ray's logger
+    # copied the logs back from storage at the resume, which under load lacked that row).
+    assert head == {1: epoch, 2: 2 * epoch}
     notes = (run / "scheduler_notes.txt").read_text()
     assert "1 paused trials resumed from their checkpoint" in notes

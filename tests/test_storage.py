@@ -65,9 +65,11 @@ def s3_server():
             os.environ.pop(key, None)
 
 
-def bucket_spec(tmp_path, model, data, learning_rates, epochs, extra="", wandb="disabled"):
-    """A grid over `learning_rates` (one trial each), W&B off unless asked: what the bucket
-    tests run."""
+def bucket_spec(
+    tmp_path, model, data, learning_rates, epochs, extra="", wandb="disabled", scheduler="none"
+):
+    """A grid over `learning_rates` (one trial each), no early stopping and W&B off unless
+    asked: what the bucket tests run."""
     return write_spec(
         tmp_path / "s3.yaml",
         f"""
@@ -77,7 +79,7 @@ metric: {{name: eval_loss}}
 parameters:
   learning_rate: {{values: {list(learning_rates)}}}
 training: {{num_train_epochs: {epochs}, per_device_train_batch_size: 16}}
-early_terminate: {{type: none}}
+early_terminate: {{type: {scheduler}, min_iter: 1, eta: 2}}
 run_cap: {len(learning_rates)}
 checkpoints: {{resume_interval_s: 0}}
 tracking: {{wandb: {{project: hpo-tests, mode: {wandb}}}}}
@@ -90,7 +92,9 @@ def test_search_with_bucket_storage(s3_server, tmp_path, tiny_bert, sentiment_cs
     import pyarrow.fs
 
     fs, query, env = s3_server
-    spec = bucket_spec(tmp_path, tiny_bert, sentiment_csv, [1.0e-3, 3.0e-3], epochs=2)
+    spec = bucket_spec(
+        tmp_path, tiny_bert, sentiment_csv, [1.0e-3, 3.0e-3], epochs=2, scheduler="asha"
+    )
     ray_tmp = tempfile.mkdtemp(prefix="hpo-s3", dir="/tmp")
     storage = f"s3://hpo-bucket/runs?{query}"
     result = subprocess.run(
@@ -110,6 +114,7 @@ def test_search_with_bucket_storage(s3_server, tmp_path, tiny_bert, sentiment_cs
         "best.yaml",
         "best_model/config.json",
         "best_model/model.safetensors",
+        "scheduler_notes.txt",  # the rung guard's verdict, written to the mirror and uploaded
     ):
         assert own in names, own
     assert any("/checkpoint_" in n for n in names), "Ray wrote the checkpoints to the bucket"

@@ -50,6 +50,10 @@ class SchedulerNotes(Callback):
                 if isinstance(getattr(callback, "notes", None), list):
                     callback.notes = notes  # the same list: the table sees new notes live
 
+    def relocate(self, run_dir: str) -> None:
+        """Write the notes under `run_dir` (`hpo resume`: see hpo.tuner.relocate_callbacks)."""
+        self.run_dir = run_dir
+
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         lines = scheduler_lines(self.scheduler)
         if lines and os.path.isdir(self.run_dir):
