@@ -325,7 +325,7 @@ def fifo() -> Any:
     return FIFOScheduler()
 
 
-def promotion(guard: bool, workers: int) -> PromotionASHA:
+def promotion(guard: bool, workers: int, max_paused: int | None = None) -> PromotionASHA:
     return PromotionASHA(
         metric=METRIC,
         mode="min",
@@ -334,6 +334,7 @@ def promotion(guard: bool, workers: int) -> PromotionASHA:
         reduction_factor=3,
         max_concurrent=workers,
         guard=guard,
+        max_paused=max_paused,
     )
 
 
@@ -351,14 +352,14 @@ METHODS: dict[str, Any] = {
 }
 
 
-def run_all(seeds: int, settings: list[str], methods: list[str], workers: int) -> dict[str, Any]:
+def run_all(seeds: range, settings: list[str], methods: list[str], workers: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for setting in settings:
         logs: dict[str, list[RunLog]] = {}
         for name in methods:
             started = time.monotonic()
             logs[name] = []
-            for seed in range(seeds):
+            for seed in seeds:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     searcher, scheduler = METHODS[name](seed, workers)
@@ -416,10 +417,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--workers", type=int, default=WORKERS, help="trials at a time")
     parser.add_argument("--out", default=None, help="write the summary as JSON here")
+    parser.add_argument(
+        "--max-paused",
+        type=int,
+        nargs="*",
+        default=[],
+        help="add the promotion method with early_terminate.max_paused set to each of these",
+    )
+    parser.add_argument("--first-seed", type=int, default=0)
     args = parser.parse_args(argv)
+    for cap in args.max_paused:
+        name = f"hpo TPE+promotion ASHA+guard, max_paused {cap}"
+        METHODS[name] = lambda s, w, cap=cap: (
+            hpo_searcher("tpe", s, workers=w),
+            promotion(True, w, cap),
+        )
+        args.methods.append(name)
     if "random+FIFO" not in args.methods:
         args.methods.insert(0, "random+FIFO")  # the target every method is measured against
-    results = run_all(args.seeds, args.settings, args.methods, args.workers)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    results = run_all(seeds, args.settings, args.methods, args.workers)
     print(table(results))
     if args.out:
         Path(args.out).write_text(json.dumps({"workers": args.workers, **results}, indent=2))

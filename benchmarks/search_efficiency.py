@@ -5,6 +5,7 @@ snippets; every search sees the same train/validation split (hpo's data preparat
 Methods:
   a  hpo default: `hpo run` with TPE + ASHA (3 evaluations per trial of --trial-epochs, eta 3)
   b  hpo with random search + ASHA (same trials and scheduler as a)
+  p  hpo with TPE + promotion-type ASHA (`promotion: true`: paused and promoted, not stopped)
   c  hpo with random search, no early stopping (every trial trains all its epochs)
   d  the BERT paper's 18-point grid (lr 2e-5/3e-5/5e-5, batch 16/32, 2/3/4 epochs), in a seeded
      random order, no early stopping, cut to the budget (a grid is run in some order)
@@ -13,7 +14,7 @@ Methods:
      the end), n_trials scaled so its expected compute matches the budget
 Budget is counted in epochs of training (one epoch = one pass over the training split); each
 method's best validation accuracy is traced against the epochs it has spent (evaluations in time
-order). Speedup = epochs (c) needs to reach its final best / epochs (a) needs to reach it.
+order). Speedup = epochs (c) needs to reach its final best / epochs (a) (or p) needs to reach it.
 `--trials N` gives every search N trials instead (run_cap / n_trials: a budget as users state
 it), so the searches' own walls and final bests compare directly. `--space strategy` searches
 the fine-tuning strategy (full, frozen layers, LoRA) in a, b and c, as
@@ -114,7 +115,7 @@ def bert_grid(seed: int, budget: float) -> tuple[str, int]:
 
 
 def write_spec(folder: str, args: argparse.Namespace, method: str, seed: int) -> str:
-    asha = method in ("a", "b")
+    asha = method in ("a", "b", "p")
     parameters = SPACE if args.space == "narrow" else STRATEGY_SPACE.format(top=args.layers - 1)
     run_cap = max(1, round(args.budget / args.trial_epochs))
     if asha:
@@ -131,8 +132,8 @@ def write_spec(folder: str, args: argparse.Namespace, method: str, seed: int) ->
             train=args.train,
             eval=args.eval,
             parameters=parameters,
-            method="tpe" if method == "a" else "random",
-            scheduler="asha" if asha else "none",
+            method="tpe" if method in ("a", "p") else "random",
+            scheduler=("asha, promotion: true" if method == "p" else "asha") if asha else "none",
             run_cap=run_cap,
             seed=seed,
             storage=folder,
@@ -272,7 +273,7 @@ def _mean(values: list[Any], digits: int) -> float | None:
 def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     seeds = sorted(set.intersection(*(set(by_seed) for by_seed in runs.values())))
     out: dict[str, Any] = {"seeds": seeds, "per_seed": {}, "methods": {}}
-    speedups = []
+    speedups: dict[str, list[float]] = {}
     for seed in seeds:
         curves = {m: runs[m][seed]["curve"] for m in runs}
         equal = min(c[-1][0] for c in curves.values() if c)
@@ -290,11 +291,12 @@ def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
                     row[f"{m}_{key[:-2]}_at_equal_budget_s"] = round(
                         runs[m][seed][key] * equal / c[-1][0], 1
                     )
-        if "a" in curves and "c" in curves:
-            target = curves["c"][-1][1]
-            speedup = budget_to_reach(curves["c"], target) / budget_to_reach(curves["a"], target)
-            row["speedup_a_vs_c"] = round(speedup, 2)
-            speedups.append(speedup)
+        for m in ("a", "p"):
+            if m in curves and "c" in curves:
+                target = curves["c"][-1][1]
+                speedup = budget_to_reach(curves["c"], target) / budget_to_reach(curves[m], target)
+                row[f"speedup_{m}_vs_c"] = round(speedup, 2)
+                speedups.setdefault(m, []).append(speedup)
         out["per_seed"][seed] = row
     for m in runs:
         column = [out["per_seed"][s] for s in seeds]
@@ -310,8 +312,8 @@ def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
                 [r.get(f"{m}_search_at_equal_budget_s") for r in column], 1
             ),
         }
-    if speedups:
-        out["speedup_a_vs_c_median"] = round(statistics.median(speedups), 2)
+    for m, values in speedups.items():
+        out[f"speedup_{m}_vs_c_median"] = round(statistics.median(values), 2)
     return out
 
 

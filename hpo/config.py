@@ -242,6 +242,10 @@ def _check_budget(spec: JobSpec, space: Space, problems: list[str]) -> None:
         problems.append(f"early_terminate.promotion: needs type asha, got {et.type}")
     if et.promotion and (et.s or 1) > 1:
         problems.append("early_terminate.promotion: supports one bracket (s: 1)")
+    if et.max_paused is not None and not et.promotion:
+        problems.append("early_terminate.max_paused: only with promotion: true")
+    if et.max_paused is not None and et.max_paused < 1:
+        problems.append(f"early_terminate.max_paused: must be at least 1, got {et.max_paused}")
     if et.guard_min_pairs < 3:
         problems.append(
             f"early_terminate.guard_min_pairs: must be at least 3, got {et.guard_min_pairs}"

@@ -96,9 +96,15 @@ class OptunaSearcher(Searcher):
         self._max_concurrent = max_concurrent
         return True
 
-    def on_pause(self, trial_id: str) -> None:
+    def on_pause(self, trial_id: str, result: dict[str, Any] | None = None) -> None:
         """A promotion-type scheduler paused this trial: its slot is free, and Optuna is told
-        it was pruned at this step (a trial it may later resume is recorded again at its end)."""
+        it was pruned at this step (a trial it may later resume is recorded again at its end).
+
+        `result` is the evaluation it paused at. Tune hands a result to the searcher only after
+        the scheduler has decided, i.e. after this call, and a trial told pruned takes no more
+        values: without it Optuna would hold the trial with no intermediate value at all."""
+        if result is not None:
+            self.on_trial_result(trial_id, result)  # Tune's own call then finds it recorded
         trial = self._live.pop(trial_id, None)
         if trial is not None:
             self._parked[trial_id] = self._study.tell(trial, state=optuna.trial.TrialState.PRUNED)

@@ -38,6 +38,10 @@ class EarlyTerminateSpec:
     promotion: bool = doc(
         "asha pauses weak trials and resumes them from their checkpoint when promoted", False
     )
+    max_paused: int | None = doc(
+        "promotion: at most this many paused trials (each keeps a checkpoint); beyond it, the "
+        "one least likely to be promoted is stopped (default: no limit)"
+    )
     guard: bool = doc(
         "no stopping at a rung whose ranking poorly predicts the next rung's (rank correlation)",
         True,

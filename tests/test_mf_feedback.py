@@ -58,8 +58,10 @@ def test_state_round_trip_keeps_live_trials_intermediate_values():
 def test_paused_trial_is_pruned_at_once_and_recorded_again_when_it_completes():
     s = searcher()
     config = s.suggest("t")
+    # Tune's order: the scheduler decides PAUSE (and calls on_pause with the result) before
+    # Tune hands the same result to the searcher.
+    s.on_pause("t", result(0.6, 1))
     s.on_trial_result("t", result(0.6, 1))
-    s.on_pause("t")
     (first,) = s.study.trials
     assert first.state == State.PRUNED and first.intermediate_values == {1: 0.6}
     s.on_unpause("t")
@@ -76,8 +78,8 @@ def test_paused_trial_is_pruned_at_once_and_recorded_again_when_it_completes():
 def test_paused_trial_stopped_for_good_stays_a_single_pruned_trial():
     s = searcher()
     s.suggest("t")
+    s.on_pause("t", result(0.6, 1))
     s.on_trial_result("t", result(0.6, 1))
-    s.on_pause("t")
     s.on_trial_complete("t")  # Tune's stop_trial on a PAUSED trial passes no result
     (trial,) = s.study.trials
     assert trial.state == State.PRUNED and trial.intermediate_values == {1: 0.6}
@@ -87,8 +89,7 @@ def test_paused_trials_free_their_concurrency_slot():
     s = searcher(max_concurrent=2)
     assert s.suggest("a") is not None and s.suggest("b") is not None
     assert s.suggest("c") is None  # two running
-    s.on_trial_result("a", result(0.1, 1))
-    s.on_pause("a")
+    s.on_pause("a", result(0.1, 1))
     assert s.suggest("c") is not None  # a is paused: its slot is free
     s.on_unpause("a")
     assert s.suggest("d") is None  # a resumed: three running would be too many
@@ -179,6 +180,10 @@ def test_promotion_pauses_then_resumes_from_the_checkpoint(local_ray, tmp_path):
     assert all(r.error is None for r in results)
     states = sorted(t.state.name for t in s.study.trials)
     assert states.count("COMPLETE") == 1 and "FAIL" not in states
+    # Every trial Optuna holds carries the evaluations it made before it was paused or ended
+    # (a paused trial told pruned before its rung's value arrived would carry none).
+    assert all(t.intermediate_values for t in s.study.trials)
+    assert s.study.trials[0].intermediate_values == {1: pytest.approx(0.51)}  # 0.5 at its pause
 
 
 # -- a real search: the HF Trainer resumes a promoted trial from its checkpoint -----------------

@@ -38,11 +38,13 @@ class FakeTrial:
 @dataclass
 class FakeSearcher:
     paused: list[str] = field(default_factory=list)
+    pause_results: list[Any] = field(default_factory=list)
     unpaused: list[str] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
 
-    def on_pause(self, trial_id: str) -> None:
+    def on_pause(self, trial_id: str, result: dict | None = None) -> None:
         self.paused.append(trial_id)
+        self.pause_results.append(result)
 
     def on_unpause(self, trial_id: str) -> None:
         self.unpaused.append(trial_id)
@@ -208,7 +210,9 @@ def test_guarded_asha_still_stops_when_early_ranks_hold():
 
 
 # -- promotion-type ASHA ------------------------------------------------------------------------
-def promotion(max_concurrent: int | None = 1, guard: bool = False) -> PromotionASHA:
+def promotion(
+    max_concurrent: int | None = 1, guard: bool = False, max_paused: int | None = None
+) -> PromotionASHA:
     return PromotionASHA(
         metric="acc",
         mode="max",
@@ -217,6 +221,7 @@ def promotion(max_concurrent: int | None = 1, guard: bool = False) -> PromotionA
         reduction_factor=3,
         max_concurrent=max_concurrent,
         guard=guard,
+        max_paused=max_paused,
     )
 
 
@@ -226,6 +231,8 @@ def test_promotion_pauses_the_first_trial_unlike_rays_asha():
     first = ctrl.add(scheduler, "a")
     assert report(scheduler, ctrl, first, 1, 0.9) == PAUSE
     assert ctrl.search_alg.searcher.paused == ["a"]
+    # with the result it paused at: Tune gives the searcher that result only after this call
+    assert ctrl.search_alg.searcher.pause_results == [{"training_iteration": 1, "acc": 0.9}]
     ray_asha = asha(guard=False)
     ray_ctrl = FakeController(ray_asha)
     assert report(ray_asha, ray_ctrl, ray_ctrl.add(ray_asha, "a"), 1, 0.9) == CONTINUE
@@ -314,6 +321,35 @@ def test_leftover_paused_trials_are_stopped_when_nothing_else_can_run():
     assert sorted(ctrl.search_alg.searcher.completed) == ["a", "b"]
 
 
+def test_max_paused_stops_the_paused_trial_furthest_from_promotion():
+    scheduler = promotion(max_concurrent=1, max_paused=1)
+    ctrl = FakeController(scheduler)
+    weak = ctrl.add(scheduler, "weak")
+    assert report(scheduler, ctrl, weak, 1, 0.5) == PAUSE
+    strong = ctrl.add(scheduler, "strong")
+    # Two at rung 1, none promotable yet; only one may wait: the worse one is stopped for good
+    # (Tune then tells the searcher, which records it as pruned) and the better one pauses.
+    assert report(scheduler, ctrl, strong, 1, 0.9) == PAUSE
+    assert weak.status == "TERMINATED" and ctrl.search_alg.searcher.completed == ["weak"]
+    assert scheduler.num_dropped == 1 and scheduler.num_paused == 2
+    from hpo.schedulers.notes import scheduler_lines
+
+    assert "1 stopped to keep at most 1 paused" in scheduler_lines(scheduler)[-1]
+
+
+def test_max_paused_stops_the_arriving_trial_when_it_is_the_weakest():
+    scheduler = promotion(max_concurrent=1, max_paused=2)
+    ctrl = FakeController(scheduler)
+    a, b = ctrl.add(scheduler, "a"), ctrl.add(scheduler, "b")
+    assert report(scheduler, ctrl, a, 1, 0.5) == PAUSE
+    assert report(scheduler, ctrl, b, 1, 0.4) == PAUSE
+    last = ctrl.add(scheduler, "last")
+    assert report(scheduler, ctrl, last, 1, 0.1) == STOP  # worst of three, and no room to wait
+    assert ctrl.search_alg.searcher.unpaused == ["a"]  # its score still lifts a into the top
+    assert scheduler.choose_trial_to_run(ctrl) is a
+    assert b.status == "PAUSED" and scheduler.num_dropped == 1
+
+
 def test_promotion_with_the_guard_promotes_past_a_misleading_rung():
     scheduler = PromotionASHA(
         metric="acc",
@@ -356,8 +392,9 @@ def test_registry_builds_each_scheduler():
     assert default.guard.rungs == [1, 3, 9]
     off = make_scheduler(job(guard=False, guard_threshold=0.5, guard_min_pairs=7), 9)
     assert not off.guard.enabled and off.guard.min_pairs == 7 and off.guard.threshold == 0.5
-    promo = make_scheduler(job(promotion=True, eta=2, min_iter=2), 8)
+    promo = make_scheduler(job(promotion=True, eta=2, min_iter=2, max_paused=4), 8)
     assert isinstance(promo, PromotionASHA) and promo.max_concurrent == 3
+    assert promo.max_paused == 4
     assert promo.guard.rungs == [2, 4, 8]
     assert isinstance(make_scheduler(job(type="hyperband"), 9), HyperBandScheduler)
     assert type(make_scheduler(job(type="none"), 9)) is FIFOScheduler
@@ -370,9 +407,14 @@ def test_spec_checks_the_new_keys():
     from hpo.space import Space
 
     problems: list[str] = []
-    spec = job(type="hyperband", promotion=True, guard_min_pairs=1, guard_threshold=2.0)
+    spec = job(
+        type="hyperband", promotion=True, guard_min_pairs=1, guard_threshold=2.0, max_paused=0
+    )
     _check_budget(spec, Space([]), problems)
+    _check_budget(job(max_paused=3), Space([]), problems)
     text = "\n".join(problems)
+    assert "early_terminate.max_paused: must be at least 1, got 0" in text
+    assert "early_terminate.max_paused: only with promotion: true" in text
     assert "early_terminate.promotion: needs type asha" in text
     assert "early_terminate.guard_min_pairs: must be at least 3" in text
     assert "early_terminate.guard_threshold" in text

@@ -19,7 +19,7 @@ from hpo.data import prepare
 from hpo.spec import CheckpointsSpec
 from hpo.trial.callback import ReportCallback
 from hpo.trial.reporter import FINAL, OUTCOME, TRAIN_SECONDS, TRIAL_STATE_FILE, LocalReporter
-from hpo.trial.run import resume_interval, train_trial
+from hpo.trial.run import pause_points, resume_interval, train_trial
 
 
 class CheckingReporter(LocalReporter):
@@ -110,6 +110,7 @@ def test_patience_carries_over_a_resume(tmp_path):
     resumed = ReportCallback(LocalReporter(), "eval_loss", "minimize", patience=2)
     resumed.restore(str(tmp_path / "kept" / "checkpoint-20"))
     assert resumed.best == 1.0 and resumed.evals_without_gain == 1
+    assert resumed.evaluations == 2, "counts on from there: its pause points stay in step"
     assert _evaluate(resumed, 1.0, 30).should_training_stop, "the second evaluation without gain"
 
 
@@ -171,13 +172,27 @@ def test_a_resumable_checkpoint_at_least_every_resume_interval(tmp_path, monkeyp
     assert [_saves(every, 1.0, s, tmp_path / "every") for s in (10, 20)] == ["full", "full"]
 
 
-def test_schedulers_that_pause_trials_resume_from_every_evaluation(prepared):
+def test_schedulers_that_pause_trials_resume_where_they_may_pause(prepared):
     spec, _ = prepared
-    assert resume_interval(spec) == 300
-    promotion = replace(spec.early_terminate, type="asha", promotion=True)
-    assert resume_interval(replace(spec, early_terminate=promotion)) == 0
+    assert resume_interval(spec) == 300 and pause_points(spec, 1000) == frozenset()
     hyperband = replace(spec.early_terminate, type="hyperband")
-    assert resume_interval(replace(spec, early_terminate=hyperband)) == 0
+    assert resume_interval(replace(spec, early_terminate=hyperband)) == 0  # any evaluation
+    promotion = replace(spec.early_terminate, type="asha", promotion=True, max_iter=27, eta=3)
+    with_promotion = replace(spec, early_terminate=promotion)
+    assert resume_interval(with_promotion) == 300
+    assert pause_points(with_promotion, 1000) == {1, 3, 9}  # its rungs below a full trial
+    odd = replace(promotion, eta=2.5, min_iter=2, max_iter=20)  # rungs 2, 5, 12.5
+    assert pause_points(replace(spec, early_terminate=odd), 1000) == {2, 5, 13}
+
+
+def test_a_resumable_checkpoint_at_each_pause_point_and_none_between(tmp_path):
+    reporter = LocalReporter(bar=math.inf)  # no evaluation is good enough to export
+    points = frozenset({1, 3})
+    callback = ReportCallback(
+        reporter, "eval_loss", "minimize", resume_every_s=math.inf, pause_points=points
+    )
+    saved = [_saves(callback, 1.0, step, tmp_path) for step in (10, 20, 30, 40)]
+    assert saved == ["full", None, "full", None]
 
 
 def test_patience_stops_after_evaluations_without_gain():

@@ -84,6 +84,7 @@ def make_scheduler(spec: JobSpec, max_t: int) -> Any:
             grace_period=grace,
             reduction_factor=et.eta,
             max_concurrent=spec.max_concurrent,
+            max_paused=et.max_paused,
             **guard,
         )
     common: dict[str, Any] = {

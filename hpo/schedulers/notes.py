@@ -34,6 +34,11 @@ def scheduler_lines(scheduler: Any) -> list[str]:
         lines.append(
             f"promotion: {scheduler.num_paused} pauses, "
             f"{scheduler.num_promoted_from_pause} paused trials resumed from their checkpoint"
+            + (
+                f", {scheduler.num_dropped} stopped to keep at most {scheduler.max_paused} paused"
+                if getattr(scheduler, "num_dropped", 0)
+                else ""
+            )
         )
     return lines
 

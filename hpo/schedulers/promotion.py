@@ -14,6 +14,13 @@ tells the searcher when a trial is paused or resumed (`on_pause` / `on_unpause`)
 searcher counts only running trials against `max_concurrent`. When no trial can run any more
 and the searcher has no more to give, the trials still paused are stopped (they were not good
 enough to promote) and reach the searcher as pruned.
+
+Every paused trial keeps a resumable checkpoint (weights and optimizer state) on disk. With
+`max_paused`, at most that many trials wait at once: when one more would pause, the paused trial
+furthest below its rung's top floor(n/eta) is stopped instead, and the search's checkpoint budget
+deletes its checkpoint. This costs search quality (a trial paused early with a middling score is
+often promoted late, once worse ones arrive; see benchmarks/BENCHMARKS.md), so it is off unless
+disk space asks for it.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ class PromotionASHA(FIFOScheduler):
         guard: bool = True,
         guard_min_pairs: int = 5,
         guard_threshold: float = 0.3,
+        max_paused: int | None = None,
     ) -> None:
         super().__init__()
         self._metric = metric
@@ -59,12 +67,14 @@ class PromotionASHA(FIFOScheduler):
             [*self._rungs, float(max_t)], guard, guard_min_pairs, guard_threshold
         )
         self.max_concurrent = max_concurrent
+        self.max_paused = max_paused
         self._promoted: dict[float, set[str]] = {r: set() for r in self._rungs}
         self._paused: dict[str, float] = {}  # trial id -> the rung it waits at
         self._running: set[str] = set()  # added or resumed, and not paused or finished
         self._to_resume: list[str] = []  # promoted, waiting for `choose_trial_to_run`
         self.num_paused = 0
         self.num_promoted_from_pause = 0
+        self.num_dropped = 0  # paused trials stopped to keep at most `max_paused`
 
     @property
     def notes(self) -> list[str]:
@@ -99,10 +109,14 @@ class PromotionASHA(FIFOScheduler):
             self._promoted[rung].add(trial.trial_id)
             self._promote_waiting(tune_controller)  # the new score may lift a paused trial
             return TrialScheduler.CONTINUE
-        self._paused[trial.trial_id] = rung
         self._running.discard(trial.trial_id)
+        if not self._make_room(tune_controller, trial.trial_id, rung):
+            self.num_dropped += 1
+            self._promote_waiting(tune_controller)  # its score may lift a paused trial
+            return TrialScheduler.STOP  # the least promising of all: not worth its checkpoint
+        self._paused[trial.trial_id] = rung
         self.num_paused += 1
-        _searcher_call(tune_controller, "on_pause", trial.trial_id)
+        _searcher_call(tune_controller, "on_pause", trial.trial_id, result)
         self._promote_waiting(tune_controller)
         return TrialScheduler.PAUSE
 
@@ -138,11 +152,37 @@ class PromotionASHA(FIFOScheduler):
     def _promotable(self, trial_id: str, rung: float) -> bool:
         """Is the trial among the top floor(n/eta) of the n trials that reached `rung`?"""
         scores = self.guard.scores[rung]
-        top = int(len(scores) / self._eta)
-        if top == 0 or trial_id not in scores:
+        if int(len(scores) / self._eta) == 0 or trial_id not in scores:
             return False
+        return self._shortfall(trial_id, rung) <= 0
+
+    def _shortfall(self, trial_id: str, rung: float) -> int:
+        """How many places the trial is below the top floor(n/eta) of its rung (<= 0: in it)."""
+        scores = self.guard.scores[rung]
         better = sum(1 for s in scores.values() if s > scores[trial_id])
-        return better < top
+        return better - int(len(scores) / self._eta) + 1
+
+    def _make_room(self, tune_controller: Any, trial_id: str, rung: float) -> bool:
+        """Keep at most `max_paused` paused trials: stop the one furthest from promotion (the
+        worse score breaks ties). False when that is `trial_id` itself, about to pause at `rung`."""
+        if self.max_paused is None or len(self._paused) < self.max_paused:
+            return True
+        waiting = {**self._paused, trial_id: rung}
+        weakest = max(
+            waiting,
+            key=lambda t: (
+                self._shortfall(t, waiting[t]),
+                -self.guard.scores[waiting[t]][t],
+            ),
+        )
+        if weakest == trial_id:
+            return False
+        del self._paused[weakest]
+        self.num_dropped += 1
+        for trial in tune_controller.get_trials():
+            if trial.trial_id == weakest:
+                tune_controller.stop_trial(trial)  # Tune tells the searcher: pruned
+        return True
 
     def _free_slots(self, tune_controller: Any) -> float:
         limit = self.max_concurrent
@@ -191,14 +231,17 @@ class PromotionASHA(FIFOScheduler):
     def debug_string(self) -> str:
         return (
             f"PromotionASHA: rungs {self._rungs}, paused {len(self._paused)}, "
-            f"resumed {self.num_promoted_from_pause}; " + "; ".join(self.guard.summary())
+            f"resumed {self.num_promoted_from_pause}, dropped {self.num_dropped}; "
+            + "; ".join(self.guard.summary())
         )
 
 
-def _searcher_call(tune_controller: Any, method: str, trial_id: str) -> None:
+def _searcher_call(tune_controller: Any, method: str, trial_id: str, *args: Any) -> None:
     """Tell the searcher a trial was paused or resumed, as Ray's HyperBandForBOHB does."""
     search_alg = getattr(tune_controller, "search_alg", None)
-    searcher = getattr(search_alg, "searcher", None)
+    searcher: Any = getattr(search_alg, "searcher", None)
+    while hasattr(searcher, "searcher"):  # Ray's ConcurrencyLimiter forwards no result
+        searcher = searcher.searcher
     hook = getattr(searcher, method, None)
     if hook is not None:
-        hook(trial_id)
+        hook(trial_id, *args)

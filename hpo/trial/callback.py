@@ -16,7 +16,7 @@ from hpo.trial.reporter import FINAL, OUTCOME, TRAIN_SECONDS, TRIAL_STATE_FILE, 
 # What a resumed trial (after a crash or a pause) must not forget. Kept in a file of its own:
 # HF's `ExportableState` restores a callback by rebuilding it from JSON constructor arguments,
 # and this one holds the trial's reporter.
-CARRIED_OVER = ("best", "best_value", "evals_without_gain", "train_seconds")
+CARRIED_OVER = ("best", "best_value", "evals_without_gain", "train_seconds", "evaluations")
 
 
 class ReportCallback(TrainerCallback):
@@ -32,6 +32,7 @@ class ReportCallback(TrainerCallback):
         threshold: float = 0.0,
         perplexity: bool = False,
         resume_every_s: float = 0.0,
+        pause_points: frozenset[int] = frozenset(),
     ) -> None:
         self.reporter = reporter
         self.metric = metric
@@ -48,10 +49,13 @@ class ReportCallback(TrainerCallback):
         self.train_seconds = 0.0
         self._step_started = 0.0
         self.diverged = False
-        # A resumable checkpoint at least this often; 0: at every evaluation (the schedulers
-        # that pause trials resume them from the evaluation where they paused).
+        # A resumable checkpoint at least this often; 0: at every evaluation (HyperBand may
+        # pause a trial at any evaluation and resumes it from there) ...
         self.resume_every_s = resume_every_s
         self._resumable_at = time.monotonic()
+        # ... and at these evaluations (1 = the first), where promotion-type ASHA may pause it.
+        self.pause_points = pause_points
+        self.evaluations = 0  # reported so far, the scheduler's clock (training_iteration)
 
     # -- timing: training compute, as opposed to evaluation and overhead -------------------
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -97,6 +101,7 @@ class ReportCallback(TrainerCallback):
         if state.global_step == self.last_eval_step or self.diverged:
             return
         self.last_eval_step = state.global_step
+        self.evaluations += 1
         report: dict[str, Any] = {
             k: float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)
         }
@@ -115,9 +120,11 @@ class ReportCallback(TrainerCallback):
             control.should_training_stop = True
         # A checkpoint is written only where one can matter: for export, an evaluation that is
         # the trial's best so far and could be among the search's kept best; for resuming, the
-        # latest non-final one once `resume_every_s` has passed since the last resumable one.
+        # latest non-final one once `resume_every_s` has passed since the last resumable one, or
+        # where the scheduler may pause the trial.
         exportable = best_so_far and self._could_be_kept(report.get(self.metric))
-        resumable = not final and (exportable or self._resume_due())
+        pausable = self.evaluations in self.pause_points
+        resumable = not final and (exportable or pausable or self._resume_due())
         if not (exportable or resumable):
             self.reporter.report(report)
             return

@@ -7,6 +7,7 @@ or tuner; it talks to them only through its `Reporter`.
 from __future__ import annotations
 
 import functools
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ def build_trainer(
         threshold=float(hp.recipe.get("early_stopping.threshold", 0.0)),
         perplexity=is_lm,
         resume_every_s=resume_interval(spec),
+        pause_points=pause_points(spec, len(data.train)),
     )
     collator = (
         transformers.default_data_collator
@@ -110,9 +112,23 @@ def build_trainer(
 
 
 def resume_interval(spec: JobSpec) -> float:
-    """Seconds between resumable checkpoints: a scheduler that pauses trials resumes them from
-    the evaluation where it paused them, so that one must be resumable every time."""
-    return 0.0 if spec.early_terminate.pauses_trials else spec.checkpoints.resume_interval_s
+    """Seconds between resumable checkpoints: HyperBand may pause a trial at any evaluation and
+    resumes it from there, so with it every evaluation must be resumable."""
+    return 0.0 if spec.early_terminate.type == "hyperband" else spec.checkpoints.resume_interval_s
+
+
+def pause_points(spec: JobSpec, n_train: int) -> frozenset[int]:
+    """The evaluations where promotion-type ASHA may pause a trial: its rungs below a full trial.
+    Only there must a checkpoint be resumable, not at every evaluation (a full checkpoint with
+    the optimizer state is ~3x the weights)."""
+    et = spec.early_terminate
+    if not (et.type == "asha" and et.promotion):
+        return frozenset()
+    from hpo.schedulers import evaluations_per_trial, milestones
+
+    max_t = evaluations_per_trial(spec, n_train)
+    rungs = milestones(min(et.min_iter, max_t), max_t, et.eta)
+    return frozenset(math.ceil(r) for r in rungs)  # the first evaluation at or past each
 
 
 @functools.cache
