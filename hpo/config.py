@@ -13,7 +13,7 @@ import yaml
 from hpo.errors import SpecError, did_you_mean
 from hpo.paths import carries_credentials, is_remote_uri, looks_like_path, resolve_path
 from hpo.schema import build, load_yaml, to_plain
-from hpo.space import Space, compile_space
+from hpo.space import Space, base_name, compile_space
 from hpo.spec import JobSpec, MetricSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
 
@@ -180,8 +180,8 @@ def training_arg_names() -> set[str]:
 
 def _check_parameter_names(spec: JobSpec, problems: list[str]) -> None:
     allowed = training_arg_names()
-    for name, entry in spec.parameters.items():
-        key = f"parameters.{name}"
+    for qualified, entry in spec.parameters.items():
+        key, name = f"parameters.{qualified}", base_name(qualified)
         if name.startswith("model."):
             continue  # checked against the model's config in _check_model
         if name in MANAGED_TRAINING_ARGS:
@@ -308,7 +308,7 @@ def _check_model(spec: JobSpec, problems: list[str]) -> None:
         config = _read_local_config(resolved)
         if config is not None:
             fields = [f"model.{k}" for k in model.config] + [
-                n for n in spec.parameters if n.startswith("model.")
+                base_name(n) for n in spec.parameters if n.startswith("model.")
             ]
             for name in fields:
                 attr = name.split(".", 1)[1]

@@ -42,6 +42,14 @@ _NEEDS_RANGE = {d for d in DISTRIBUTIONS if "uniform" in d}
 _NORMALS = {"normal", "q_normal", "log_normal", "q_log_normal"}
 _EXPONENT_FORMS = {"log_uniform", "q_log_uniform", "inv_log_uniform"}
 _QUANTILE_EPS = 1e-6
+VARIANT = "@"
+
+
+def base_name(key: str) -> str:
+    """`learning_rate@lora` -> `learning_rate`. A variant is a parameter's own range under its
+    own condition (LoRA wants learning rates 10x those of full fine-tuning); Optuna and the
+    results see each variant as a parameter of its own, the trial sets the base name."""
+    return key.split(VARIANT, 1)[0]
 
 
 @dataclass(frozen=True)
@@ -255,7 +263,39 @@ def compile_space(parameters: dict[str, ParamSpec], problems: list[str]) -> Spac
                     f"parameters.{p.name}.when: unknown parameter `{c.param}`"
                     + did_you_mean(c.param, names)
                 )
+    _check_variants(params, problems)
     return Space(_order(params, problems))
+
+
+def _check_variants(params: list[Param], problems: list[str]) -> None:
+    """Variants of one parameter must never be active in the same trial."""
+    groups: dict[str, list[Param]] = {}
+    for p in params:
+        groups.setdefault(base_name(p.name), []).append(p)
+    for base, group in groups.items():
+        for i, a in enumerate(group):
+            for b in group[i + 1 :]:
+                if not _exclusive(a, b):
+                    problems.append(
+                        f"parameters.{a.name}, parameters.{b.name}: both may set `{base}` in one "
+                        "trial; give each a `when` on the same parameter with different values"
+                    )
+
+
+def _exclusive(a: Param, b: Param) -> bool:
+    """Whether two parameters' conditions can never hold together (a common parameter must
+    take values that the two conditions keep apart)."""
+    return any(_apart(ca, cb) for ca in a.conditions for cb in b.conditions)
+
+
+def _apart(ca: Condition, cb: Condition) -> bool:
+    if ca.param != cb.param or (ca.negate and cb.negate):
+        return False
+    if ca.negate:
+        ca, cb = cb, ca
+    if cb.negate:  # `p in V` against `p not in W`: apart when W excludes all of V
+        return all(v in cb.values for v in ca.values)
+    return not any(v in cb.values for v in ca.values)
 
 
 def _compile_param(name: str, spec: ParamSpec, key: str, problems: list[str]) -> Param | None:

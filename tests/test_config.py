@@ -60,6 +60,31 @@ trainig: {num_train_epochs: 1}
     assert len(err.value.problems) == 7
 
 
+def test_variants_of_a_parameter_are_checked_by_their_base_name(tmp_path, tiny_bert, sentiment_csv):
+    from hpo.schedulers import evaluations_per_trial
+
+    variants = """
+parameters:
+  strategy: {values: [full, lora]}
+  learning_rate@full: {distribution: log_uniform_values, min: 1.0e-5, max: 5.0e-5,
+                       when: {strategy: full}}
+  learning_rate@lora: {distribution: log_uniform_values, min: 1.0e-4, max: 1.0e-3,
+                       when: {strategy: lora}}
+  num_train_epochs@full: {values: [2, 3], when: {strategy: full}}
+  num_train_epochs@lora: {values: [4, 6], when: {strategy: lora}}
+"""
+    spec = load_spec(
+        write_spec(tmp_path / "ok.yaml", base(tiny_bert, sentiment_csv, tmp_path, variants))
+    )
+    assert evaluations_per_trial(spec, 100) == 6, "the longest trial of any variant sets max_t"
+    bad = variants.replace("learning_rate@lora", "lerning_rate@lora")
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(tmp_path / "bad.yaml", base(tiny_bert, sentiment_csv, tmp_path, bad)))
+    (problem,) = err.value.problems
+    assert problem.startswith("parameters.lerning_rate@lora: not a TrainingArguments field")
+    assert "did you mean `learning_rate`?" in problem
+
+
 def test_wandb_sweep_file_ports_unchanged(tmp_path, tiny_bert, sentiment_csv):
     sweep = base(
         tiny_bert,

@@ -7,7 +7,7 @@ import math
 import optuna
 import pytest
 
-from hpo.space import compile_space
+from hpo.space import base_name, compile_space
 from hpo.spec import ParamSpec
 
 
@@ -83,6 +83,47 @@ def test_conditional_parameter_never_sampled_when_inactive():
         lora_keys = {k for k in c if k.startswith("lora.")}
         assert (c["strategy"] == "lora") == (lora_keys == {"lora.r", "lora.lora_alpha"})
     assert any(c["strategy"] == "full" for c in configs)
+
+
+def test_variants_give_each_strategy_its_own_range_of_one_parameter():
+    space = space_of(
+        strategy={"values": ["full", "freeze", "lora"]},
+        **{
+            "lr@full": {"min": 1e-5, "max": 5e-5, "when": {"strategy": "full"}},
+            "lr@lora": {"min": 1e-4, "max": 1e-3, "when": "strategy in [lora]"},
+            "lr@freeze": {"min": 2e-5, "max": 1e-4, "when": {"strategy": ["freeze"]}},
+        },
+    )
+    configs = draw(space, n=60)
+    for c in configs:
+        (variant,) = [k for k in c if base_name(k) == "lr"]  # exactly one per trial
+        assert variant == f"lr@{c['strategy']}"
+    lora = [c["lr@lora"] for c in configs if c["strategy"] == "lora"]
+    assert lora and all(1e-4 <= v <= 1e-3 for v in lora)
+
+
+def test_variants_that_could_meet_in_one_trial_are_a_problem():
+    problems: list[str] = []
+    compile_space(
+        {
+            "strategy": ParamSpec(values=["full", "lora"]),
+            "batch": ParamSpec(values=[8, 16]),
+            "lr": ParamSpec(min=1e-5, max=1e-3),  # no condition: meets both below
+            "lr@lora": ParamSpec(min=1e-4, max=1e-3, when={"strategy": "lora"}),
+            "lr@small": ParamSpec(min=1e-4, max=1e-3, when={"batch": 8}),  # another parameter
+            "wd@a": ParamSpec(values=[0.0], when={"strategy": ["full", "lora"]}),
+            "wd@b": ParamSpec(values=[0.1], when={"strategy": "lora"}),  # overlapping values
+            "wd@c": ParamSpec(values=[0.2], when="strategy != lora"),  # a negation
+        },
+        problems,
+    )
+    assert base_name("lr@lora") == "lr" and base_name("lr") == "lr"
+    text = "\n".join(problems)
+    for a, b in [("lr", "lr@lora"), ("lr", "lr@small"), ("lr@lora", "lr@small")]:
+        assert f"parameters.{a}, parameters.{b}: both may set `lr` in one trial" in text
+    assert "parameters.wd@a, parameters.wd@b" in text
+    assert "parameters.wd@a, parameters.wd@c" in text  # strategy full meets both
+    assert len(problems) == 5  # wd@b (lora) and wd@c (not lora) never meet
 
 
 def test_grid_respects_conditions_and_counts_each_point_once():

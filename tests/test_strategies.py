@@ -80,11 +80,15 @@ metric: {{name: perplexity}}
 method: random
 parameters:
   strategy: {{values: [full, lora]}}
-  learning_rate: {{distribution: log_uniform_values, min: 1.0e-3, max: 1.0e-2}}
+  # each strategy its own learning-rate range (variants of one parameter)
+  learning_rate@full: {{distribution: log_uniform_values, min: 1.0e-3, max: 3.0e-3,
+                        when: {{strategy: full}}}}
+  learning_rate@lora: {{distribution: log_uniform_values, min: 3.0e-3, max: 1.0e-2,
+                        when: {{strategy: lora}}}}
   lora.r: {{values: [2, 4], when: {{strategy: lora}}}}
   lora.lora_alpha: {{values: [8, 16], when: "strategy == lora"}}
 points_to_evaluate:
-  - {{strategy: lora, learning_rate: 5.0e-3, lora.r: 4, lora.lora_alpha: 16}}
+  - {{strategy: lora, learning_rate@lora: 5.0e-3, lora.r: 4, lora.lora_alpha: 16}}
 training: {{num_train_epochs: 2, per_device_train_batch_size: 8}}
 early_terminate: {{type: none}}
 run_cap: 4
@@ -106,6 +110,11 @@ def test_causal_lm_search_full_and_lora(lm_run):
         assert float(r["best_eval_perplexity"]) > 1
         # Conditional: LoRA parameters exist exactly in LoRA trials.
         assert (r["strategy"] == "lora") == (r["lora.r"] != "" and r["lora.lora_alpha"] != "")
+        # Each trial drew the learning rate of its own strategy, in that variant's range.
+        other = "full" if r["strategy"] == "lora" else "lora"
+        assert r[f"learning_rate@{other}"] == ""
+        low, high = (3e-3, 1e-2) if r["strategy"] == "lora" else (1e-3, 3e-3)
+        assert low <= float(r[f"learning_rate@{r['strategy']}"]) <= high
     best = read_yaml(os.path.join(lm_run, "best.yaml"))
     assert best["metric"] == "eval_perplexity" and best["goal"] == "minimize"
     assert best["value"] == pytest.approx(min(float(r["best_eval_perplexity"]) for r in rows))
@@ -119,7 +128,7 @@ def test_warm_start_point_is_the_first_trial(lm_run):
     rows = {r["trial_id"]: r for r in read_csv(os.path.join(lm_run, "trials.csv"))}
     trial_id = os.path.basename(first[0]).split("_")[2]
     assert rows[trial_id]["strategy"] == "lora" and rows[trial_id]["lora.r"] == "4"
-    assert float(rows[trial_id]["learning_rate"]) == pytest.approx(5e-3)
+    assert float(rows[trial_id]["learning_rate@lora"]) == pytest.approx(5e-3)
 
 
 @pytest.mark.e2e

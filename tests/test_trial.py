@@ -19,7 +19,13 @@ from hpo.data import prepare
 from hpo.spec import CheckpointsSpec
 from hpo.trial.callback import ReportCallback
 from hpo.trial.reporter import FINAL, OUTCOME, TRAIN_SECONDS, TRIAL_STATE_FILE, LocalReporter
-from hpo.trial.run import pause_points, resume_interval, train_trial
+from hpo.trial.run import (
+    Hyperparameters,
+    pause_points,
+    resume_interval,
+    train_trial,
+    training_arguments,
+)
 
 
 class CheckingReporter(LocalReporter):
@@ -193,6 +199,17 @@ def test_a_resumable_checkpoint_at_each_pause_point_and_none_between(tmp_path):
     )
     saved = [_saves(callback, 1.0, step, tmp_path) for step in (10, 20, 30, 40)]
     assert saved == ["full", None, "full", None]
+
+
+def test_a_variant_sets_its_base_parameter(prepared, tmp_path):
+    spec, _ = prepared
+    hp = Hyperparameters.split(
+        {"strategy": "lora", "learning_rate@lora": 3e-4, "lora.r@lora": 4, "model.x@a": 1}
+    )
+    assert hp.training == {"learning_rate": 3e-4}
+    assert hp.recipe == {"strategy": "lora", "lora.r": 4} and hp.model == {"x": 1}
+    args = training_arguments(spec, hp.training, 0, str(tmp_path))
+    assert args.learning_rate == 3e-4
 
 
 def test_patience_stops_after_evaluations_without_gain():

@@ -8,14 +8,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from hpo.spec import JobSpec
+from hpo.space import base_name
+from hpo.spec import JobSpec, ParamSpec
 
 
 def _bound(spec: JobSpec, name: str, default: float, *, largest: bool) -> float:
     """The largest (or smallest) value a training argument can take in this search."""
-    entry = spec.parameters.get(name)
-    if entry is None:
+    entries = [e for key, e in spec.parameters.items() if base_name(key) == name]
+    if not entries:
         return float(spec.training.get(name, default))
+    pick = max if largest else min
+    return pick(_entry_bound(e, default, largest=largest) for e in entries)
+
+
+def _entry_bound(entry: ParamSpec, default: float, *, largest: bool) -> float:
     if entry.values:
         return float(max(entry.values) if largest else min(entry.values))
     limit = entry.max if largest else entry.min

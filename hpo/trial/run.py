@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpo.data import PreparedData
+from hpo.space import base_name
 from hpo.spec import JobSpec
 from hpo.tasks import RECIPE_PARAMS
 
@@ -45,7 +46,8 @@ class Hyperparameters:
     @classmethod
     def split(cls, config: dict[str, Any]) -> Hyperparameters:
         training, model, recipe = {}, {}, {}
-        for name, value in config.items():
+        for key, value in config.items():
+            name = base_name(key)  # a variant (`learning_rate@lora`) sets its base name
             if name.startswith("model."):
                 model[name[len("model.") :]] = value
             elif name in RECIPE_PARAMS:
