@@ -40,7 +40,7 @@ class EarlyTerminateSpec:
     )
     max_paused: int | None = doc(
         "promotion: at most this many paused trials (each keeps a checkpoint); beyond it, the "
-        "one least likely to be promoted is stopped (default: no limit)"
+        "one furthest from promotion is stopped (default: no limit)"
     )
     guard: bool = doc(
         "no stopping at a rung whose ranking poorly predicts the next rung's (rank correlation)",

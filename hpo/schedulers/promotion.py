@@ -18,9 +18,9 @@ enough to promote) and reach the searcher as pruned.
 Every paused trial keeps a resumable checkpoint (weights and optimizer state) on disk. With
 `max_paused`, at most that many trials wait at once: when one more would pause, the paused trial
 furthest below its rung's top floor(n/eta) is stopped instead, and the search's checkpoint budget
-deletes its checkpoint. This costs search quality (a trial paused early with a middling score is
-often promoted late, once worse ones arrive; see benchmarks/BENCHMARKS.md), so it is off unless
-disk space asks for it.
+deletes its checkpoint. A low cap can cost search quality (a trial paused early with a middling
+score may be promoted late, once worse ones arrive; benchmarks/BENCHMARKS.md measures it), so
+there is none unless disk space asks for one.
 """
 
 from __future__ import annotations
