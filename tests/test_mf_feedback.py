@@ -186,6 +186,24 @@ def test_promotion_pauses_then_resumes_from_the_checkpoint(local_ray, tmp_path):
     assert s.study.trials[0].intermediate_values == {1: pytest.approx(0.51)}  # 0.5 at its pause
 
 
+@pytest.mark.e2e
+def test_max_paused_stops_a_paused_trial_through_real_tune(local_ray, tmp_path):
+    s = searcher(points=[0.5, 0.9, 0.1, 0.3])
+    scheduler = PromotionASHA(
+        metric="score", mode="max", max_t=MAX_T, grace_period=1, reduction_factor=2, max_paused=1
+    )
+    results = tune_run(s, scheduler, 4, tmp_path)
+    histories = {round(r.config["x"], 3): r.metrics_dataframe.to_dict("records") for r in results}
+    # 0.5 waits at rung 1; 0.9 passes it and pauses at rung 2: only one may wait, and 0.5 is
+    # the one further from promotion. Tune stops it for good, from inside the scheduler.
+    assert [h["training_iteration"] for h in histories[0.5]] == [1]
+    assert scheduler.num_dropped >= 1 and all(r.error is None for r in results)
+    pruned = [t for t in s.study.trials if round(t.params["x"], 3) == 0.5]
+    assert len(pruned) == 1, "told once, with its value; not added again when stopped"
+    assert pruned[0].state == State.PRUNED
+    assert pruned[0].intermediate_values == {1: pytest.approx(0.51)}
+
+
 # -- a real search: the HF Trainer resumes a promoted trial from its checkpoint -----------------
 @pytest.mark.e2e
 @pytest.mark.slow
