@@ -17,8 +17,9 @@ method's best validation accuracy is traced against the epochs it has spent (eva
 order). Speedup = epochs (c) needs to reach its final best / epochs (a) (or p) needs to reach it.
 `--trials N` gives every search N trials instead (run_cap / n_trials: a budget as users state
 it), so the searches' own walls and final bests compare directly. `--space strategy` searches
-the fine-tuning strategy (full, frozen layers, LoRA) in a, b and c, as
-search_spaces/bert/classification_strategy.yaml does.
+the fine-tuning strategy (full, frozen layers, LoRA) in a, b and c with one learning-rate range,
+as search_spaces/bert/classification_strategy.yaml did until the seventh session; `--space
+variants` gives each strategy its own range, as that file does now.
 
     .venv/bin/python benchmarks/search_efficiency.py --seeds 0 1 2 --budget 8 --layers 6 \\
         --train 1200 --eval 240 --json benchmarks/results/search_efficiency.json
@@ -91,6 +92,20 @@ STRATEGY_SPACE = """parameters:
   freeze.layers: {{distribution: int_uniform, min: 1, max: {top}, when: {{strategy: freeze}}}}
   lora.r: {{values: [4, 8, 16], when: {{strategy: lora}}}}
   lora.lora_alpha: {{values: [8, 16, 32], when: {{strategy: lora}}}}"""
+# The bundled space as it is now: each strategy its own learning-rate range (variants).
+VARIANTS_SPACE = """parameters:
+  strategy: {{values: [full, freeze, lora]}}
+  learning_rate@full: {{distribution: log_uniform_values, min: 2.0e-5, max: 5.0e-5,
+                       when: {{strategy: full}}}}
+  learning_rate@freeze: {{distribution: log_uniform_values, min: 2.0e-5, max: 1.0e-4,
+                         when: {{strategy: freeze}}}}
+  learning_rate@lora: {{distribution: log_uniform_values, min: 1.0e-4, max: 1.0e-3,
+                       when: {{strategy: lora}}}}
+  per_device_train_batch_size: {{values: [16, 32]}}
+  freeze.layers: {{distribution: int_uniform, min: 1, max: {top}, when: {{strategy: freeze}}}}
+  lora.r: {{values: [4, 8, 16], when: {{strategy: lora}}}}
+  lora.lora_alpha: {{values: [8, 16, 32], when: {{strategy: lora}}}}"""
+SPACES = {"narrow": SPACE, "strategy": STRATEGY_SPACE, "variants": VARIANTS_SPACE}
 BERT_GRID = {
     "learning_rate": [2.0e-5, 3.0e-5, 5.0e-5],
     "per_device_train_batch_size": [16, 32],
@@ -117,7 +132,9 @@ def bert_grid(seed: int, budget: float) -> tuple[str, int]:
 
 def write_spec(folder: str, args: argparse.Namespace, method: str, seed: int) -> str:
     asha = method in ("a", "b", "p")
-    parameters = SPACE if args.space == "narrow" else STRATEGY_SPACE.format(top=args.layers - 1)
+    parameters = SPACES[args.space]
+    if args.space != "narrow":
+        parameters = parameters.format(top=args.layers - 1)
     run_cap = max(1, round(args.budget / args.trial_epochs))
     if asha:
         run_cap = round(args.budget / (ASHA_SHARE_OF_TRIAL * args.trial_epochs))
@@ -335,10 +352,11 @@ def main() -> None:
     )
     p.add_argument(
         "--space",
-        choices=["narrow", "strategy"],
+        choices=list(SPACES),
         default="narrow",
         help="a, b, c search: narrow = learning rate, batch, weight decay, warm-up; "
-        "strategy = full / frozen layers / LoRA with their own parameters",
+        "strategy = full / frozen layers / LoRA with their own parameters and one learning-rate "
+        "range; variants = the same with a learning-rate range per strategy",
     )
     p.add_argument("--train", type=int, default=800)
     p.add_argument("--eval", type=int, default=300)
