@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hpo.results import outcome_of
+from hpo.space import base_name
 from hpo.spec import JobSpec
 
 
@@ -27,6 +28,14 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _drawn(config: dict[str, Any], name: str) -> tuple[Any] | None:
+    """The value a trial drew for `name`, under whichever variant; None when it drew none."""
+    for key, value in config.items():
+        if base_name(key) == name:
+            return (value,)
+    return None
+
+
 class TrialTable(Callback):
     """Ray Tune callback that shows the search as it runs."""
 
@@ -35,7 +44,9 @@ class TrialTable(Callback):
         self.metric = spec.primary.name
         self.sign = 1.0 if spec.primary.goal == "maximize" else -1.0
         self.run_cap = spec.run_cap or 0
-        self.params = [n for n, p in spec.parameters.items() if p.value is None][:5]
+        # One column per parameter: its variants (`learning_rate@lora`) share the column.
+        searched = (base_name(n) for n, p in spec.parameters.items() if p.value is None)
+        self.params = list(dict.fromkeys(searched))[:5]
         self.rows: dict[str, dict[str, Any]] = {}
         self.best: tuple[float, str] | None = None
         self.refresh_s = refresh_s
@@ -112,9 +123,8 @@ class TrialTable(Callback):
 
     def _line(self, trial_id: str, row: dict[str, Any]) -> str:
         done = sum(1 for r in self.rows.values() if r.get("status") not in ("RUNNING", "PAUSED"))
-        params = " ".join(
-            f"{p}={_fmt(row['config'].get(p))}" for p in self.params if p in row["config"]
-        )
+        drawn = {p: _drawn(row["config"], p) for p in self.params}
+        params = " ".join(f"{p}={_fmt(v[0])}" for p, v in drawn.items() if v)
         best = f"{self.metric}={_fmt(self.best[0])} ({self.best[1]})" if self.best else "-"
         return (
             f"[{done}/{self.run_cap}] {trial_id} {row['status']} after {row['evals']} "
@@ -140,7 +150,7 @@ class TrialTable(Callback):
             table.add_row(
                 trial_id + marker,
                 r.get("status", ""),
-                *(_fmt(r["config"].get(p, "")) for p in self.params),
+                *(_fmt((_drawn(r["config"], p) or ("",))[0]) for p in self.params),
                 str(r.get("evals", 0)),
                 _fmt(r.get("last")),
                 _fmt(r.get("best")),

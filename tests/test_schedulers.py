@@ -3,8 +3,10 @@ calls Ray Tune makes (lightweight trials, a controller stub; test_mf_feedback ru
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -453,6 +455,34 @@ def test_live_table_shows_paused_trials():
     trial.status = "RUNNING"
     table.on_trial_start(2, [trial], trial)  # resumed (Tune calls on_trial_start/restore)
     assert table.rows["a"]["status"] == "RUNNING"
+
+
+def test_live_table_shows_a_parameters_variants_in_one_column():
+    from rich.console import Console
+
+    from hpo.progress import TrialTable
+    from hpo.spec import ParamSpec
+
+    spec = job()
+    spec.parameters = {
+        "strategy": ParamSpec(values=["full", "lora"]),
+        "learning_rate@full": ParamSpec(min=1e-5, max=5e-5, when={"strategy": "full"}),
+        "learning_rate@lora": ParamSpec(min=1e-4, max=1e-3, when={"strategy": "lora"}),
+    }
+    table = TrialTable(spec, console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    assert table.params == ["strategy", "learning_rate"]
+    trial = FakeTrial("a")
+    trial.config = {"strategy": "lora", "learning_rate@lora": 3e-4}  # type: ignore[attr-defined]
+    table.on_trial_start(0, [trial], trial)
+    screen = Console(file=io.StringIO(), width=200)
+    screen.print(table.table())
+    lines = [
+        [w for w in re.split(r"[\s┃│]+", line) if w] for line in screen.file.getvalue().splitlines()
+    ]
+    header, cells = lines[2], lines[4]
+    assert header[2:4] == ["strategy", "learning_rate"]
+    assert cells[2:4] == ["lora", "3.00e-04"]
+    assert "strategy=lora learning_rate=3.00e-04 |" in table._line("a", table.rows["a"])
 
 
 def test_notes_say_when_the_guard_had_too_few_trials():
