@@ -14,10 +14,10 @@ import os
 from typing import Any
 
 import optuna
-import yaml
 
 from hpo.errors import SpecError
-from hpo.space import Space
+from hpo.schema import load_yaml
+from hpo.space import Param, Space, base_name
 from hpo.spec import JobSpec
 
 _USABLE = {"completed": "COMPLETE", "patience": "COMPLETE", "stopped_early": "PRUNED"}
@@ -29,8 +29,9 @@ def _read_csv(path: str) -> list[dict[str, str]]:
 
 
 def _cell(text: str) -> Any:
-    """A trials.csv cell back to its value ('' means the parameter was inactive)."""
-    return None if text == "" else yaml.safe_load(text)
+    """A trials.csv cell back to its value ('' means the parameter was inactive). Python
+    writes 0.00003 as `3e-05`, which plain YAML 1.1 reads as a string."""
+    return None if text == "" else load_yaml(text)
 
 
 def check_warm_start(run_dir: str) -> list[str]:
@@ -68,14 +69,16 @@ def _as_trial(
     if state is None or not isinstance(best, int | float) or not math.isfinite(best):
         return None
     params, dists = {}, {}
+    config: dict[str, Any] = {}  # the trial's values so far, for the next ones' conditions
     for p in space.tunable:
-        value = _cell(row.get(p.name, ""))
+        value = _value_of(p, row, config)
         if value is None:
             continue  # inactive in that trial
         if not p.contains(value):
             return None  # the new space no longer holds it
         params[p.name] = p.to_internal(value)
         dists[p.name] = p.distribution()
+        config[p.name] = value
     return optuna.trial.create_trial(
         params=params,
         distributions=dists,
@@ -84,6 +87,17 @@ def _as_trial(
         state=getattr(optuna.trial.TrialState, state),
         user_attrs={"warm_start_trial": row["trial_id"]},
     )
+
+
+def _value_of(p: Param, row: dict[str, str], config: dict[str, Any]) -> Any:
+    """`p`'s value in an earlier trial: under its own name or, where the earlier search named
+    the parameter otherwise (`learning_rate` there, `learning_rate@lora` here, or the reverse),
+    under another name of the same parameter, if `p` is active in that trial."""
+    value = _cell(row.get(p.name, ""))
+    if value is not None or not p.active(config):
+        return value
+    others = (k for k in row if k != p.name and base_name(k) == base_name(p.name))
+    return next((v for v in map(_cell, (row[k] for k in others)) if v is not None), None)
 
 
 def seed_study(study: optuna.Study, space: Space, spec: JobSpec, run_dir: str) -> int:

@@ -1,0 +1,95 @@
+"""warm_start: an earlier search's trials.csv and evaluations.csv as trials of a new space."""
+
+from __future__ import annotations
+
+import csv
+
+import optuna
+import pytest
+
+from hpo.space import compile_space
+from hpo.spec import DataSpec, JobSpec, MetricSpec, ModelSpec, ParamSpec
+from hpo.warmstart import earlier_trials
+
+State = optuna.trial.TrialState
+
+
+def spec() -> JobSpec:
+    return JobSpec(
+        model=ModelSpec(name_or_path="m"),
+        data=DataSpec(train="d.csv"),
+        metric=MetricSpec(name="eval_accuracy", goal="maximize"),
+    )
+
+
+def write_run(folder, rows: list[dict[str, str]]) -> str:
+    names = sorted({k for r in rows for k in r})
+    with open(folder / "trials.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(folder / "evaluations.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["trial_id", "training_iteration", "eval_accuracy"])
+        writer.writeheader()
+        writer.writerow({"trial_id": "t1", "training_iteration": "1", "eval_accuracy": "0.6"})
+    return str(folder)
+
+
+def space(**entries):
+    problems: list[str] = []
+    compiled = compile_space({k: ParamSpec(**v) for k, v in entries.items()}, problems)
+    assert not problems
+    return compiled
+
+
+VARIANTS = {
+    "strategy": {"values": ["full", "lora"]},
+    "learning_rate@full": {"min": 1e-5, "max": 1e-4, "when": {"strategy": "full"}},
+    "learning_rate@lora": {"min": 1e-4, "max": 1e-2, "when": {"strategy": "lora"}},
+}
+
+
+def test_trials_keep_their_state_value_and_evaluations(tmp_path):
+    run = write_run(
+        tmp_path,
+        [
+            {"trial_id": "t1", "outcome": "stopped_early", "best_eval_accuracy": "0.6",
+             "strategy": "lora", "learning_rate@lora": "0.001"},
+            {"trial_id": "t2", "outcome": "completed", "best_eval_accuracy": "0.8",
+             "strategy": "full", "learning_rate@full": "3e-05"},
+            {"trial_id": "t3", "outcome": "errored", "best_eval_accuracy": "",
+             "strategy": "full", "learning_rate@full": "3e-05"},
+        ],
+    )  # fmt: skip
+    pruned, done = earlier_trials(space(**VARIANTS), spec(), run)
+    assert pruned.state == State.PRUNED and pruned.intermediate_values == {1: 0.6}
+    assert pruned.params == {"strategy": "lora", "learning_rate@lora": 0.001}
+    assert done.state == State.COMPLETE and done.value == pytest.approx(0.8)
+
+
+def test_an_earlier_search_without_variants_seeds_one_with_them(tmp_path):
+    run = write_run(
+        tmp_path,
+        [
+            {"trial_id": "t1", "outcome": "completed", "best_eval_accuracy": "0.7",
+             "strategy": "lora", "learning_rate": "0.001"},
+            {"trial_id": "t2", "outcome": "completed", "best_eval_accuracy": "0.8",
+             "strategy": "full", "learning_rate": "3e-05"},
+            {"trial_id": "t3", "outcome": "completed", "best_eval_accuracy": "0.5",
+             "strategy": "full", "learning_rate": "0.001"},  # outside full's new range
+        ],
+    )  # fmt: skip
+    lora, full = earlier_trials(space(**VARIANTS), spec(), run)
+    assert lora.params == {"strategy": "lora", "learning_rate@lora": 0.001}
+    assert full.params == {"strategy": "full", "learning_rate@full": 3e-05}
+    # ... and the reverse: variants then, one learning rate now.
+    shared = space(strategy=VARIANTS["strategy"], learning_rate={"min": 1e-5, "max": 1e-2})
+    run2 = tmp_path / "with-variants"
+    run2.mkdir()
+    write_run(
+        run2,
+        [{"trial_id": "t1", "outcome": "completed", "best_eval_accuracy": "0.7",
+          "strategy": "lora", "learning_rate@lora": "0.002", "learning_rate@full": ""}],
+    )  # fmt: skip
+    (trial,) = earlier_trials(shared, spec(), str(run2))
+    assert trial.params == {"strategy": "lora", "learning_rate": 0.002}
