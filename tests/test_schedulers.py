@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler, TrialScheduler
+from ray.tune.schedulers import (
+    AsyncHyperBandScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    TrialScheduler,
+)
 
 from hpo.schedulers import (
     GuardedASHA,
@@ -209,6 +214,55 @@ def test_guarded_asha_still_stops_when_early_ranks_hold():
     weak = ctrl.add(scheduler, "weak")
     assert report(scheduler, ctrl, weak, 1, 0.01) == STOP
     assert not scheduler.notes
+
+
+def test_a_tie_at_the_cutoff_goes_on_only_when_nothing_scored_better():
+    # Classification: most early trials sit at the majority-class accuracy (0.51). Ray's ASHA
+    # goes on with a score equal to the cutoff, and the cutoff is that value once two thirds of
+    # a rung hold it: every such trial would go on.
+    scheduler = asha(guard=False)
+    ctrl = FakeController(scheduler)
+    for name in ("d1", "d2", "d3"):
+        assert report(scheduler, ctrl, ctrl.add(scheduler, name), 1, 0.51) == CONTINUE  # no better
+    assert report(scheduler, ctrl, ctrl.add(scheduler, "good"), 1, 0.75) == CONTINUE
+    dead = ctrl.add(scheduler, "d4")
+    ray_asha = asha(guard=False)
+    ray_ctrl = FakeController(ray_asha)
+    for name, value in (("d1", 0.51), ("d2", 0.51), ("d3", 0.51), ("good", 0.75)):
+        AsyncHyperBandScheduler.on_trial_result(
+            ray_asha,
+            ray_ctrl,
+            ray_ctrl.add(ray_asha, name),
+            {"training_iteration": 1, "acc": value},
+        )
+    ray_decision = AsyncHyperBandScheduler.on_trial_result(
+        ray_asha, ray_ctrl, ray_ctrl.add(ray_asha, "d4"), {"training_iteration": 1, "acc": 0.51}
+    )
+    assert ray_decision == CONTINUE, "Ray's own ASHA lets the tie go on"
+    assert report(scheduler, ctrl, dead, 1, 0.51) == STOP
+    assert scheduler.tie_stops == 1
+    from hpo.schedulers.notes import scheduler_lines
+
+    assert any("1 trials tied at a rung's cutoff" in line for line in scheduler_lines(scheduler))
+
+
+def test_promotion_does_not_promote_a_tie_below_a_better_trial():
+    scheduler = promotion(max_concurrent=None)
+    ctrl = FakeController(scheduler)
+    good = ctrl.add(scheduler, "good")
+    assert report(scheduler, ctrl, good, 1, 0.75) == PAUSE  # alone at the rung
+    dead = [ctrl.add(scheduler, f"d{i}") for i in range(5)]
+    for trial in dead:
+        report(scheduler, ctrl, trial, 1, 0.51)
+    # Six at rung 1, top two: `good`, then a tie of five for the second place.
+    assert ctrl.search_alg.searcher.unpaused == ["good"]
+    assert all(t.status == "PAUSED" for t in dead)
+    tied = promotion(max_concurrent=None)
+    tied_ctrl = FakeController(tied)
+    # Nothing better: the tie is all the rung knows, and all of it goes on (as in Ray's ASHA).
+    actions = [report(tied, tied_ctrl, tied_ctrl.add(tied, f"t{i}"), 1, 0.51) for i in range(3)]
+    assert actions == [PAUSE, PAUSE, CONTINUE]
+    assert tied_ctrl.search_alg.searcher.unpaused == ["t0", "t1"]
 
 
 # -- promotion-type ASHA ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from hpo.schedulers._guard import RungGuard
@@ -27,6 +28,8 @@ class GuardedASHA(AsyncHyperBandScheduler):
     longer.
     """
 
+    tie_stops = 0  # a scheduler pickled by an older hpo (then `hpo resume`) has none
+
     def __init__(
         self,
         *,
@@ -44,6 +47,7 @@ class GuardedASHA(AsyncHyperBandScheduler):
         rungs = [*milestones(grace_period, max_t, reduction_factor), float(max_t)]
         self.guard = RungGuard(rungs, guard, guard_min_pairs, guard_threshold)
         self.vetoed = 0  # stops the guard turned into continues
+        self.tie_stops = 0  # trials tied at the cutoff, stopped (Ray would go on)
 
     @property
     def notes(self) -> list[str]:
@@ -53,11 +57,31 @@ class GuardedASHA(AsyncHyperBandScheduler):
         action = super().on_trial_result(tune_controller, trial, result)
         rung = self._observe(trial, result)
         early = result.get(self._time_attr, 0) < self._max_t
-        if action != TrialScheduler.STOP or not early or rung is None or self.guard.trusted(rung):
+        if not early or rung is None:
+            return action
+        if action == TrialScheduler.CONTINUE and self._tied_below_better(trial.trial_id, rung):
+            self._num_stopped += 1
+            self.tie_stops += 1
+            return TrialScheduler.STOP
+        if action != TrialScheduler.STOP or self.guard.trusted(rung):
             return action
         self._num_stopped -= 1
         self.vetoed += 1
         return TrialScheduler.CONTINUE
+
+    def _tied_below_better(self, trial_id: str, rung: float) -> bool:
+        """Ray goes on with a trial whose score equals the rung's cutoff. In classification many
+        trials sit exactly at the majority-class accuracy early on; once they are two thirds of
+        a rung, the cutoff is that value and every one of them goes on. Such a tie beats the
+        cutoff only when no trial at the rung scored better."""
+        if not self.guard.trusted(rung):
+            return False  # a rung the guard distrusts stops nobody
+        scores = dict(self.guard.scores[rung])
+        mine = scores.pop(trial_id)
+        if not scores or not any(s > mine for s in scores.values()):
+            return False
+        cutoff = np.nanpercentile(list(scores.values()), (1 - 1 / self._reduction_factor) * 100)
+        return bool(mine <= cutoff)
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         self._observe(trial, result)

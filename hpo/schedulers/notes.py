@@ -30,6 +30,11 @@ def scheduler_lines(scheduler: Any) -> list[str]:
             else f"guard: too few trials reached two rungs to judge them "
             f"(needs {guard.min_pairs}); stopping as plain ASHA"
         )
+    if getattr(scheduler, "tie_stops", 0):
+        lines.append(
+            f"asha: {scheduler.tie_stops} trials tied at a rung's cutoff, with better trials "
+            "there, were stopped (Ray's ASHA lets such ties go on)"
+        )
     if hasattr(scheduler, "num_promoted_from_pause"):
         lines.append(
             f"promotion: {scheduler.num_paused} pauses, "

@@ -152,9 +152,15 @@ class PromotionASHA(FIFOScheduler):
     def _promotable(self, trial_id: str, rung: float) -> bool:
         """Is the trial among the top floor(n/eta) of the n trials that reached `rung`?"""
         scores = self.guard.scores[rung]
-        if int(len(scores) / self._eta) == 0 or trial_id not in scores:
+        top = int(len(scores) / self._eta)
+        if top == 0 or trial_id not in scores or self._shortfall(trial_id, rung) > 0:
             return False
-        return self._shortfall(trial_id, rung) <= 0
+        # A tie straddling the top (many trials at the majority-class accuracy) is promoted
+        # only if nothing at the rung scored better, as GuardedASHA treats it.
+        mine = scores[trial_id]
+        better = sum(1 for s in scores.values() if s > mine)
+        tied = sum(1 for s in scores.values() if s == mine)
+        return better == 0 or better + tied <= top
 
     def _shortfall(self, trial_id: str, rung: float) -> int:
         """How many places the trial is below the top floor(n/eta) of its rung (<= 0: in it)."""
