@@ -28,12 +28,9 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _drawn(config: dict[str, Any], name: str) -> tuple[Any] | None:
-    """The value a trial drew for `name`, under whichever variant; None when it drew none."""
-    for key, value in config.items():
-        if base_name(key) == name:
-            return (value,)
-    return None
+def _by_base_name(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config keyed by parameter: a trial draws at most one variant of each."""
+    return {base_name(key): value for key, value in config.items()}
 
 
 class TrialTable(Callback):
@@ -123,8 +120,8 @@ class TrialTable(Callback):
 
     def _line(self, trial_id: str, row: dict[str, Any]) -> str:
         done = sum(1 for r in self.rows.values() if r.get("status") not in ("RUNNING", "PAUSED"))
-        drawn = {p: _drawn(row["config"], p) for p in self.params}
-        params = " ".join(f"{p}={_fmt(v[0])}" for p, v in drawn.items() if v)
+        config = _by_base_name(row["config"])
+        params = " ".join(f"{p}={_fmt(config.get(p))}" for p in self.params if p in config)
         best = f"{self.metric}={_fmt(self.best[0])} ({self.best[1]})" if self.best else "-"
         return (
             f"[{done}/{self.run_cap}] {trial_id} {row['status']} after {row['evals']} "
@@ -147,10 +144,11 @@ class TrialTable(Callback):
             table.add_column(col, overflow="fold")
         for trial_id, r in self.rows.items():
             marker = " *" if self.best and self.best[1] == trial_id else ""
+            config = _by_base_name(r["config"])
             table.add_row(
                 trial_id + marker,
                 r.get("status", ""),
-                *(_fmt((_drawn(r["config"], p) or ("",))[0]) for p in self.params),
+                *(_fmt(config.get(p, "")) for p in self.params),
                 str(r.get("evals", 0)),
                 _fmt(r.get("last")),
                 _fmt(r.get("best")),

@@ -42,6 +42,11 @@ def space(**entries):
     return compiled
 
 
+def row(trial_id: str, outcome: str, best: str, **params: str) -> dict[str, str]:
+    """One trials.csv row: the trial's outcome, its best evaluation and its parameters."""
+    return {"trial_id": trial_id, "outcome": outcome, "best_eval_accuracy": best, **params}
+
+
 VARIANTS = {
     "strategy": {"values": ["full", "lora"]},
     "learning_rate@full": {"min": 1e-5, "max": 1e-4, "when": {"strategy": "full"}},
@@ -53,14 +58,11 @@ def test_trials_keep_their_state_value_and_evaluations(tmp_path):
     run = write_run(
         tmp_path,
         [
-            {"trial_id": "t1", "outcome": "stopped_early", "best_eval_accuracy": "0.6",
-             "strategy": "lora", "learning_rate@lora": "0.001"},
-            {"trial_id": "t2", "outcome": "completed", "best_eval_accuracy": "0.8",
-             "strategy": "full", "learning_rate@full": "3e-05"},
-            {"trial_id": "t3", "outcome": "errored", "best_eval_accuracy": "",
-             "strategy": "full", "learning_rate@full": "3e-05"},
+            row("t1", "stopped_early", "0.6", strategy="lora", **{"learning_rate@lora": "0.001"}),
+            row("t2", "completed", "0.8", strategy="full", **{"learning_rate@full": "3e-05"}),
+            row("t3", "errored", "", strategy="full", **{"learning_rate@full": "3e-05"}),
         ],
-    )  # fmt: skip
+    )
     pruned, done = earlier_trials(space(**VARIANTS), spec(), run)
     assert pruned.state == State.PRUNED and pruned.intermediate_values == {1: 0.6}
     assert pruned.params == {"strategy": "lora", "learning_rate@lora": 0.001}
@@ -71,14 +73,12 @@ def test_an_earlier_search_without_variants_seeds_one_with_them(tmp_path):
     run = write_run(
         tmp_path,
         [
-            {"trial_id": "t1", "outcome": "completed", "best_eval_accuracy": "0.7",
-             "strategy": "lora", "learning_rate": "0.001"},
-            {"trial_id": "t2", "outcome": "completed", "best_eval_accuracy": "0.8",
-             "strategy": "full", "learning_rate": "3e-05"},
-            {"trial_id": "t3", "outcome": "completed", "best_eval_accuracy": "0.5",
-             "strategy": "full", "learning_rate": "0.001"},  # outside full's new range
+            row("t1", "completed", "0.7", strategy="lora", learning_rate="0.001"),
+            row("t2", "completed", "0.8", strategy="full", learning_rate="3e-05"),
+            # outside full's new range
+            row("t3", "completed", "0.5", strategy="full", learning_rate="0.001"),
         ],
-    )  # fmt: skip
+    )
     lora, full = earlier_trials(space(**VARIANTS), spec(), run)
     assert lora.params == {"strategy": "lora", "learning_rate@lora": 0.001}
     assert full.params == {"strategy": "full", "learning_rate@full": 3e-05}
@@ -88,8 +88,7 @@ def test_an_earlier_search_without_variants_seeds_one_with_them(tmp_path):
     run2.mkdir()
     write_run(
         run2,
-        [{"trial_id": "t1", "outcome": "completed", "best_eval_accuracy": "0.7",
-          "strategy": "lora", "learning_rate@lora": "0.002", "learning_rate@full": ""}],
-    )  # fmt: skip
+        [row("t1", "completed", "0.7", strategy="lora", **{"learning_rate@lora": "0.002"})],
+    )
     (trial,) = earlier_trials(shared, spec(), str(run2))
     assert trial.params == {"strategy": "lora", "learning_rate": 0.002}

@@ -153,10 +153,11 @@ class PromotionASHA(FIFOScheduler):
         """Is the trial among the top floor(n/eta) of the n trials that reached `rung`?"""
         scores = self.guard.scores[rung]
         top = int(len(scores) / self._eta)
-        if top == 0 or trial_id not in scores or self._shortfall(trial_id, rung) > 0:
+        if top == 0 or trial_id not in scores:
             return False
-        # A tie straddling the top (many trials at the majority-class accuracy) is promoted
-        # only if nothing at the rung scored better, as GuardedASHA treats it.
+        # In the top when all its ties fit there too; a tie straddling the top (many trials at
+        # the majority-class accuracy) only if nothing at the rung scored better, as
+        # GuardedASHA treats it.
         mine = scores[trial_id]
         better = sum(1 for s in scores.values() if s > mine)
         tied = sum(1 for s in scores.values() if s == mine)
