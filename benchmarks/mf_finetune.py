@@ -26,10 +26,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "search_spaces" / "quickstart.yaml"
 
+# Stop-type ASHA was hpo's default until the eighth session; promotion is now.
 METHODS = {
-    "TPE+ASHA (plain: no guard)": ["early_terminate.guard=false"],
-    "TPE+promotion ASHA+guard": ["early_terminate.promotion=true"],
-    "TPE+ASHA+guard (default)": [],
+    "TPE+ASHA (plain: no guard)": [
+        "early_terminate.promotion=false",
+        "early_terminate.guard=false",
+    ],
+    "TPE+promotion ASHA+guard (default)": ["early_terminate.promotion=true"],
+    "TPE+stop-type ASHA+guard": ["early_terminate.promotion=false"],
     "TPE+promotion ASHA (no guard)": [
         "early_terminate.promotion=true",
         "early_terminate.guard=false",

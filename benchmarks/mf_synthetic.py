@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hpo.schedulers import GuardedASHA, PromotionASHA
 from hpo.search import OptunaSearcher, make_sampler
 from hpo.space import compile_space
-from hpo.spec import ParamSpec
+from hpo.spec import DEFAULT_MAX_PAUSED, ParamSpec
 from hpo.trial.reporter import FINAL
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -343,11 +343,15 @@ METHODS: dict[str, Any] = {
     "random+FIFO": lambda s, w: (hpo_searcher("random", s, workers=w), fifo()),
     "random+ASHA": lambda s, w: (hpo_searcher("random", s, workers=w), ray_asha()),
     "raw Ray: OptunaSearch TPE+ASHA": lambda s, w: (ray_optuna_search(s), ray_asha()),
-    "hpo TPE+ASHA (no guard)": lambda s, w: (hpo_searcher("tpe", s, workers=w), asha(False)),
-    "hpo TPE+ASHA+guard": lambda s, w: (hpo_searcher("tpe", s, workers=w), asha(True)),
-    "hpo TPE+promotion ASHA+guard": lambda s, w: (
+    "hpo TPE+stop-type ASHA (no guard)": lambda s, w: (
         hpo_searcher("tpe", s, workers=w),
-        promotion(True, w),
+        asha(False),
+    ),
+    # hpo's default until the eighth session (`promotion: false` now)
+    "hpo TPE+stop-type ASHA+guard": lambda s, w: (hpo_searcher("tpe", s, workers=w), asha(True)),
+    "hpo default: TPE+promotion ASHA+guard": lambda s, w: (
+        hpo_searcher("tpe", s, workers=w),
+        promotion(True, w, DEFAULT_MAX_PAUSED),
     ),
 }
 

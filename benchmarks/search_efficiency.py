@@ -3,9 +3,11 @@
 Real pretrained all-MiniLM-L6-v2 (its first `--layers` layers) fine-tuned on real Rotten Tomatoes
 snippets; every search sees the same train/validation split (hpo's data preparation, seeded).
 Methods:
-  a  hpo default: `hpo run` with TPE + ASHA (3 evaluations per trial of --trial-epochs, eta 3)
+  a  hpo default: `hpo run` with TPE + ASHA (3 evaluations per trial of --trial-epochs, eta 3;
+     since the eighth session promotion-type: weak trials paused and promoted, not stopped)
+  s  hpo with TPE + Ray's stop-type ASHA (`promotion: false`; the default until the eighth
+     session, and method `a` in the results written before it; their `p` is today's `a`)
   b  hpo with random search + ASHA (same trials and scheduler as a)
-  p  hpo with TPE + promotion-type ASHA (`promotion: true`: paused and promoted, not stopped)
   c  hpo with random search, no early stopping (every trial trains all its epochs)
   d  the BERT paper's 18-point grid (lr 2e-5/3e-5/5e-5, batch 16/32, 2/3/4 epochs), in a seeded
      random order, no early stopping, cut to the budget (a grid is run in some order)
@@ -14,7 +16,7 @@ Methods:
      the end), n_trials scaled so its expected compute matches the budget
 Budget is counted in epochs of training (one epoch = one pass over the training split); each
 method's best validation accuracy is traced against the epochs it has spent (evaluations in time
-order). Speedup = epochs (c) needs to reach its final best / epochs (a) (or p) needs to reach it.
+order). Speedup = epochs (c) needs to reach its final best / epochs (a) (or s) needs to reach it.
 `--trials N` gives every search N trials instead (run_cap / n_trials: a budget as users state
 it), so the searches' own walls and final bests compare directly. `--space strategy` searches
 the fine-tuning strategy (full, frozen layers, LoRA) in a, b and c with one learning-rate range,
@@ -131,7 +133,7 @@ def bert_grid(seed: int, budget: float) -> tuple[str, int]:
 
 
 def write_spec(folder: str, args: argparse.Namespace, method: str, seed: int) -> str:
-    asha = method in ("a", "b", "p")
+    asha = method in ("a", "b", "s")
     parameters = SPACES[args.space]
     if args.space != "narrow":
         parameters = parameters.format(top=args.layers - 1)
@@ -150,8 +152,8 @@ def write_spec(folder: str, args: argparse.Namespace, method: str, seed: int) ->
             train=args.train,
             eval=args.eval,
             parameters=parameters,
-            method="tpe" if method in ("a", "p") else "random",
-            scheduler=("asha, promotion: true" if method == "p" else "asha") if asha else "none",
+            method="tpe" if method in ("a", "s") else "random",
+            scheduler=("asha, promotion: false" if method == "s" else "asha") if asha else "none",
             run_cap=run_cap,
             seed=seed,
             storage=folder,
@@ -309,7 +311,7 @@ def summarize(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
                     row[f"{m}_{key[:-2]}_at_equal_budget_s"] = round(
                         runs[m][seed][key] * equal / c[-1][0], 1
                     )
-        for m in ("a", "p"):
+        for m in ("a", "s", "p"):  # p: results written before the eighth session
             if m in curves and "c" in curves:
                 target = curves["c"][-1][1]
                 speedup = budget_to_reach(curves["c"], target) / budget_to_reach(curves[m], target)

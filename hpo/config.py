@@ -14,7 +14,7 @@ from hpo.errors import SpecError, did_you_mean
 from hpo.paths import carries_credentials, is_remote_uri, looks_like_path, resolve_path
 from hpo.schema import build, load_yaml, to_plain
 from hpo.space import Space, base_name, compile_space
-from hpo.spec import JobSpec, MetricSpec
+from hpo.spec import DEFAULT_MAX_PAUSED, EarlyTerminateSpec, JobSpec, MetricSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
 
 METHODS = ("tpe", "random", "grid", "cmaes")
@@ -216,6 +216,15 @@ def _check_points(spec: JobSpec, space: Space, problems: list[str]) -> None:
                 problems.append(f"{key}.{name}: {value!r} is outside the parameter's range")
 
 
+def _write_down_promotion(et: EarlyTerminateSpec) -> None:
+    """Resolve promotion's defaults in the spec itself, so the spec as run (`spec.yaml`, `hpo
+    validate`) says which ASHA runs, and a resumed search keeps it whatever a later default."""
+    if et.type == "asha" and et.promotion is None:
+        et.promotion = et.promotes
+    if et.promotes and et.max_paused is None:
+        et.max_paused = DEFAULT_MAX_PAUSED
+
+
 def _check_budget(spec: JobSpec, space: Space, problems: list[str]) -> None:
     if spec.method == "grid":
         open_ended = [p.name for p in space.params if p.grid_values() is None]
@@ -242,10 +251,11 @@ def _check_budget(spec: JobSpec, space: Space, problems: list[str]) -> None:
         problems.append(f"early_terminate.promotion: needs type asha, got {et.type}")
     if et.promotion and (et.s or 1) > 1:
         problems.append("early_terminate.promotion: supports one bracket (s: 1)")
-    if et.max_paused is not None and not et.promotion:
-        problems.append("early_terminate.max_paused: only with promotion: true")
+    if et.max_paused is not None and not et.promotes:
+        problems.append("early_terminate.max_paused: only with promotion (type asha, one bracket)")
     if et.max_paused is not None and et.max_paused < 1:
         problems.append(f"early_terminate.max_paused: must be at least 1, got {et.max_paused}")
+    _write_down_promotion(et)
     if et.guard_min_pairs < 3:
         problems.append(
             f"early_terminate.guard_min_pairs: must be at least 3, got {et.guard_min_pairs}"

@@ -28,6 +28,13 @@ def test_minimal_spec_gets_task_defaults(tmp_path, tiny_bert, sentiment_csv):
     assert spec.primary.name == "eval_accuracy" and spec.primary.goal == "maximize"
     assert spec.method == "tpe" and spec.early_terminate.type == "asha"
     assert spec.run_cap == 10
+    # Promotion-type ASHA, written down: the spec as run says so, and a resume keeps it.
+    assert spec.early_terminate.promotion is True and spec.early_terminate.max_paused == 32
+    brackets = "early_terminate: {type: asha, s: 2}"  # promotion has one bracket: stop-type
+    spec = load_spec(
+        write_spec(tmp_path / "b.yaml", base(tiny_bert, sentiment_csv, tmp_path, brackets))
+    )
+    assert spec.early_terminate.promotion is False and spec.early_terminate.max_paused is None
 
 
 def test_every_problem_is_reported_at_once(tmp_path, tiny_bert, sentiment_csv):

@@ -226,9 +226,9 @@ def _wait_for_evaluations(where, n, proc, timeout=180):
     raise AssertionError("the search made no progress")
 
 
-@pytest.mark.parametrize("stop", ["sigint", "sigkill", "sigint-promotion"])
+@pytest.mark.parametrize("stop", ["sigint", "sigkill", "sigint-stop-type"])
 def test_interrupted_or_killed_driver_resumes(stop, tmp_path, tiny_bert, sentiment_csv):
-    promotion = "early_terminate: {type: asha, min_iter: 1, eta: 2, promotion: true}"
+    stop_type = "early_terminate: {type: asha, min_iter: 1, eta: 2, promotion: false}"
     spec = write_spec(
         tmp_path / "long.yaml",
         tiny_spec(
@@ -238,7 +238,7 @@ def test_interrupted_or_killed_driver_resumes(stop, tmp_path, tiny_bert, sentime
 training: {{num_train_epochs: 4}}
 run_cap: 6
 checkpoints: {{resume_interval_s: 0}}
-{promotion if stop.endswith("promotion") else ""}
+{stop_type if stop == "sigint-stop-type" else ""}
 """,
         ),
     )
@@ -339,11 +339,11 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
     assert isinstance(study.sampler, optuna.samplers.TPESampler)
     assert all(t.state.is_finished() for t in study.trials)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6
-    if stop == "sigint-promotion":
+    if stop == "sigint":  # promotion-type ASHA, the default
         # Trials were waiting paused at the interruption, for the resumed search to take over.
         interrupted = _oldest_pickle(run_dir, "callback-states")[0]["scheduler"]  # hpo.state
         assert interrupted["_paused"], interrupted
-    else:  # (with promotion, a paused trial is told pruned, then recorded again if promoted)
+    if stop == "sigint-stop-type":  # (a paused trial is told pruned, then again if promoted)
         assert len(study.trials) == 6
     # ASHA's rungs still hold the results recorded before the crash.
     scheduler_state = repr(_latest_pickle(run_dir, "callback-states"))

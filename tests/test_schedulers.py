@@ -27,7 +27,14 @@ from hpo.schedulers import (
     ranks,
     spearman,
 )
-from hpo.spec import DataSpec, EarlyTerminateSpec, JobSpec, MetricSpec, ModelSpec
+from hpo.spec import (
+    DEFAULT_MAX_PAUSED,
+    DataSpec,
+    EarlyTerminateSpec,
+    JobSpec,
+    MetricSpec,
+    ModelSpec,
+)
 from hpo.state import SchedulerState
 
 CONTINUE, PAUSE, STOP = TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialScheduler.STOP
@@ -443,9 +450,14 @@ def job(**early_terminate: Any) -> JobSpec:
 
 
 def test_registry_builds_each_scheduler():
-    default = make_scheduler(job(), 9)
-    assert isinstance(default, GuardedASHA) and default.guard.enabled
-    assert default.guard.rungs == [1, 3, 9]
+    default = make_scheduler(job(), 9)  # promotion-type, with the guard and a cap on pauses
+    assert isinstance(default, PromotionASHA) and default.guard.enabled
+    assert default.guard.rungs == [1, 3, 9] and default.max_concurrent == 3
+    assert default.max_paused == DEFAULT_MAX_PAUSED
+    stop_type = make_scheduler(job(promotion=False), 9)
+    assert isinstance(stop_type, GuardedASHA) and stop_type.guard.rungs == [1, 3, 9]
+    brackets = make_scheduler(job(s=2), 9)  # promotion supports one bracket: stop-type
+    assert isinstance(brackets, GuardedASHA)
     off = make_scheduler(job(guard=False, guard_threshold=0.5, guard_min_pairs=7), 9)
     assert not off.guard.enabled and off.guard.min_pairs == 7 and off.guard.threshold == 0.5
     promo = make_scheduler(job(promotion=True, eta=2, min_iter=2, max_paused=4), 8)
@@ -467,10 +479,14 @@ def test_spec_checks_the_new_keys():
         type="hyperband", promotion=True, guard_min_pairs=1, guard_threshold=2.0, max_paused=0
     )
     _check_budget(spec, Space([]), problems)
-    _check_budget(job(max_paused=3), Space([]), problems)
+    _check_budget(job(max_paused=3, promotion=False), Space([]), problems)
+    _check_budget(job(max_paused=3, s=2), Space([]), problems)
+    _check_budget(job(max_paused=3), Space([]), problems)  # the default: fine
+    _check_budget(job(promotion=True, s=2), Space([]), problems)
     text = "\n".join(problems)
     assert "early_terminate.max_paused: must be at least 1, got 0" in text
-    assert "early_terminate.max_paused: only with promotion: true" in text
+    assert text.count("early_terminate.max_paused: only with promotion") == 3
+    assert "early_terminate.promotion: supports one bracket" in text
     assert "early_terminate.promotion: needs type asha" in text
     assert "early_terminate.guard_min_pairs: must be at least 3" in text
     assert "early_terminate.guard_threshold" in text

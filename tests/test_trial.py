@@ -180,10 +180,12 @@ def test_a_resumable_checkpoint_at_least_every_resume_interval(tmp_path, monkeyp
 
 def test_schedulers_that_pause_trials_resume_where_they_may_pause(prepared):
     spec, _ = prepared
-    assert resume_interval(spec) == 300 and pause_points(spec, 1000) == frozenset()
+    stop_type = replace(spec.early_terminate, type="asha", promotion=False)
+    assert resume_interval(spec) == 300
+    assert pause_points(replace(spec, early_terminate=stop_type), 1000) == frozenset()
     hyperband = replace(spec.early_terminate, type="hyperband")
     assert resume_interval(replace(spec, early_terminate=hyperband)) == 0  # any evaluation
-    promotion = replace(spec.early_terminate, type="asha", promotion=True, max_iter=27, eta=3)
+    promotion = replace(spec.early_terminate, type="asha", max_iter=27, eta=3)  # the default
     with_promotion = replace(spec, early_terminate=promotion)
     assert resume_interval(with_promotion) == 300
     assert pause_points(with_promotion, 1000) == {1, 3, 9}  # its rungs below a full trial

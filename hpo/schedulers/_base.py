@@ -66,8 +66,9 @@ SCHEDULERS = ("asha", "hyperband", "none")
 def make_scheduler(spec: JobSpec, max_t: int) -> Any:
     """`early_terminate` -> a Ray Tune scheduler (registry with lazy imports).
 
-    `asha` is Ray's stop-type ASHA with hpo's rung guard (`guard: false` turns it off), or the
-    promotion-type ASHA that pauses and resumes trials (`promotion: true`).
+    `asha` is the promotion-type ASHA that pauses and resumes trials (the default with one
+    bracket), or Ray's stop-type ASHA (`promotion: false`, or several brackets); both with hpo's
+    rung guard (`guard: false` turns it off).
     """
     from ray.tune import schedulers
 
@@ -80,7 +81,7 @@ def make_scheduler(spec: JobSpec, max_t: int) -> Any:
         "guard_threshold": et.guard_threshold,
     }
     grace = min(et.min_iter, max_t)
-    if et.type == "asha" and et.promotion:
+    if et.promotes:
         from hpo.schedulers.promotion import PromotionASHA
 
         return PromotionASHA(
@@ -90,7 +91,7 @@ def make_scheduler(spec: JobSpec, max_t: int) -> Any:
             grace_period=grace,
             reduction_factor=et.eta,
             max_concurrent=spec.max_concurrent,
-            max_paused=et.max_paused,
+            max_paused=et.paused_cap,
             **guard,
         )
     common: dict[str, Any] = {

@@ -124,7 +124,7 @@ def pause_points(spec: JobSpec, n_train: int) -> frozenset[int]:
     Only there must a checkpoint be resumable, not at every evaluation (a full checkpoint with
     the optimizer state is ~3x the weights)."""
     et = spec.early_terminate
-    if not (et.type == "asha" and et.promotion):
+    if not et.promotes:
         return frozenset()
     from hpo.schedulers import evaluations_per_trial, milestones
 
