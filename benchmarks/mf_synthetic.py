@@ -26,9 +26,10 @@ trained configuration minus the optimum), the share of seeds that reach random s
 best (random+FIFO, mean over seeds) within the budget, and the speedup: 810 epochs divided by
 the median epochs needed to reach it (a seed that never reaches it counts as never).
 
-    .venv/bin/python benchmarks/mf_synthetic.py --seeds 10 --out benchmarks/mf_synthetic.json
-    .venv/bin/python benchmarks/mf_synthetic.py --seeds 10 --workers 2 \
-        --out benchmarks/results/mf_synthetic-2workers.json
+    .venv/bin/python benchmarks/mf_synthetic.py --seeds 10 --max-paused 16 \
+        --out benchmarks/results/mf_synthetic-default-promotion-4workers.json
+    .venv/bin/python benchmarks/mf_synthetic.py --seeds 10 --workers 2 --max-paused 16 \
+        --out benchmarks/results/mf_synthetic-default-promotion-2workers.json
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@ worker processes, checkpoint budget) with a cheap function trainable, on a local
 
 Each trial reports `--evals` times and sleeps `--sleep` seconds before each report (its
 "training"); the metric is a smooth function of the sampled hyperparameters, so TPE and ASHA make
-real decisions. The theoretical minimum wall is the sleep the trials actually did (ASHA stops
-most after their first report) divided by the slots; bookkeeping overhead is wall over that
-minimum, minus 1 (Ray Tune's scalability bar: at most 20%). The driver's RSS is sampled every
-0.5 s: the peak, and the RSS at each tenth of the run, show whether it stays flat.
+real decisions. The theoretical minimum wall is the sleep the trials actually did (ASHA pauses
+most after their first report, and stops them at the end unless promoted) divided by the slots;
+bookkeeping overhead is wall over that minimum, minus 1 (Ray Tune's scalability bar: at most
+20%). The driver's RSS is sampled every 0.5 s: the peak, and the RSS at each tenth of the run,
+show whether it stays flat.
 
     .venv/bin/python benchmarks/scale.py --trials 1000 --json benchmarks/results/scale.json
 """
@@ -59,23 +60,35 @@ storage: {storage}
 
 
 def cheap_trial(config: dict[str, Any], evals: int, sleep: float) -> None:
-    """A stand-in for training: `evals` reports, `sleep` seconds before each."""
+    """A stand-in for training: `evals` reports, `sleep` seconds before each. Every report but
+    the last carries a tiny checkpoint, as real trials do where ASHA may pause them: a trial
+    promoted after a pause goes on from there instead of sleeping its reports again."""
+    import json
+
     from ray import tune
 
     from hpo.trial.reporter import FINAL, TRAIN_SECONDS
 
     lr = math.log10(config["learning_rate"])
     base = (lr + 3.3) ** 2 + (config["weight_decay"] - 0.1) ** 2 + config["warmup_steps"]
-    for i in range(1, evals + 1):
+    done = 0
+    if (restored := tune.get_checkpoint()) is not None:
+        with restored.as_directory() as folder:
+            done = json.loads(Path(folder, "step.json").read_text())["step"]
+    for i in range(done + 1, evals + 1):
         time.sleep(sleep)
-        tune.report(
-            {
-                "eval_loss": base + 1.0 / i,
-                TRAIN_SECONDS: sleep * i,
-                "global_step": i,
-                FINAL: int(i == evals),
-            }
-        )
+        metrics = {
+            "eval_loss": base + 1.0 / i,
+            TRAIN_SECONDS: sleep * i,
+            "global_step": i,
+            FINAL: int(i == evals),
+        }
+        if i == evals:
+            tune.report(metrics)
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            Path(folder, "step.json").write_text(json.dumps({"step": i}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

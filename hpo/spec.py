@@ -58,8 +58,9 @@ class EarlyTerminateSpec:
     @property
     def promotes(self) -> bool:
         """Whether ASHA pauses and promotes trials rather than stops them. The default with one
-        bracket: it reached random search's best sooner than stop-type ASHA in every setting
-        measured (benchmarks/BENCHMARKS.md), and ended as good or better."""
+        bracket: it reached random search's best sooner than stop-type ASHA on real fine-tuning
+        and in most synthetic settings, and ended level or better in most
+        (benchmarks/BENCHMARKS.md)."""
         if self.type != "asha":
             return False
         return self.promotion if self.promotion is not None else (self.s or 1) == 1
