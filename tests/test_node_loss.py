@@ -64,6 +64,13 @@ def _reports(run_dir):
     return out
 
 
+# Long enough that the worker's trial is still training when the node is killed. The test sees
+# reports only once the driver has written them, several evaluations late (on a quiet machine
+# the kill landed at the worker trial's 9th evaluation of ~0.45 s each): with 10 epochs, on a
+# loaded machine, the trial once finished before the kill and nothing moved.
+EPOCHS = 40
+
+
 def test_trials_of_a_lost_node_finish_on_the_other(two_nodes, tmp_path, tiny_bert, sentiment_csv):
     spec = write_spec(
         tmp_path / "nodes.yaml",
@@ -74,7 +81,7 @@ metric: {{name: eval_loss}}
 method: random
 parameters:
   learning_rate: {{distribution: log_uniform_values, min: 1.0e-4, max: 3.0e-3}}
-training: {{num_train_epochs: 10, per_device_train_batch_size: 8}}
+training: {{num_train_epochs: {EPOCHS}, per_device_train_batch_size: 8}}
 early_terminate: {{type: none}}
 run_cap: 2
 retries: 3
@@ -128,6 +135,6 @@ tracking: {{wandb: {{mode: disabled}}}}
         nodes = [r["hpo_node"] for r in rows_of_trial]
         steps = [r["global_step"] for r in rows_of_trial]
         assert steps == sorted(steps) and len(set(steps)) == len(steps), steps
-        assert steps[-1] == 10 * steps[0]
+        assert steps[-1] == EPOCHS * steps[0]
         moved += len(set(nodes)) > 1
     assert moved == 1, "the lost node's trial finished on the head, from its checkpoint"
