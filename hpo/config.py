@@ -14,7 +14,7 @@ from hpo.errors import SpecError, did_you_mean
 from hpo.paths import carries_credentials, is_remote_uri, looks_like_path, resolve_path
 from hpo.schema import build, load_yaml, to_plain
 from hpo.space import Space, base_name, compile_space
-from hpo.spec import DEFAULT_MAX_PAUSED, EarlyTerminateSpec, JobSpec, MetricSpec
+from hpo.spec import EarlyTerminateSpec, JobSpec, MetricSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
 
 METHODS = ("tpe", "random", "grid", "cmaes")
@@ -219,10 +219,10 @@ def _check_points(spec: JobSpec, space: Space, problems: list[str]) -> None:
 def _write_down_promotion(et: EarlyTerminateSpec) -> None:
     """Resolve promotion's defaults in the spec itself, so the spec as run (`spec.yaml`, `hpo
     validate`) says which ASHA runs, and a resumed search keeps it whatever a later default."""
-    if et.type == "asha" and et.promotion is None:
+    if et.type == "asha":
         et.promotion = et.promotes
-    if et.promotes and et.max_paused is None:
-        et.max_paused = DEFAULT_MAX_PAUSED
+    if et.promotes:
+        et.max_paused = et.paused_cap
 
 
 def _check_budget(spec: JobSpec, space: Space, problems: list[str]) -> None:
