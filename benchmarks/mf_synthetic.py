@@ -354,6 +354,21 @@ METHODS: dict[str, Any] = {
         hpo_searcher("tpe", s, workers=w),
         promotion(True, w, DEFAULT_MAX_PAUSED),
     ),
+    # Which part of the default costs reach when early rungs mislead: the searcher or the
+    # scheduler? The same schedulers under random search, and the default without its guard.
+    "hpo TPE+promotion ASHA (no guard)": lambda s, w: (
+        hpo_searcher("tpe", s, workers=w),
+        promotion(False, w, DEFAULT_MAX_PAUSED),
+    ),
+    "random+promotion ASHA+guard": lambda s, w: (
+        hpo_searcher("random", s, workers=w),
+        promotion(True, w, DEFAULT_MAX_PAUSED),
+    ),
+    "random+promotion ASHA (no guard)": lambda s, w: (
+        hpo_searcher("random", s, workers=w),
+        promotion(False, w, DEFAULT_MAX_PAUSED),
+    ),
+    "random+stop-type ASHA+guard": lambda s, w: (hpo_searcher("random", s, workers=w), asha(True)),
 }
 
 

@@ -109,3 +109,8 @@ class CheckpointBudget(Callback):
         self.finished = state["finished"]
         self._count = state["count"]
         self._publish(self.bar())  # the cluster may be a new one
+
+    def use_bar_key(self, key: str) -> None:
+        """Publish the bar under `key` from now on (`hpo resume` of a moved run directory)."""
+        self.bar_key = key
+        self._publish(self.bar())

@@ -83,6 +83,15 @@ def _sources(spec: Any) -> str:
     return ", ".join(f"`{f}`" for f in files)
 
 
+def _software_line(run_dir: str) -> list[str]:
+    """The versions the search started with (environment.yaml; none for older runs)."""
+    from hpo.environment import read
+
+    versions = (read(run_dir) or {}).get("versions") or {}
+    shown = [f"{k} {v}" for k, v in versions.items() if k != "platform" and v != "absent"]
+    return [f"- Software: {', '.join(shown)}"] if shown else []
+
+
 def _table(rows: dict[str, Any]) -> list[str]:
     lines = ["| | |", "|---|---|"]
     lines += [f"| `{k}` | {v} |" for k, v in rows.items()]
@@ -129,6 +138,7 @@ def render_card(run: RunData) -> str:
         f"- Compute spent: {compute_spent(run)}; the search took "
         f"{run.wall_seconds():.0f} s of wall time",
         f"- Exported: {best_run(best)}",
+        *_software_line(run.run_dir),
         "",
         "## Use",
         "```python",

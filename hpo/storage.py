@@ -21,6 +21,7 @@ from hpo.paths import carries_credentials, is_remote_uri
 OWN_FILES = (
     "spec.yaml",
     "data.yaml",
+    "environment.yaml",
     "trials.csv",
     "evaluations.csv",
     "best.yaml",
@@ -104,9 +105,10 @@ class RunLocation:
             )
 
     def fetch_own_files(self) -> None:
-        """Start a clean local mirror with hpo's files from the bucket (spec, data report)."""
+        """Start a clean local mirror with hpo's files from the bucket (spec, data report,
+        the versions the search ran with)."""
         if self.remote:
-            self.download(self.local, ("spec.yaml", "data.yaml"), fresh=True)
+            self.download(self.local, ("spec.yaml", "data.yaml", "environment.yaml"), fresh=True)
 
     def download(self, dest: str, names: Iterable[str], fresh: bool = False) -> None:
         """Copy those of hpo's files and folders `names` that the bucket run has into `dest`

@@ -101,8 +101,14 @@ class WandbTrialRuns(Callback):
             dir=self._dir,
             mode=self._mode,
             reinit="create_new",
+            # Not every installed package per trial: W&B lists them at each init (~0.1 s of
+            # the driver's loop); the run directory's environment.yaml records them once.
             settings=wandb.Settings(
-                console="off", silent=True, x_disable_stats=True, save_code=False
+                console="off",
+                silent=True,
+                x_disable_stats=True,
+                save_code=False,
+                x_save_requirements=False,
             ),
         )
 

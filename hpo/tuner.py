@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpo import environment
 from hpo.cluster import check_storage_shared
 from hpo.config import dump_spec
 from hpo.data import PreparedData, prepare
@@ -295,6 +296,7 @@ def run_search(
         shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
     Path(run_dir, SPEC_FILE).write_text(dump_spec(spec))
+    environment.record_start(run_dir)
     write_data_report(run_dir, data)
     location.push()
     callbacks = make_callbacks(spec, name, run_dir, show_table)
@@ -316,26 +318,35 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     spec = read_run_spec(location.local)
     if not tune.Tuner.can_restore(location.path):
         raise SpecError([f"{location.path}: no saved search state to resume from"])
+    environment.warn_if_changed(environment.record_resume(location.local))
+    location.push()  # a bucket run's record now, before the pull below brings the old one back
     data = prepare(spec)
     init_ray(spec, address)
     tuner = tune.Tuner.restore(
         location.path, trainable=make_trainable(spec, data, location.path), resume_unfinished=True
     )
-    relocate_callbacks(tuner, location.local)
+    relocate_callbacks(tuner, location.local, location.path)
     grid = fit(tuner)
     location.pull()  # pull and the push in finish touch only a bucket run
     return finish(spec, data, grid, location.local, location)
 
 
-def relocate_callbacks(tuner: Any, run_dir: str) -> None:
-    """Point the restored callbacks at this machine's run directory. Tune unpickles them from
-    the search's first start, local paths included. Reached through Tune's private run config;
-    if Ray moves it, the callbacks keep their old paths, as before."""
+def relocate_callbacks(tuner: Any, run_dir: str, experiment_path: str) -> None:
+    """Point the restored callbacks at this machine's run directory, and the checkpoint budget
+    at the bar the resumed trials read (keyed by the experiment path, which changes when a
+    local run directory was moved). Tune unpickles callbacks from the search's first start,
+    paths included. Reached through Tune's private run config; if Ray moves it, the callbacks
+    keep their old paths, as before."""
+    from hpo.checkpoint_bar import bar_key
+    from hpo.checkpoints import CheckpointBudget
+
     internal = getattr(tuner, "_local_tuner", None)
     run_config = internal.get_run_config() if internal is not None else None
     for callback in getattr(run_config, "callbacks", None) or []:
         if hasattr(callback, "relocate"):
             callback.relocate(run_dir)
+        if isinstance(callback, CheckpointBudget):
+            callback.use_bar_key(bar_key(experiment_path))
 
 
 def fit(tuner: Any) -> Any:

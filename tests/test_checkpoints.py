@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from hpo import checkpoint_bar
-from hpo.checkpoints import CheckpointBudget
+from hpo.checkpoints import CheckpointBudget, _Saved
 from hpo.trial.reporter import TuneReporter
 
 
@@ -56,6 +56,25 @@ def test_a_budget_pickled_before_the_bar_resumes(monkeypatch):
     del old.__dict__["bar_key"]  # as unpickled from an experiment an older hpo saved
     old.set_state({"saved": [], "finished": set(), "count": 0})
     assert published == [], "no key: nothing to publish, and no error"
+
+
+def test_a_resumed_budget_publishes_its_bar_under_the_moved_run_directory(monkeypatch, tmp_path):
+    from hpo.tuner import relocate_callbacks
+
+    published: list[tuple[str, float | None]] = []
+    monkeypatch.setattr(checkpoint_bar, "publish", lambda *key_score: published.append(key_score))
+    old_key = checkpoint_bar.bar_key(str(tmp_path / "first" / "search"))
+    budget = CheckpointBudget("eval_loss", "minimize", keep=1, bar_key=old_key)
+    saved = [_Saved("a", "a1", -0.5, 1)]
+    budget.set_state({"saved": saved, "finished": set(), "count": 1})
+    assert published[-1] == (old_key, -0.5), "restored: the bar is published at once"
+
+    moved = str(tmp_path / "moved" / "search")
+    config = SimpleNamespace(callbacks=[budget])
+    tuner = SimpleNamespace(_local_tuner=SimpleNamespace(get_run_config=lambda: config))
+    relocate_callbacks(tuner, moved, moved)
+    assert published[-1] == (checkpoint_bar.bar_key(moved), -0.5)
+    assert budget.bar_key == checkpoint_bar.bar_key(moved) != old_key
 
 
 def test_trials_read_the_bar_the_driver_publishes(local_ray):

@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+import ray
 from conftest import read_csv, read_yaml, write_spec
 from wandb_offline import read_runs
 
@@ -59,8 +60,10 @@ tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
 
 
 def test_run_directory_contract(finished_run):
-    for name in ("spec.yaml", "trials.csv", "best.yaml", "best_model"):
+    for name in ("spec.yaml", "environment.yaml", "trials.csv", "best.yaml", "best_model"):
         assert os.path.exists(os.path.join(finished_run, name)), name
+    versions = read_yaml(os.path.join(finished_run, "environment.yaml"))["versions"]
+    assert versions["ray"] == ray.__version__ and versions["hpo"]
     spec = read_yaml(os.path.join(finished_run, "spec.yaml"))
     assert spec["run_cap"] == 6 and spec["metric"]["goal"] == "minimize"
 
@@ -94,6 +97,8 @@ def test_finished_trials_keep_tune_statistics_only_for_the_metric(finished_run):
         trial_data = json.load(f)["trial_data"]
     kept = [set(json.loads(metadata)["metric_analysis"]) for _, metadata in trial_data]
     assert len(kept) == 6
+    # Saved as stopped, trials paused at the end too (Tune does not rewrite those by itself).
+    assert [json.loads(state)["status"] for state, _ in trial_data] == ["TERMINATED"] * 6
     assert all(keys == {"eval_loss", "training_iteration"} for keys in kept), kept
 
 
@@ -141,6 +146,8 @@ def test_wandb_has_one_offline_run_per_trial(finished_run):
         expected = "stopped_early" if trial["stopped_early"] == "True" else "completed"
         assert run.summary["outcome"] == expected
         assert run.summary["best_eval_loss"] == pytest.approx(float(trial["best_eval_loss"]))
+    # The installed packages are recorded once, in environment.yaml, not once per trial.
+    assert not glob.glob(os.path.join(finished_run, "wandb", "*", "files", "requirements.txt"))
 
 
 def test_export_command_rewrites_the_model_folder(finished_run, tmp_path):

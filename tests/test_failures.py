@@ -17,7 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import as_if_from_a_terminal, hpo_command, read_csv, write_spec
+from conftest import as_if_from_a_terminal, hpo_command, read_csv, read_yaml, write_spec
 from wandb_offline import read_runs
 
 from hpo.cli import main
@@ -312,6 +312,9 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
     resumed = _hpo("resume", run_dir, env_extra=env)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
+    record = read_yaml(os.path.join(run_dir, "environment.yaml"))
+    assert [r["versions"] for r in record["resumes"]] == [record["versions"]]
+    assert "other versions" not in err
     rows = read_csv(os.path.join(run_dir, "trials.csv"))
     assert len(rows) == 6, "exactly run_cap trials"
     configs = {(r["learning_rate"], r["per_device_train_batch_size"]) for r in rows}

@@ -4,6 +4,7 @@ Chromium, and W&B's offline files carry the fields its comparison panels need.""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -214,6 +215,9 @@ def test_model_card_says_how_the_model_was_found(search, tmp_path):
     assert best["data"]["fingerprint"] == fingerprint and fingerprint in card
     assert "sequence-classification" in card and "tpe" in card and "asha" in card
     assert "Trials: 6" in card and "trial-seconds" in card
+    software = next(line for line in card.splitlines() if line.startswith("- Software: "))
+    for name in ("hpo", "transformers", "ray"):
+        assert f"{name} {importlib.metadata.version(name)}" in software, name
     for name in best["hyperparameters"]:
         assert f"`{name}`" in card
     assert f"{best['value']:.4g}" in card

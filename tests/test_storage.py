@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import as_if_from_a_terminal, hpo_command, write_spec
 from wandb_offline import read_runs
 
@@ -205,6 +206,10 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
     assert resumed.stdout.strip() == uri
     names = _bucket_names(fs, "hpo-bucket/runs/paused")
     assert {"trials.csv", "best.yaml", "best_model/config.json"} <= names
+    # The versions the search started with came down with its spec; the resume's went back up.
+    with fs.open_input_stream("hpo-bucket/runs/paused/environment.yaml") as f:
+        record = yaml.safe_load(f.read().decode())
+    assert record["versions"]["ray"] and len(record["resumes"]) == 1
     with fs.open_input_stream("hpo-bucket/runs/paused/trials.csv") as f:
         rows = list(csv.DictReader(io.StringIO(f.read().decode())))
     assert len(rows) == 3 and all(r["outcome"] == "completed" for r in rows), rows

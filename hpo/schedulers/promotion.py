@@ -190,7 +190,7 @@ class PromotionASHA(FIFOScheduler):
         self.num_dropped += 1
         for trial in tune_controller.get_trials():
             if trial.trial_id == weakest:
-                tune_controller.stop_trial(trial)  # Tune tells the searcher: pruned
+                _stop_paused(tune_controller, trial)  # Tune tells the searcher: pruned
         return True
 
     def _free_slots(self, tune_controller: Any) -> float:
@@ -229,7 +229,7 @@ class PromotionASHA(FIFOScheduler):
     def _stop_leftovers(self, tune_controller: Any, trials: list[Trial]) -> None:
         for trial in trials:
             if trial.trial_id in self._paused and trial.status == Trial.PAUSED:
-                tune_controller.stop_trial(trial)
+                _stop_paused(tune_controller, trial)
 
     def _forget(self, trial_id: str) -> None:
         self._running.discard(trial_id)
@@ -243,6 +243,20 @@ class PromotionASHA(FIFOScheduler):
             f"resumed {self.num_promoted_from_pause}, dropped {self.num_dropped}; "
             + "; ".join(self.guard.summary())
         )
+
+
+def _stop_paused(tune_controller: Any, trial: Trial) -> None:
+    """Stop a paused trial, and have Tune save it as stopped.
+
+    Tune rewrites a trial in its saved experiment state only when the trial is marked for it,
+    and stopping a trial without an actor (a paused one) does not mark it (Ray 2.60): the saved
+    state would keep it PAUSED for ever, and `hpo resume` of the finished search would train it
+    again. Marked through the controller behind the scheduler's restricted view."""
+    tune_controller.stop_trial(trial)
+    controller = getattr(tune_controller, "_tune_controller", tune_controller)
+    mark = getattr(controller, "_mark_trial_to_checkpoint", None)
+    if mark is not None:
+        mark(trial)
 
 
 def _searcher_call(tune_controller: Any, method: str, trial_id: str, *args: Any) -> None:

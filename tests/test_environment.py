@@ -1,0 +1,56 @@
+"""environment.yaml: the versions a search started with, and what `hpo resume` ran on."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+
+import yaml
+
+from hpo import environment
+
+
+def _read(run_dir) -> dict:
+    with open(os.path.join(run_dir, environment.ENV_FILE)) as f:
+        return yaml.safe_load(f)
+
+
+def test_a_new_search_records_its_versions(tmp_path):
+    environment.record_start(str(tmp_path))
+    versions = _read(tmp_path)["versions"]
+    assert versions["python"] == platform.python_version()
+    for name in ("hpo", "ray", "transformers", "optuna"):
+        assert versions[name] == importlib.metadata.version(name), name
+    assert list(versions)[2:] == list(environment.PACKAGES), "every package, in a fixed order"
+
+
+def test_a_resume_on_other_versions_says_which_changed_and_is_appended(tmp_path, capsys):
+    environment.record_start(str(tmp_path))
+    document = _read(tmp_path)
+    started = dict(document["versions"])
+    document["versions"]["transformers"] = "4.0.0"
+    document["versions"]["platform"] = "another machine"  # not a version: never reported
+    (tmp_path / environment.ENV_FILE).write_text(yaml.safe_dump(document))
+
+    changed = environment.record_resume(str(tmp_path))
+    assert changed == [f"transformers 4.0.0 -> {started['transformers']}"]
+    environment.warn_if_changed(changed)
+    assert "transformers 4.0.0 -> " in capsys.readouterr().err
+
+    after = _read(tmp_path)
+    assert after["versions"]["transformers"] == "4.0.0", "what the search started with stays"
+    assert [r["versions"] for r in after["resumes"]] == [environment.current()]
+    assert environment.record_resume(str(tmp_path)) == changed
+    assert len(_read(tmp_path)["resumes"]) == 2
+
+
+def test_a_resume_on_the_same_versions_is_silent(tmp_path, capsys):
+    environment.record_start(str(tmp_path))
+    environment.warn_if_changed(environment.record_resume(str(tmp_path)))
+    assert capsys.readouterr().err == ""
+
+
+def test_a_run_made_before_the_record_resumes_without_one(tmp_path):
+    assert environment.record_resume(str(tmp_path)) == []
+    assert not (tmp_path / environment.ENV_FILE).exists(), "nothing invented after the fact"
