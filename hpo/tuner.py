@@ -22,6 +22,7 @@ from hpo.config import dump_spec
 from hpo.data import PreparedData, prepare
 from hpo.errors import SpecError
 from hpo.paths import is_remote_uri
+from hpo.relocate import follow_moved_run, relocate_callbacks
 from hpo.results import Best, collect, write_results
 from hpo.runinfo import SPEC_FILE
 from hpo.spec import JobSpec
@@ -322,6 +323,8 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     location.push()  # a bucket run's record now, before the pull below brings the old one back
     data = prepare(spec)
     init_ray(spec, address)
+    if not location.remote:
+        follow_moved_run(location.local)
     tuner = tune.Tuner.restore(
         location.path, trainable=make_trainable(spec, data, location.path), resume_unfinished=True
     )
@@ -329,24 +332,6 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     grid = fit(tuner)
     location.pull()  # pull and the push in finish touch only a bucket run
     return finish(spec, data, grid, location.local, location)
-
-
-def relocate_callbacks(tuner: Any, run_dir: str, experiment_path: str) -> None:
-    """Point the restored callbacks at this machine's run directory, and the checkpoint budget
-    at the bar the resumed trials read (keyed by the experiment path, which changes when a
-    local run directory was moved). Tune unpickles callbacks from the search's first start,
-    paths included. Reached through Tune's private run config; if Ray moves it, the callbacks
-    keep their old paths, as before."""
-    from hpo.checkpoint_bar import bar_key
-    from hpo.checkpoints import CheckpointBudget
-
-    internal = getattr(tuner, "_local_tuner", None)
-    run_config = internal.get_run_config() if internal is not None else None
-    for callback in getattr(run_config, "callbacks", None) or []:
-        if hasattr(callback, "relocate"):
-            callback.relocate(run_dir)
-        if isinstance(callback, CheckpointBudget):
-            callback.use_bar_key(bar_key(experiment_path))
 
 
 def fit(tuner: Any) -> Any:

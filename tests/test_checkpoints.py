@@ -59,7 +59,7 @@ def test_a_budget_pickled_before_the_bar_resumes(monkeypatch):
 
 
 def test_a_resumed_budget_publishes_its_bar_under_the_moved_run_directory(monkeypatch, tmp_path):
-    from hpo.tuner import relocate_callbacks
+    from hpo.relocate import relocate_callbacks
 
     published: list[tuple[str, float | None]] = []
     monkeypatch.setattr(checkpoint_bar, "publish", lambda *key_score: published.append(key_score))

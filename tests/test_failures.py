@@ -226,7 +226,7 @@ def _wait_for_evaluations(where, n, proc, timeout=180):
     raise AssertionError("the search made no progress")
 
 
-@pytest.mark.parametrize("stop", ["sigint", "sigkill", "sigint-stop-type"])
+@pytest.mark.parametrize("stop", ["sigint", "sigkill", "sigint-stop-type", "sigint-moved"])
 def test_interrupted_or_killed_driver_resumes(stop, tmp_path, tiny_bert, sentiment_csv):
     stop_type = "early_terminate: {type: asha, min_iter: 1, eta: 2, promotion: false}"
     spec = write_spec(
@@ -308,6 +308,10 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
         assert proc.returncode == 130, err
         assert f"hpo resume {run_dir}" in err
     before = {r["trial_id"]: r for r in _progress(run_dir)}
+    if stop == "sigint-moved":  # resumed from where the user moved it (another disk, say)
+        moved = f"{run_dir}-moved"
+        os.rename(run_dir, moved)
+        run_dir = moved
 
     resumed = _hpo("resume", run_dir, env_extra=env)
     _, err = resumed.communicate(timeout=300)
@@ -342,7 +346,7 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
     assert isinstance(study.sampler, optuna.samplers.TPESampler)
     assert all(t.state.is_finished() for t in study.trials)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6
-    if stop == "sigint":  # promotion-type ASHA, the default
+    if stop in ("sigint", "sigint-moved"):  # promotion-type ASHA, the default
         # Trials were waiting paused at the interruption, for the resumed search to take over.
         interrupted = _oldest_pickle(run_dir, "callback-states")[0]["scheduler"]  # hpo.state
         assert interrupted["_paused"], interrupted

@@ -61,7 +61,7 @@ class SchedulerNotes(Callback):
                     callback.notes = notes  # the same list: the table sees new notes live
 
     def relocate(self, run_dir: str) -> None:
-        """Write the notes under `run_dir` (`hpo resume`: see hpo.tuner.relocate_callbacks)."""
+        """Write the notes under `run_dir` (`hpo resume`: see hpo.relocate)."""
         self.run_dir = run_dir
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
