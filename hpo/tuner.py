@@ -319,10 +319,10 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     spec = read_run_spec(location.local)
     if not tune.Tuner.can_restore(location.path):
         raise SpecError([f"{location.path}: no saved search state to resume from"])
-    environment.warn_if_changed(environment.record_resume(location.local))
-    location.push()  # a bucket run's record now, before the pull below brings the old one back
     data = prepare(spec)
     init_ray(spec, address)
+    environment.warn_if_changed(environment.record_resume(location.local))
+    location.push()  # a bucket run's record now, before the pull below brings the old one back
     if not location.remote:
         follow_moved_run(location.local)
     tuner = tune.Tuner.restore(
