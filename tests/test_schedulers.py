@@ -101,6 +101,13 @@ class FakeController:
         scheduler.on_trial_add(self, trial)
         return trial
 
+    def add_finished(self, scheduler: Any, trial_id: str) -> FakeTrial:
+        """As Tune re-adds a finished trial on resume: TERMINATED."""
+        trial = FakeTrial(trial_id, status="TERMINATED")
+        self.trials.append(trial)
+        scheduler.on_trial_add(self, trial)
+        return trial
+
     def stop_trial(self, trial: FakeTrial) -> None:
         self.scheduler.on_trial_remove(self, trial)
         self.search_alg.searcher.on_trial_complete(trial.trial_id)
@@ -367,6 +374,43 @@ def test_paused_trials_wait_again_after_a_resume():
     assert report(resumed, ctrl, c, 1, 0.1) == PAUSE  # the third arrival promotes a
     assert resumed.choose_trial_to_run(ctrl) is a2
     assert ctrl.search_alg.searcher.unpaused == ["a"]
+
+
+def test_after_a_resume_finished_trials_hold_no_slot():
+    scheduler = promotion(max_concurrent=2)
+    ctrl = FakeController(scheduler)
+    a = ctrl.add(scheduler, "a")
+    assert report(scheduler, ctrl, a, 1, 0.9) == PAUSE
+    c = ctrl.add(scheduler, "c")
+    assert report(scheduler, ctrl, c, 1, 0.3) == PAUSE
+    for name in ("done1", "done2"):
+        scheduler.on_trial_complete(ctrl, ctrl.add(scheduler, name), {})
+    saved = pickle.loads(pickle.dumps(SchedulerState(scheduler).get_state()))
+
+    resumed = promotion(max_concurrent=2)
+    SchedulerState(resumed).set_state(saved)
+    ctrl = FakeController(resumed)
+    for name in ("done1", "done2"):  # Tune re-adds the finished trials too
+        assert ctrl.add_finished(resumed, name).status == "TERMINATED"
+    a2, c2 = ctrl.add_pending(resumed, "a"), ctrl.add_pending(resumed, "c")
+    assert a2.status == c2.status == "PAUSED"
+    b = ctrl.add(resumed, "b")
+    # Three at rung 1: a is the top third. Both slots are free (before the fix, the two
+    # finished trials held them, and no paused trial was ever promoted after a resume).
+    assert report(resumed, ctrl, b, 1, 0.2) == PAUSE
+    assert resumed.choose_trial_to_run(ctrl) is a2
+
+
+def test_a_trial_retried_after_a_failure_runs_again():
+    scheduler = promotion(max_concurrent=1)
+    ctrl = FakeController(scheduler)
+    a = ctrl.add(scheduler, "a")
+    assert report(scheduler, ctrl, a, 1, 0.9) == PAUSE
+    b = ctrl.add(scheduler, "b")
+    scheduler.on_trial_error(ctrl, b)  # Tune's retry: on_trial_error, then re-added PENDING
+    b.status = "PENDING"
+    scheduler.on_trial_add(ctrl, b)
+    assert b.status == "PENDING" and scheduler.choose_trial_to_run(ctrl) is b
 
 
 def test_leftover_paused_trials_are_stopped_when_nothing_else_can_run():

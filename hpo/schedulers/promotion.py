@@ -87,13 +87,16 @@ class PromotionASHA(FIFOScheduler):
 
     # -- Tune events ---------------------------------------------------------------------------
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        # `hpo resume` adds every trial of the saved search again. Tune files each under the
+        # status it has once this returns.
+        if trial.status in (Trial.TERMINATED, Trial.ERROR):
+            return  # a finished trial takes no slot (else no paused trial is promoted again)
         if trial.trial_id in self._paused:
-            # `hpo resume`: Tune requeues every unfinished trial as PENDING and would start it
-            # at once. A trial paused here before the interruption waits for its promotion
-            # again (Tune files the trial under the status it has once this returns).
+            # Tune requeues every unfinished trial as PENDING and would start it at once; one
+            # paused here before the interruption waits for its promotion again.
             trial.set_status(Trial.PAUSED)
             return
-        self._running.add(trial.trial_id)
+        self._running.add(trial.trial_id)  # new, resumed, or retried after a failure
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         t, value = result.get(self._time_attr), result.get(self._metric)
