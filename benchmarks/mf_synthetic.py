@@ -339,6 +339,11 @@ def promotion(guard: bool, workers: int, max_paused: int | None = None) -> Promo
     )
 
 
+def with_promotion(method: str, guard: bool, cap: int | None = DEFAULT_MAX_PAUSED) -> Any:
+    """(seed, workers) -> hpo's searcher for `method` and promotion-type ASHA."""
+    return lambda s, w: (hpo_searcher(method, s, workers=w), promotion(guard, w, cap))
+
+
 # name -> (seed, workers) -> (searcher, scheduler)
 METHODS: dict[str, Any] = {
     "random+FIFO": lambda s, w: (hpo_searcher("random", s, workers=w), fifo()),
@@ -350,24 +355,12 @@ METHODS: dict[str, Any] = {
     ),
     # hpo's default until the eighth session (`promotion: false` now)
     "hpo TPE+stop-type ASHA+guard": lambda s, w: (hpo_searcher("tpe", s, workers=w), asha(True)),
-    "hpo default: TPE+promotion ASHA+guard": lambda s, w: (
-        hpo_searcher("tpe", s, workers=w),
-        promotion(True, w, DEFAULT_MAX_PAUSED),
-    ),
+    "hpo default: TPE+promotion ASHA+guard": with_promotion("tpe", guard=True),
     # Which part of the default costs reach when early rungs mislead: the searcher or the
     # scheduler? The same schedulers under random search, and the default without its guard.
-    "hpo TPE+promotion ASHA (no guard)": lambda s, w: (
-        hpo_searcher("tpe", s, workers=w),
-        promotion(False, w, DEFAULT_MAX_PAUSED),
-    ),
-    "random+promotion ASHA+guard": lambda s, w: (
-        hpo_searcher("random", s, workers=w),
-        promotion(True, w, DEFAULT_MAX_PAUSED),
-    ),
-    "random+promotion ASHA (no guard)": lambda s, w: (
-        hpo_searcher("random", s, workers=w),
-        promotion(False, w, DEFAULT_MAX_PAUSED),
-    ),
+    "hpo TPE+promotion ASHA (no guard)": with_promotion("tpe", guard=False),
+    "random+promotion ASHA+guard": with_promotion("random", guard=True),
+    "random+promotion ASHA (no guard)": with_promotion("random", guard=False),
     "random+stop-type ASHA+guard": lambda s, w: (hpo_searcher("random", s, workers=w), asha(True)),
 }
 
@@ -448,10 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for cap in args.max_paused:
         name = f"hpo TPE+promotion ASHA+guard, max_paused {cap}"
-        METHODS[name] = lambda s, w, cap=cap: (
-            hpo_searcher("tpe", s, workers=w),
-            promotion(True, w, cap),
-        )
+        METHODS[name] = with_promotion("tpe", guard=True, cap=cap)
         args.methods.append(name)
     if "random+FIFO" not in args.methods:
         args.methods.insert(0, "random+FIFO")  # the target every method is measured against
