@@ -71,11 +71,16 @@ def record_resume(run_dir: str) -> list[str]:
 
 
 def read(run_dir: str) -> dict[str, Any] | None:
+    """The record, or None where there is none to trust (absent, or edited into bad YAML): it
+    informs, so it never stops a resume or a model card."""
     path = os.path.join(run_dir, ENV_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        document = yaml.safe_load(f)
+    try:
+        with open(path) as f:
+            document = yaml.safe_load(f)
+    except yaml.YAMLError:
+        return None
     return document if isinstance(document, dict) else None
 
 

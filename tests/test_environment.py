@@ -54,3 +54,11 @@ def test_a_resume_on_the_same_versions_is_silent(tmp_path, capsys):
 def test_a_run_made_before_the_record_resumes_without_one(tmp_path):
     assert environment.record_resume(str(tmp_path)) == []
     assert not (tmp_path / environment.ENV_FILE).exists(), "nothing invented after the fact"
+
+
+def test_an_unreadable_record_is_left_as_it_is(tmp_path):
+    path = tmp_path / environment.ENV_FILE
+    path.write_text("versions: [unclosed\n")
+    assert environment.record_resume(str(tmp_path)) == []
+    assert path.read_text() == "versions: [unclosed\n", "nothing rewritten over it"
+    assert environment.read(str(tmp_path)) is None
