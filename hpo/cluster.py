@@ -1,16 +1,97 @@
-"""What a search needs from a multi-node Ray cluster: storage that every node reaches."""
+"""What a search needs from a multi-node Ray cluster: a node that can hold a trial (now, or
+once the autoscaler adds it), and storage that every node reaches."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hpo.errors import SpecError
 from hpo.paths import is_remote_uri
+from hpo.spec import JobSpec
 
 PROBE_TIMEOUT_S = 120
+
+
+def check_cluster_fits(spec: JobSpec) -> None:
+    """A trial no node can ever hold would stay pending forever: refuse it now, naming the key.
+
+    An alive node that holds it settles it. Otherwise the nodes an autoscaler can add count too:
+    the node types Ray records from the autoscaler's config when it has them, or, where it has
+    none, the user's word (`resources.autoscale`) that the cluster grows on demand.
+    """
+    import ray
+
+    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    alive = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(_holds(res, need) for res in alive):
+        return
+    asks = f"a trial asks for cpu={spec.resources.cpu:g}, gpu={spec.resources.gpu:g}"
+    node_types = autoscaler_node_types()
+    if node_types:
+        fitting = sorted(name for name, res in node_types.items() if _holds(res, need))
+        if fitting:
+            _note(
+                f"no alive node holds a trial yet ({asks}); trials wait for the autoscaler "
+                f"to add a node of type {', '.join(fitting)}"
+            )
+            return
+        biggest = _largest(list(node_types.values()))
+        raise SpecError(
+            [
+                f"resources: {asks} but the largest node type the autoscaler can add has "
+                f"{_describe(biggest)} (and no alive node holds it)"
+            ]
+        )
+    if spec.resources.autoscale:
+        _note(
+            f"no alive node holds a trial yet ({asks}); trials wait until the autoscaler "
+            "adds one (resources.autoscale: true)"
+        )
+        return
+    raise SpecError(
+        [
+            f"resources: {asks} but the largest node has {_describe(_largest(alive))}; on a "
+            "cluster whose autoscaler adds such nodes, set `resources.autoscale: true`"
+        ]
+    )
+
+
+def autoscaler_node_types() -> dict[str, dict[str, float]]:
+    """Node type -> resources of the nodes the autoscaler may still add, as Ray records them
+    from its config (Ray Train and Ray Data read the same record); empty when Ray has none."""
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # a private API: without it, hpo falls back to `resources.autoscale`
+        return {}
+    if config is None:
+        return {}
+    return {
+        group.name or f"group {i}": {k: float(v) for k, v in group.resources.items()}
+        for i, group in enumerate(config.node_group_configs)
+        if group.max_count != 0  # -1: no limit
+    }
+
+
+def _holds(resources: dict[str, float], need: dict[str, float]) -> bool:
+    return all(resources.get(k, 0) >= v for k, v in need.items() if v)
+
+
+def _largest(nodes: list[dict[str, float]]) -> dict[str, float]:
+    return max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+
+
+def _describe(resources: dict[str, float]) -> str:
+    return f"cpu={resources.get('CPU', 0):g}, gpu={resources.get('GPU', 0):g}"
+
+
+def _note(message: str) -> None:
+    print(f"hpo: {message}", file=sys.stderr, flush=True)
 
 
 def check_storage_shared(storage: str) -> None:

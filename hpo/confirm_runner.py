@@ -31,9 +31,10 @@ def retrain(
     show_table: bool,
 ) -> str:
     """Train every pair to the end, write confirm.yaml, and make the winner the run's best."""
+    from hpo.cluster import check_cluster_fits
     from hpo.data import prepare
     from hpo.results import collect
-    from hpo.tuner import build_tuner, check_cluster_fits, fit, init_ray, make_callbacks
+    from hpo.tuner import build_tuner, fit, init_ray, make_callbacks
 
     data = prepare(spec)
     init_ray(spec, address)

@@ -130,6 +130,12 @@ class DataSpec:
 class ResourcesSpec:
     cpu: float = doc("CPUs per trial; torch uses this many threads", 1)
     gpu: float = doc("GPUs per trial; fractions pack several trials on one GPU", 0)
+    autoscale: bool = doc(
+        "on a cluster: its autoscaler adds the nodes trials need, so a trial no alive node "
+        "holds waits for one instead of being refused (not needed where Ray knows the "
+        "autoscaler's node types)",
+        False,
+    )
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo import environment
-from hpo.cluster import check_storage_shared
+from hpo.cluster import check_cluster_fits, check_storage_shared
 from hpo.config import dump_spec
 from hpo.data import PreparedData, prepare
 from hpo.errors import SpecError
@@ -198,29 +198,6 @@ def concurrent_slots(spec: JobSpec) -> int:
     if spec.resources.gpu:
         slots = min(slots, int(total.get("GPU", 0) // spec.resources.gpu))
     return max(1, slots)
-
-
-def check_cluster_fits(spec: JobSpec) -> None:
-    """A trial no node can hold would stay pending forever: refuse it now, naming the key."""
-    import ray
-
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
-    for node in nodes:
-        res = node.get("Resources", {})
-        if all(res.get(k, 0) >= v for k, v in need.items() if v):
-            return
-    biggest: dict[str, float] = max(
-        (n.get("Resources", {}) for n in nodes),
-        key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)),
-        default={},
-    )
-    raise SpecError(
-        [
-            f"resources: a trial asks for cpu={spec.resources.cpu}, gpu={spec.resources.gpu} but "
-            f"the largest node has cpu={biggest.get('CPU', 0):g}, gpu={biggest.get('GPU', 0):g}"
-        ]
-    )
 
 
 def make_callbacks(spec: JobSpec, name: str, run_dir: str, show_table: bool) -> list[Any]:
