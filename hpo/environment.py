@@ -1,4 +1,4 @@
-"""environment.yaml: the software a search ran with, in its run directory.
+"""environment.yaml: the software a search ran with, in its run directory, and when it finished.
 
 A search's numbers depend on the versions under it (a transformers release that changes a
 default, a Ray upgrade that breaks a resume). The run directory records them once, when the
@@ -68,6 +68,21 @@ def record_resume(run_dir: str) -> list[str]:
     resumes.append({"at": _stamp(), "versions": now})
     _write(run_dir, {**document, "resumes": resumes})
     return changed
+
+
+def record_finish(run_dir: str) -> None:
+    """Mark the search finished (results written, best model exported and scored): a later
+    `hpo resume` then has nothing to do, and must not redo the export over a confirmed best."""
+    document = read(run_dir) or {}
+    _write(run_dir, {**document, "finished": _stamp()})
+
+
+def finished_at(run_dir: str) -> str | None:
+    """When the search finished, or None (still running, interrupted, or made before hpo
+    recorded it: resuming those is how they finish)."""
+    document = read(run_dir) or {}
+    stamp = document.get("finished")
+    return str(stamp) if stamp else None
 
 
 def read(run_dir: str) -> dict[str, Any] | None:

@@ -219,6 +219,28 @@ def best_document(best: Best, spec: JobSpec, labels: list[str] | None = None) ->
     return document
 
 
+def read_outcome(run_dir: str) -> tuple[Best | None, dict[str, int]]:
+    """A finished run's best evaluation and trial outcomes, from best.yaml and trials.csv."""
+    counts: dict[str, int] = {}
+    path = os.path.join(run_dir, "trials.csv")
+    if os.path.isfile(path):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
+    path = os.path.join(run_dir, "best.yaml")
+    if not os.path.isfile(path):
+        return None, counts
+    with open(path) as f:
+        try:
+            document = yaml.safe_load(f)
+        except yaml.YAMLError:
+            return None, counts  # edited by hand: the summary line is all it would give
+    if not isinstance(document, dict) or not isinstance(document.get("value"), int | float):
+        return None, counts
+    fields: dict[str, Any] = {name: document.get(name) for name in Best.__dataclass_fields__}
+    return Best(**fields), counts
+
+
 def record_test_metrics(run_dir: str, metrics: dict[str, float]) -> None:
     """Add the exported model's held-out (test split) scores to best.yaml."""
     path = os.path.join(run_dir, "best.yaml")

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -294,6 +295,9 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     location = RunLocation.at(run_dir)
     location.fetch_own_files()  # a bucket run's spec into a clean local mirror
     spec = read_run_spec(location.local)
+    finished = environment.finished_at(location.local)
+    if finished is not None:
+        return _already_finished(location, finished)
     if not tune.Tuner.can_restore(location.path):
         raise SpecError([f"{location.path}: no saved search state to resume from"])
     data = prepare(spec)
@@ -309,6 +313,21 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     grid = fit(tuner)
     location.pull()  # pull and the push in finish touch only a bucket run
     return finish(spec, data, grid, location.local, location)
+
+
+def _already_finished(location: RunLocation, finished: str) -> SearchOutcome:
+    """A finished search resumes to nothing: no Ray, no data, and its best model (which `hpo
+    confirm` may have replaced) stays as it is."""
+    from hpo.results import read_outcome
+
+    print(
+        f"hpo resume: {location.path} finished at {finished}; nothing to resume",
+        file=sys.stderr,
+    )
+    if location.remote:
+        location.download(location.local, ("trials.csv", "best.yaml"))
+    best, counts = read_outcome(location.local)
+    return SearchOutcome(location.path, best, counts)
 
 
 def fit(tuner: Any) -> Any:
@@ -375,6 +394,7 @@ def finish(
         from hpo.modelcard import document_model  # best_model/README.md, the model card
 
         document_model(run_dir, out, data)
+    environment.record_finish(run_dir)
     if location is not None:
         location.push()
     return SearchOutcome(shown, best, counts)

@@ -62,8 +62,9 @@ tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
 def test_run_directory_contract(finished_run):
     for name in ("spec.yaml", "environment.yaml", "trials.csv", "best.yaml", "best_model"):
         assert os.path.exists(os.path.join(finished_run, name)), name
-    versions = read_yaml(os.path.join(finished_run, "environment.yaml"))["versions"]
-    assert versions["ray"] == ray.__version__ and versions["hpo"]
+    record = read_yaml(os.path.join(finished_run, "environment.yaml"))
+    assert record["versions"]["ray"] == ray.__version__ and record["versions"]["hpo"]
+    assert record["finished"].endswith(" UTC")  # what `hpo resume` reads (below)
     spec = read_yaml(os.path.join(finished_run, "spec.yaml"))
     assert spec["run_cap"] == 6 and spec["metric"]["goal"] == "minimize"
 
@@ -156,6 +157,30 @@ def test_export_command_rewrites_the_model_folder(finished_run, tmp_path):
     names = set(os.listdir(out))
     assert {"config.json", "model.safetensors", "tokenizer.json", "hpo_best.yaml"} <= names
     assert not names & {"optimizer.pt", "scheduler.pt", "trainer_state.json", TRIAL_STATE_FILE}
+
+
+def test_resuming_a_finished_search_changes_nothing(finished_run, capsys):
+    """No Ray, no data, no export: a best model that `hpo confirm` chose would survive it."""
+
+    def snapshot() -> dict[str, tuple[int, bytes]]:
+        files = {}
+        for dirpath, _, names in os.walk(finished_run):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                with open(path, "rb") as f:
+                    files[path] = (os.stat(path).st_mtime_ns, f.read())
+        return files
+
+    before = snapshot()
+    best = read_yaml(os.path.join(finished_run, "best.yaml"))
+    assert main(["resume", finished_run]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == finished_run
+    assert f"{finished_run} finished at " in err and "nothing to resume" in err
+    assert f"best: eval_loss = {best['value']:.6g} (trial {best['trial_id']}," in err
+    outcomes = [row["outcome"] for row in read_csv(os.path.join(finished_run, "trials.csv"))]
+    assert f"{outcomes.count('completed')} completed" in err
+    assert snapshot() == before
 
 
 def test_no_secret_reaches_the_run_directory(finished_run):

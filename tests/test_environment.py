@@ -62,3 +62,14 @@ def test_an_unreadable_record_is_left_as_it_is(tmp_path):
     assert environment.record_resume(str(tmp_path)) == []
     assert path.read_text() == "versions: [unclosed\n", "nothing rewritten over it"
     assert environment.read(str(tmp_path)) is None
+
+
+def test_a_finished_search_is_recorded_and_read_back(tmp_path):
+    environment.record_start(str(tmp_path))
+    assert environment.finished_at(str(tmp_path)) is None
+    environment.record_finish(str(tmp_path))
+    stamp = environment.finished_at(str(tmp_path))
+    assert stamp is not None and stamp.endswith(" UTC")
+    assert environment.read(str(tmp_path))["versions"]  # the versions are kept
+    (tmp_path / "environment.yaml").write_text("finished: [unclosed")
+    assert environment.finished_at(str(tmp_path)) is None  # unreadable: resume as before

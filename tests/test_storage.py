@@ -218,6 +218,23 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
     assert resumed_runs >= unfinished and resumed_runs, (resumed_runs, started_before)
     assert {r.name for r in read_runs(str(first_mirror))} == started_before
 
+    # Finished now: resumed once more, from a third machine, it does nothing and says so.
+    model = "hpo-bucket/runs/paused/best_model/model.safetensors"
+    exported = fs.get_file_info(model).mtime
+    third = tmp_path / "third"
+    third.mkdir()
+    again = subprocess.run(
+        hpo_command("resume", uri),
+        env={**run_env, "HOME": str(third)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "nothing to resume" in again.stderr and "trials: 3 completed" in again.stderr
+    assert "best: eval_loss = " in again.stderr
+    assert fs.get_file_info(model).mtime == exported
+
 
 def test_commands_name_a_bucket_uri_that_holds_no_run(s3_server, capsys, tmp_path):
     from hpo.cli import main
