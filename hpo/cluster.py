@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +26,21 @@ def check_cluster_fits(spec: JobSpec) -> None:
     """
     import ray
 
-    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    need = _need(spec)
     alive = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if any(_holds(res, need) for res in alive):
         return
     asks = f"a trial asks for cpu={spec.resources.cpu:g}, gpu={spec.resources.gpu:g}"
     node_types = autoscaler_node_types()
     if node_types:
-        fitting = sorted(name for name, res in node_types.items() if _holds(res, need))
+        fitting = sorted(name for name, g in node_types.items() if _holds(g.resources, need))
         if fitting:
             _note(
                 f"no alive node holds a trial yet ({asks}); trials wait for the autoscaler "
                 f"to add a node of type {', '.join(fitting)}"
             )
             return
-        biggest = _largest(list(node_types.values()))
+        biggest = _largest([g.resources for g in node_types.values()])
         raise SpecError(
             [
                 f"resources: {asks} but the largest node type the autoscaler can add has "
@@ -60,9 +61,17 @@ def check_cluster_fits(spec: JobSpec) -> None:
     )
 
 
-def autoscaler_node_types() -> dict[str, dict[str, float]]:
-    """Node type -> resources of the nodes the autoscaler may still add, as Ray records them
-    from its config (Ray Train and Ray Data read the same record); empty when Ray has none."""
+@dataclass
+class NodeGroup:
+    """A node type the autoscaler may add: its resources and how many (None: no limit)."""
+
+    resources: dict[str, float]
+    max_count: int | None
+
+
+def autoscaler_node_types() -> dict[str, NodeGroup]:
+    """Node type -> what the autoscaler may add of it, as Ray records its config (Ray Train and
+    Ray Data read the same record); empty when Ray has none."""
     try:
         from ray._private.state import state
 
@@ -72,10 +81,39 @@ def autoscaler_node_types() -> dict[str, dict[str, float]]:
     if config is None:
         return {}
     return {
-        group.name or f"group {i}": {k: float(v) for k, v in group.resources.items()}
+        group.name or f"group {i}": NodeGroup(
+            {k: float(v) for k, v in group.resources.items()},
+            None if group.max_count < 0 else group.max_count,
+        )
         for i, group in enumerate(config.node_group_configs)
-        if group.max_count != 0  # -1: no limit
+        if group.max_count != 0
     }
+
+
+def trial_slots(spec: JobSpec) -> int:
+    """Trials that fit at once on the cluster's CPUs (and GPUs, when trials use them): on the
+    nodes alive now, or on all the autoscaler may add where Ray records its node types (a
+    search limited to the nodes alive at its start would never make the autoscaler add more)."""
+    import ray
+
+    alive = ray.cluster_resources()
+    slots = _slots(alive, spec)
+    groups = autoscaler_node_types().values()
+    if any(g.max_count is None and _holds(g.resources, _need(spec)) for g in groups):
+        return max(slots, spec.run_cap or 1)  # no limit: as many as the search will start
+    reachable = [_slots(g.resources, spec) * (g.max_count or 0) for g in groups]
+    return max(1, slots, sum(reachable))
+
+
+def _slots(resources: dict[str, float], spec: JobSpec) -> int:
+    slots = int(resources.get("CPU", 0) // spec.resources.cpu)
+    if spec.resources.gpu:
+        slots = min(slots, int(resources.get("GPU", 0) // spec.resources.gpu))
+    return slots
+
+
+def _need(spec: JobSpec) -> dict[str, float]:
+    return {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
 
 
 def _holds(resources: dict[str, float], need: dict[str, float]) -> bool:

@@ -298,6 +298,12 @@ def _check_resources(spec: JobSpec, problems: list[str]) -> None:
         problems.append(f"resources.gpu: must be 0 or more, got {res.gpu}")
     if res.gpu > 1 and not float(res.gpu).is_integer():
         problems.append(f"resources.gpu: above 1 must be a whole number, got {res.gpu}")
+    if res.autoscale and not spec.max_concurrent:
+        problems.append(
+            "max_concurrent: set it with resources.autoscale: true; hpo cannot see how far the "
+            "autoscaler grows the cluster, and would run only as many trials at once as the "
+            "nodes alive at the start hold"
+        )
     mode = spec.tracking.wandb.mode
     if mode is not None and mode not in WANDB_MODES:
         problems.append(

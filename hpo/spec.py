@@ -181,7 +181,10 @@ class JobSpec:
     run_cap: int | None = doc("number of trials (default 10; a grid runs all its points)")
     training: dict[str, Any] = doc("fixed TrainingArguments fields for every trial", factory=dict)
     resources: ResourcesSpec = doc("resources of one trial", factory=ResourcesSpec)
-    max_concurrent: int | None = doc("trials at once; default: as many as the resources allow")
+    max_concurrent: int | None = doc(
+        "trials at once; default: as many as the cluster holds, counting the nodes its "
+        "autoscaler can add where Ray records them (required with resources.autoscale)"
+    )
     seed: int = doc("seeds the sampler, the data split and every trial's training", 0)
     retries: int = doc("times a crashed trial is restarted from its latest checkpoint", 2)
     tracking: TrackingSpec = doc("experiment tracking", factory=TrackingSpec)

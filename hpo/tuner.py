@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo import environment
-from hpo.cluster import check_cluster_fits, check_storage_shared
+from hpo.cluster import check_cluster_fits, check_storage_shared, trial_slots
 from hpo.config import dump_spec
 from hpo.data import PreparedData, prepare
 from hpo.errors import SpecError
@@ -122,7 +122,7 @@ def build_tuner(
             search_alg=make_searcher(spec, space),
             scheduler=scheduler,
             num_samples=spec.run_cap or 10,
-            max_concurrent_trials=spec.max_concurrent or concurrent_slots(spec),
+            max_concurrent_trials=spec.max_concurrent or trial_slots(spec),
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -188,17 +188,6 @@ def _target_stopper(spec: JobSpec) -> Any:
             return self.reached
 
     return TargetReached()
-
-
-def concurrent_slots(spec: JobSpec) -> int:
-    """Trials that fit at once on the cluster's CPUs (and GPUs, when trials use them)."""
-    import ray
-
-    total = ray.cluster_resources()
-    slots = int(total.get("CPU", 1) // spec.resources.cpu)
-    if spec.resources.gpu:
-        slots = min(slots, int(total.get("GPU", 0) // spec.resources.gpu))
-    return max(1, slots)
 
 
 def make_callbacks(spec: JobSpec, name: str, run_dir: str, show_table: bool) -> list[Any]:

@@ -12,13 +12,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from hpo.cluster import autoscaler_node_types, check_cluster_fits
+from hpo.cluster import autoscaler_node_types, check_cluster_fits, trial_slots
 from hpo.errors import SpecError
 from hpo.spec import ResourcesSpec
 
 
-def spec(cpu: float = 1, gpu: float = 0, autoscale: bool = False) -> object:
-    return SimpleNamespace(resources=ResourcesSpec(cpu=cpu, gpu=gpu, autoscale=autoscale))
+def spec(cpu: float = 1, gpu: float = 0, autoscale: bool = False, run_cap: int = 10) -> object:
+    resources = ResourcesSpec(cpu=cpu, gpu=gpu, autoscale=autoscale)
+    return SimpleNamespace(resources=resources, run_cap=run_cap)
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_the_users_word_that_the_cluster_autoscales_lets_the_trial_wait(local_ra
 
 def test_a_node_type_the_autoscaler_can_add_lets_the_trial_wait(record_node_types, capsys):
     record_node_types(("cpu-head", {"CPU": 2}, 1), ("gpu-workers", {"CPU": 8, "GPU": 1}, 4))
-    assert autoscaler_node_types()["gpu-workers"] == {"CPU": 8.0, "GPU": 1.0}
+    assert autoscaler_node_types()["gpu-workers"].resources == {"CPU": 8.0, "GPU": 1.0}
     check_cluster_fits(spec(cpu=4, gpu=0.5))  # no flag needed: Ray knows the node types
     err = capsys.readouterr().err
     assert "autoscaler to add a node of type gpu-workers" in err
@@ -77,7 +78,19 @@ def test_the_autoscalers_node_types_refuse_a_trial_none_of_them_holds(record_nod
     # autoscaler may not grow (max 0) does not count.
     record_node_types(("gpu-workers", {"CPU": 8, "GPU": 1}, -1), ("big", {"CPU": 8, "GPU": 4}, 0))
     assert set(autoscaler_node_types()) == {"gpu-workers"}
+    assert autoscaler_node_types()["gpu-workers"].max_count is None  # -1: no limit
     with pytest.raises(SpecError) as caught:
         check_cluster_fits(spec(gpu=2, autoscale=True))
     (problem,) = caught.value.problems
     assert "largest node type the autoscaler can add has cpu=8, gpu=1" in problem
+
+
+def test_trials_at_once_count_the_nodes_the_autoscaler_can_add(record_node_types):
+    assert trial_slots(spec(cpu=1)) == 2  # no record: the alive node's 2 CPUs
+    # 4 GPU workers of 8 CPUs and 1 GPU, two trials each (cpu 4, gpu 0.5): 8 at once, which
+    # is what makes the autoscaler add them; the alive node holds none of these trials.
+    record_node_types(("cpu-head", {"CPU": 2}, 1), ("gpu-workers", {"CPU": 8, "GPU": 1}, 4))
+    assert trial_slots(spec(cpu=4, gpu=0.5)) == 8
+    assert trial_slots(spec(cpu=1)) == 2 + 4 * 8  # every type at its most, the alive head too
+    record_node_types(("gpu-workers", {"CPU": 8, "GPU": 1}, -1))  # no limit: the whole search
+    assert trial_slots(spec(cpu=4, gpu=0.5, run_cap=30)) == 30
