@@ -91,6 +91,34 @@ def cheap_trial(config: dict[str, Any], evals: int, sleep: float) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
+def raw_tune(args: argparse.Namespace, storage: str) -> Any:
+    """Ray Tune's own bar: the same trainable under a plain Tuner with Tune's defaults (random
+    search, its ASHA, its default callbacks), none of hpo's parts."""
+    from ray import tune
+
+    space = {
+        "learning_rate": tune.loguniform(1.0e-5, 1.0e-2),
+        "weight_decay": tune.uniform(0.0, 0.3),
+        "warmup_steps": tune.uniform(0.0, 0.2),
+    }
+    scheduler = tune.schedulers.ASHAScheduler(max_t=args.evals, grace_period=1, reduction_factor=3)
+    return tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(cheap_trial, evals=args.evals, sleep=args.sleep), {"cpu": 1}
+        ),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric="eval_loss",
+            mode="min",
+            num_samples=args.trials,
+            max_concurrent_trials=args.slots,
+            scheduler=scheduler if args.scheduler == "asha" else None,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(name="scale", storage_path=storage, verbose=0),
+    )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     quiet_environment("offline" if args.wandb == "offline" else "disabled")
     from ray import tune
@@ -129,7 +157,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.makedirs(run_dir)
     rss_before = rss_mib()
     with RssSampler(0.5) as rss:
-        tuner = build_tuner(spec, data, name, run_dir, make_callbacks(spec, name, run_dir, False))
+        if args.raw_tune:
+            tuner = raw_tune(args, storage)
+        else:
+            callbacks = make_callbacks(spec, name, run_dir, False)
+            tuner = build_tuner(spec, data, name, run_dir, callbacks)
         t0 = time.perf_counter()
         grid = tuner.fit()
         wall = time.perf_counter() - t0
@@ -169,6 +201,9 @@ def main() -> None:
     p.add_argument("--scheduler", default="asha", choices=["asha", "none"])
     p.add_argument("--wandb", default="disabled", choices=["offline", "disabled"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--raw-tune", action="store_true", help="Ray Tune alone (its defaults), for its own bar"
+    )
     p.add_argument("--json", help="write the result here too")
     args = p.parse_args()
     write_json(args.json, run(args))
