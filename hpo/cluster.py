@@ -94,15 +94,32 @@ def trial_slots(spec: JobSpec) -> int:
     """Trials that fit at once on the cluster's CPUs (and GPUs, when trials use them): on the
     nodes alive now, or on all the autoscaler may add where Ray records its node types (a
     search limited to the nodes alive at its start would never make the autoscaler add more)."""
+    return _slots_and_source(spec)[0]
+
+
+def say_concurrency(spec: JobSpec) -> None:
+    """How many trials run at once, and why: on an autoscaling cluster, a figure held to the
+    nodes alive at the start is the first thing to see."""
+    if spec.max_concurrent:
+        n, source = spec.max_concurrent, "max_concurrent"
+    else:
+        n, source = _slots_and_source(spec)
+        source += "; max_concurrent sets it"
+    _note(f"up to {n} trial{'s' if n != 1 else ''} at a time ({source})")
+
+
+def _slots_and_source(spec: JobSpec) -> tuple[int, str]:
     import ray
 
-    alive = ray.cluster_resources()
-    slots = _slots(alive, spec)
+    slots = _slots(ray.cluster_resources(), spec)
     groups = autoscaler_node_types().values()
     if any(g.max_count is None and _holds(g.resources, _need(spec)) for g in groups):
-        return max(slots, spec.run_cap or 1)  # no limit: as many as the search will start
-    reachable = [_slots(g.resources, spec) * (g.max_count or 0) for g in groups]
-    return max(1, slots, sum(reachable))
+        # No limit: as many as the search will start.
+        return max(slots, spec.run_cap or 1), "the autoscaler can add nodes without limit"
+    reachable = sum(_slots(g.resources, spec) * (g.max_count or 0) for g in groups)
+    if reachable > slots:
+        return reachable, "what the nodes the autoscaler can add hold"
+    return max(1, slots), "what the nodes alive now hold"
 
 
 def _slots(resources: dict[str, float], spec: JobSpec) -> int:

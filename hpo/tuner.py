@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo import environment
-from hpo.cluster import check_cluster_fits, check_storage_shared, trial_slots
+from hpo.cluster import check_cluster_fits, check_storage_shared, say_concurrency, trial_slots
 from hpo.config import dump_spec
 from hpo.data import PreparedData, prepare
 from hpo.errors import SpecError
@@ -259,6 +259,7 @@ def run_search(
     init_ray(spec, address)
     check_cluster_fits(spec)
     check_storage_shared(spec.storage)
+    say_concurrency(spec)
     run_dir = location.local
     if location.remote:  # the local mirror of a bucket run is a cache: start it clean
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -12,14 +12,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from hpo.cluster import autoscaler_node_types, check_cluster_fits, trial_slots
+from hpo.cluster import autoscaler_node_types, check_cluster_fits, say_concurrency, trial_slots
 from hpo.errors import SpecError
 from hpo.spec import ResourcesSpec
 
 
 def spec(cpu: float = 1, gpu: float = 0, autoscale: bool = False, run_cap: int = 10) -> object:
     resources = ResourcesSpec(cpu=cpu, gpu=gpu, autoscale=autoscale)
-    return SimpleNamespace(resources=resources, run_cap=run_cap)
+    return SimpleNamespace(resources=resources, run_cap=run_cap, max_concurrent=None)
 
 
 @pytest.fixture
@@ -85,12 +85,16 @@ def test_the_autoscalers_node_types_refuse_a_trial_none_of_them_holds(record_nod
     assert "largest node type the autoscaler can add has cpu=8, gpu=1" in problem
 
 
-def test_trials_at_once_count_the_nodes_the_autoscaler_can_add(record_node_types):
+def test_trials_at_once_count_the_nodes_the_autoscaler_can_add(record_node_types, capsys):
     assert trial_slots(spec(cpu=1)) == 2  # no record: the alive node's 2 CPUs
+    say_concurrency(spec(cpu=1))
+    assert "up to 2 trials at a time (what the nodes alive now hold;" in capsys.readouterr().err
     # 4 GPU workers of 8 CPUs and 1 GPU, two trials each (cpu 4, gpu 0.5): 8 at once, which
     # is what makes the autoscaler add them; the alive node holds none of these trials.
     record_node_types(("cpu-head", {"CPU": 2}, 1), ("gpu-workers", {"CPU": 8, "GPU": 1}, 4))
     assert trial_slots(spec(cpu=4, gpu=0.5)) == 8
+    say_concurrency(spec(cpu=4, gpu=0.5))
+    assert "up to 8 trials at a time (what the nodes the autoscaler" in capsys.readouterr().err
     assert trial_slots(spec(cpu=1)) == 2 + 4 * 8  # every type at its most, the alive head too
     record_node_types(("gpu-workers", {"CPU": 8, "GPU": 1}, -1))  # no limit: the whole search
     assert trial_slots(spec(cpu=4, gpu=0.5, run_cap=30)) == 30
