@@ -230,9 +230,34 @@ def write_data_report(run_dir: str, data: PreparedData) -> None:
 
     document = {"fingerprint": data.fingerprint, "labels": data.label_names, **data.stats}
     Path(run_dir, "data.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    removed = {k: v for k, v in data.stats.items() if k.endswith("_removed") and v}
-    sizes = {k: v for k, v in data.stats.items() if k.endswith("_examples")}
-    print(f"data: {sizes}; removed {removed or 'nothing'}", file=sys.stderr)
+    print(data_line(data.stats), file=sys.stderr)
+
+
+def data_line(stats: dict[str, int]) -> str:
+    """`data: 360 train, 40 validation examples; removed 3 empty texts and 2 duplicate texts
+    from train`, from the stats keys `<split>_examples` and `<split>_<what>_removed`."""
+    sizes = ", ".join(
+        f"{n} {k.removesuffix('_examples')}" for k, n in stats.items() if k.endswith("_examples")
+    )
+    removed: dict[str, list[str]] = {}
+    for key, n in stats.items():
+        if key.endswith("_removed") and n:
+            split, what = key.removesuffix("_removed").split("_", 1)
+            one, many = _REMOVED_AS.get(what, (what, what))
+            removed.setdefault(split, []).append(f"{n} {one if n == 1 else many}")
+    said = "; ".join(f"{_listed(items)} from {split}" for split, items in removed.items())
+    return f"data: {sizes} examples; removed {said or 'nothing'}"
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+_REMOVED_AS = {  # what the cleaning step removed: (one, several)
+    "empty": ("empty text", "empty texts"),
+    "duplicates": ("duplicate text", "duplicate texts"),
+    "other_labels": ("row with another label", "rows with other labels"),
+}
 
 
 def run_search(
