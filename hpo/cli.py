@@ -20,6 +20,9 @@ def _quiet_environment() -> None:
     # Library chatter would bury the trial table; errors still surface through hpo.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # transformers 5 draws a "Loading weights" bar at every from_pretrained (the export and its
+    # test evaluation): the trial table is hpo's progress display.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # hpo draws its own trial table
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")

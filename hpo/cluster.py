@@ -97,13 +97,15 @@ def trial_slots(spec: JobSpec) -> int:
     return _slots_and_source(spec)[0]
 
 
-def say_concurrency(spec: JobSpec) -> None:
+def say_concurrency(spec: JobSpec, local: bool = False) -> None:
     """How many trials run at once, and why: on an autoscaling cluster, a figure held to the
     nodes alive at the start is the first thing to see."""
     if spec.max_concurrent:
         n, source = spec.max_concurrent, "max_concurrent"
     else:
         n, source = _slots_and_source(spec)
+        if local:
+            source = "what this machine holds"
         source += "; max_concurrent sets it"
     _note(f"up to {n} trial{'s' if n != 1 else ''} at a time ({source})")
 

@@ -17,12 +17,17 @@ def evaluate_folder(
 
     from hpo.trial.metrics import classification_metrics
     from hpo.trial.model import model_class
+    from hpo.trial.run import pin_memory
 
     is_lm = spec.task == "causal-lm"
     model = model_class(spec.task).from_pretrained(model_dir)
     with tempfile.TemporaryDirectory(prefix="hpo-eval-") as out:
         args = transformers.TrainingArguments(
-            output_dir=out, report_to="none", per_device_eval_batch_size=64, disable_tqdm=True
+            output_dir=out,
+            report_to="none",
+            per_device_eval_batch_size=64,
+            disable_tqdm=True,
+            dataloader_pin_memory=pin_memory(),
         )
         collator = (
             transformers.default_data_collator

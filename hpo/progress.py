@@ -82,7 +82,9 @@ class TrialTable(Callback):
         if isinstance(value, int | float) and math.isfinite(value):
             if row["best"] is None or self.sign * (value - row["best"]) > 0:
                 row["best"] = value
-            if self.best is None or self.sign * (value - self.best[0]) > 0:
+            # A tie goes to the later evaluation, as in best.yaml: the checkpoint budget keeps
+            # the later of equal scores, so that is the one the search exports.
+            if self.best is None or self.sign * (value - self.best[0]) >= 0:
                 self.best = (value, trial.trial_id)
         self._draw()
 

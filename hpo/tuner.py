@@ -284,7 +284,7 @@ def run_search(
     init_ray(spec, address)
     check_cluster_fits(spec)
     check_storage_shared(spec.storage)
-    say_concurrency(spec)
+    say_concurrency(spec, local=address is None)
     run_dir = location.local
     if location.remote:  # the local mirror of a bucket run is a cache: start it clean
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -571,6 +571,20 @@ def test_live_table_shows_paused_trials():
     assert table.rows["a"]["status"] == "RUNNING"
 
 
+def test_live_tables_best_takes_the_later_of_equal_scores_as_best_yaml_does():
+    from rich.console import Console
+
+    from hpo.progress import TrialTable
+
+    table = TrialTable(job(), console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    for trial_id, value in (("a", 0.8125), ("b", 0.8125), ("c", 0.7)):
+        trial = FakeTrial(trial_id)
+        trial.config = {}  # type: ignore[attr-defined]
+        table.on_trial_start(0, [trial], trial)
+        table.on_trial_result(0, [trial], trial, {"training_iteration": 1, "eval_accuracy": value})
+    assert table.best == (0.8125, "b")
+
+
 def test_live_table_shows_a_parameters_variants_in_one_column():
     from rich.console import Console
 

@@ -317,3 +317,14 @@ print(time.perf_counter() - started)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.split()[-1]) < 0.1, "a collection no longer scans the imports"
+
+
+def test_memory_is_pinned_only_for_an_accelerator(prepared, tmp_path):
+    """Without one, torch warns at every evaluation that pinning is ignored."""
+    import torch
+
+    spec, _ = prepared
+    args = training_arguments(spec, {}, 0, str(tmp_path))
+    assert args.dataloader_pin_memory == torch.accelerator.is_available()
+    spec = replace(spec, training={**spec.training, "dataloader_pin_memory": True})
+    assert training_arguments(spec, {}, 0, str(tmp_path)).dataloader_pin_memory is True

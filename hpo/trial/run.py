@@ -60,10 +60,19 @@ class Hyperparameters:
 def training_arguments(spec: JobSpec, sampled: dict[str, Any], seed: int, output_dir: str) -> Any:
     from transformers import TrainingArguments
 
-    kwargs = {**TRAINING_DEFAULTS, **spec.training, **sampled, **TRAINING_MANAGED}
+    defaults = {**TRAINING_DEFAULTS, "dataloader_pin_memory": pin_memory()}
+    kwargs = {**defaults, **spec.training, **sampled, **TRAINING_MANAGED}
     if str(kwargs.get("eval_strategy")) == "steps" and "eval_steps" not in kwargs:
         kwargs["eval_steps"] = kwargs["logging_steps"]
     return TrainingArguments(output_dir=output_dir, seed=seed, data_seed=seed, **kwargs)
+
+
+def pin_memory() -> bool:
+    """Pinned host memory speeds copies to an accelerator only; without one, torch warns at
+    every data loader (each evaluation) that it is ignored."""
+    import torch
+
+    return bool(torch.accelerator.is_available())
 
 
 def build_trainer(
