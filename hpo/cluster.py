@@ -117,7 +117,7 @@ def _slots_and_source(spec: JobSpec) -> tuple[int, str]:
     groups = autoscaler_node_types().values()
     if any(g.max_count is None and _holds(g.resources, _need(spec)) for g in groups):
         # No limit: as many as the search will start.
-        return max(slots, spec.run_cap or 1), "the autoscaler can add nodes without limit"
+        return max(slots, spec.run_cap or 10), "the autoscaler can add nodes without limit"
     reachable = sum(_slots(g.resources, spec) * (g.max_count or 0) for g in groups)
     if reachable > slots:
         return reachable, "what the nodes the autoscaler can add hold"

@@ -224,8 +224,6 @@ def check_local_resources(spec: JobSpec) -> None:
 
 def write_data_report(run_dir: str, data: PreparedData) -> None:
     """data.yaml: what cleaning removed and what each split holds; one line to the terminal."""
-    import sys
-
     import yaml
 
     document = {"fingerprint": data.fingerprint, "labels": data.label_names, **data.stats}
