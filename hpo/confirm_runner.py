@@ -31,7 +31,7 @@ def retrain(
     show_table: bool,
 ) -> str:
     """Train every pair to the end, write confirm.yaml, and make the winner the run's best."""
-    from hpo.cluster import check_cluster_fits
+    from hpo.cluster import check_cluster_fits, check_storage_shared
     from hpo.data import prepare
     from hpo.results import collect
     from hpo.tuner import build_tuner, fit, init_ray, make_callbacks
@@ -39,6 +39,7 @@ def retrain(
     data = prepare(spec)
     init_ray(spec, address)
     check_cluster_fits(spec)
+    check_storage_shared(run.run_dir)  # the retrained runs write their checkpoints under it
     out = os.path.join(run.run_dir, CONFIRM_DIR)
     os.makedirs(out, exist_ok=True)
     callbacks = make_callbacks(spec, f"{run.name}-confirm", out, show_table)

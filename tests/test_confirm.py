@@ -4,6 +4,7 @@ the Trainer, ranked by their mean; best.yaml, best_model/ and its card follow th
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 
 import pytest
@@ -198,3 +199,31 @@ def test_confirm_refuses_bad_input_and_writes_nothing(confirmed, tmp_path, capsy
     assert main(["confirm", run_dir, "--quiet"]) == 2  # once is the record; no silent redo
     assert "already confirmed" in capsys.readouterr().err
     assert os.path.getmtime(os.path.join(run_dir, "best.yaml")) == before
+
+
+def test_confirm_on_a_cluster_refuses_a_run_directory_some_node_cannot_see(
+    confirmed, tmp_path, capsys, monkeypatch
+):
+    """As `hpo run` does: the retrained runs write checkpoints from whichever node runs them."""
+    import ray
+
+    from hpo import cluster as hpo_cluster
+
+    run_dir, _ = confirmed
+    copy = tmp_path / "unconfirmed"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("confirm*"))
+    nodes = [
+        {
+            "Alive": True,
+            "NodeID": c * 56,
+            "NodeManagerAddress": f"10.0.0.{i}",
+            "Resources": {"CPU": 2},
+        }
+        for i, c in enumerate("ab")
+    ]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(hpo_cluster, "nodes_missing", lambda storage, nodes: nodes[1:])
+    before = sorted(os.listdir(copy))
+    assert main(["confirm", str(copy), "--quiet"]) == 2
+    assert f"storage: `{copy}` is node-local: 1 of 2 nodes" in capsys.readouterr().err
+    assert sorted(os.listdir(copy)) == before  # no confirm/ folder, no confirm.yaml
