@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     confirm = sub.add_parser(
         "confirm", help="retrain the top configurations with fresh seeds; keep the most robust"
     )
-    confirm.add_argument("run_dir", help="a run directory")
+    confirm.add_argument("run_dir", help="a run directory, or the bucket URI `hpo run` printed")
     confirm.add_argument("--top-k", type=int, default=3, help="configurations to retrain")
     confirm.add_argument("--seeds", type=int, default=3, help="fresh seeds per configuration")
     confirm.add_argument("--address", help="a Ray cluster to run on (default: a local Ray)")

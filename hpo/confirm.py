@@ -157,18 +157,22 @@ def confirm_run(
 ) -> str:
     """`hpo confirm`: returns the path of confirm.yaml (the ranking with every seed's value)."""
     from hpo.confirm_runner import retrain
+    from hpo.storage import OWN_FILES, RunLocation
 
     if top_k < 1 or seeds < 1:
         raise SpecError([f"--top-k and --seeds must be at least 1 (got {top_k} and {seeds})"])
-    run = load_run(run_dir)
-    if os.path.exists(os.path.join(run_dir, CONFIRM_FILE)):
+    location = RunLocation.at(run_dir)
+    if location.remote:  # hpo's files into the local mirror; the model comes with the winner
+        location.download(location.local, [n for n in OWN_FILES if n != "best_model"], fresh=True)
+    run = load_run(location.local)
+    if os.path.exists(os.path.join(location.local, CONFIRM_FILE)):
         raise SpecError([f"{run_dir}: already confirmed ({CONFIRM_FILE} exists)"])
     candidates = top_configurations(run, top_k)
     if not candidates:
         raise SpecError([f"{run_dir}: no trial has a {run.metric} to confirm"])
     seed_list = fresh_seeds(run.spec, candidates, seeds)
     spec = confirm_spec(run.spec, candidates, seed_list)
-    return retrain(run, spec, candidates, address, show_table)
+    return retrain(run, spec, candidates, location, address, show_table)
 
 
 def confirm_seconds(ranked: list[dict[str, Any]]) -> float:

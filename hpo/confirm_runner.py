@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any
@@ -21,36 +22,52 @@ from hpo.confirm import (
 from hpo.report.rundata import RunData
 from hpo.results import TrialRecord
 from hpo.spec import JobSpec
+from hpo.storage import RunLocation
 
 
 def retrain(
     run: RunData,
     spec: JobSpec,
     candidates: list[Candidate],
+    location: RunLocation,
     address: str | None,
     show_table: bool,
 ) -> str:
-    """Train every pair to the end, write confirm.yaml, and make the winner the run's best."""
+    """Train every pair to the end, write confirm.yaml, and make the winner the run's best.
+
+    `run` is read from `location.local`; for a bucket run (its local mirror), Tune writes the
+    retrained runs to the bucket beside the search's, and hpo's files go back up at the end."""
     from hpo.cluster import check_cluster_fits, check_storage_shared
     from hpo.data import prepare
     from hpo.results import collect
     from hpo.tuner import build_tuner, fit, init_ray, make_callbacks
 
+    if location.remote:
+        spec = dataclasses.replace(spec, storage=location.path)  # Tune: <run URI>/confirm
     data = prepare(spec)
     init_ray(spec, address)
     check_cluster_fits(spec)
-    check_storage_shared(run.run_dir)  # the retrained runs write their checkpoints under it
+    check_storage_shared(location.path)  # the retrained runs write their checkpoints under it
     out = os.path.join(run.run_dir, CONFIRM_DIR)
     os.makedirs(out, exist_ok=True)
     callbacks = make_callbacks(spec, f"{run.name}-confirm", out, show_table)
-    records = collect(fit(build_tuner(spec, data, CONFIRM_DIR, out, callbacks)))
+    experiment = RunLocation(location.path, CONFIRM_DIR).path if location.remote else out
+    grid = fit(build_tuner(spec, data, CONFIRM_DIR, experiment, callbacks, local_dir=out))
+    location.pull()  # a bucket run's checkpoints, the winner's among them, into the mirror
+    records = collect(grid)
+    for r in records:
+        r.checkpoints = [(location.localize(p), m) for p, m in r.checkpoints]
     ranked = rank_configurations(_entries(run, candidates, records), run.maximize)
     seeds = list(spec.parameters[SEED].values or [])
     path = write_confirmation(run.run_dir, confirmation_document(run, ranked, seeds))
     if ranked[0]["chosen"]:
         winner = [r for r in records if config_key(r.config) == config_key(ranked[0]["config"])]
         adopt(run, spec, data, winner, ranked)
+    location.push()
     print_ranking(run, ranked)
+    if location.remote:  # the bucket's copy, in the form the run's URI has
+        base, sep, query = location.path.partition("?")
+        return f"{base}/{os.path.basename(path)}{sep}{query}"
     return path
 
 

@@ -27,6 +27,7 @@ OWN_FILES = (
     "best.yaml",
     "pareto.csv",
     "scheduler_notes.txt",
+    "confirm.yaml",
     "best_model",
     "errors",
 )

@@ -123,6 +123,33 @@ def test_search_with_bucket_storage(s3_server, tmp_path, tiny_bert, sentiment_cs
         assert f.read().decode().count("\n") == 3  # header + 2 trials
     _read_back_from_the_bucket(result.stdout.strip(), tmp_path / "here")
 
+    # Confirmed from another machine by its URI: the retrained runs go to the bucket beside the
+    # search's, and confirm.yaml, best.yaml and best_model/ go back up.
+    uri = result.stdout.strip()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    confirmed = subprocess.run(
+        hpo_command("confirm", uri, "--top-k", "2", "--seeds", "1", "--quiet"),
+        env={**os.environ, **env, "RAY_TMPDIR": ray_tmp, "HOME": str(elsewhere)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert confirmed.stdout.strip() == f"s3://hpo-bucket/runs/bucket/confirm.yaml?{query}"
+    names = _bucket_names(fs, "hpo-bucket/runs/bucket")
+    assert "confirm.yaml" in names
+    assert any(n.startswith("confirm/") and "/checkpoint_" in n for n in names), names
+    with fs.open_input_stream("hpo-bucket/runs/bucket/confirm.yaml") as f:
+        ranking = yaml.safe_load(f.read().decode())["ranking"]
+    assert len(ranking) == 2 and all(len(entry["seeds"]) == 1 for entry in ranking)
+    with fs.open_input_stream("hpo-bucket/runs/bucket/best.yaml") as f:
+        best = yaml.safe_load(f.read().decode())
+    assert best["confirmed"]["search_trial"] == ranking[0]["trial_id"]
+    with fs.open_input_stream("hpo-bucket/runs/bucket/best_model/hpo_best.yaml") as f:
+        exported = yaml.safe_load(f.read().decode())
+    assert exported["hyperparameters"] == best["hyperparameters"]  # the winner's model went up
+
 
 def _read_back_from_the_bucket(uri, here):
     """export, report and compare take the URI `hpo run` printed, from another machine: none
