@@ -113,15 +113,15 @@ class RunLocation:
 
     def download(self, dest: str, names: Iterable[str], fresh: bool = False) -> None:
         """Copy those of hpo's files and folders `names` that the bucket run has into `dest`
-        (`fresh`: emptied first, once the run is found); a URI that holds no run gets one
-        clear message and leaves `dest` as it was."""
+        (`fresh`: emptied first but for W&B's files, once the run is found); a URI that holds
+        no run gets one clear message and leaves `dest` as it was."""
         from hpo.runinfo import SPEC_FILE
 
         try:
             found = self.exists()
             if found:
                 if fresh:
-                    shutil.rmtree(dest, ignore_errors=True)
+                    _clear_mirror(dest)
                 self._copy_from_bucket(dest, names)
         except (OSError, ValueError) as err:  # unreachable, refused, no bucket, bad URI option
             raise SpecError([f"{self.path}: cannot read the run ({err})"]) from None
@@ -166,6 +166,20 @@ class RunLocation:
                 pyarrow.fs.copy_files(
                     src, f"{path}/{name}", source_filesystem=local, destination_filesystem=fs
                 )
+
+
+def _clear_mirror(folder: str) -> None:
+    """Empty a local mirror, but for W&B's offline runs: they are in no bucket, and `wandb sync`
+    has yet to upload them (a resume or a confirm on the machine that searched finds them)."""
+    if not os.path.isdir(folder):
+        return
+    for entry in os.scandir(folder):
+        if entry.name == "wandb":
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            os.remove(entry.path)
 
 
 @contextlib.contextmanager

@@ -123,19 +123,25 @@ def test_search_with_bucket_storage(s3_server, tmp_path, tiny_bert, sentiment_cs
         assert f.read().decode().count("\n") == 3  # header + 2 trials
     _read_back_from_the_bucket(result.stdout.strip(), tmp_path / "here")
 
-    # Confirmed from another machine by its URI: the retrained runs go to the bucket beside the
-    # search's, and confirm.yaml, best.yaml and best_model/ go back up.
+    # Confirmed by its URI on the machine that searched: the retrained runs go to the bucket
+    # beside the search's, and confirm.yaml, best.yaml and best_model/ go back up. The local
+    # mirror is refreshed from the bucket, but W&B's offline runs there (in no bucket, maybe not
+    # yet synced) are kept.
     uri = result.stdout.strip()
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    mirror = tmp_path / ".cache" / "hpo" / "runs" / "bucket"
+    unsynced = mirror / "wandb" / "offline-run-20261128_000000-abc" / "run-abc.wandb"
+    unsynced.parent.mkdir(parents=True)
+    unsynced.write_bytes(b"not yet synced")
+    (mirror / "stale.txt").write_text("from an earlier run of this name")
     confirmed = subprocess.run(
         hpo_command("confirm", uri, "--top-k", "2", "--seeds", "1", "--quiet"),
-        env={**os.environ, **env, "RAY_TMPDIR": ray_tmp, "HOME": str(elsewhere)},
+        env={**os.environ, **env, "RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert confirmed.returncode == 0, confirmed.stderr
+    assert unsynced.read_bytes() == b"not yet synced" and not (mirror / "stale.txt").exists()
     assert confirmed.stdout.strip() == f"s3://hpo-bucket/runs/bucket/confirm.yaml?{query}"
     names = _bucket_names(fs, "hpo-bucket/runs/bucket")
     assert "confirm.yaml" in names
