@@ -157,13 +157,13 @@ def confirm_run(
 ) -> str:
     """`hpo confirm`: returns the path of confirm.yaml (the ranking with every seed's value)."""
     from hpo.confirm_runner import retrain
-    from hpo.storage import OWN_FILES, RunLocation
+    from hpo.storage import RECORD_FILES, RunLocation
 
     if top_k < 1 or seeds < 1:
         raise SpecError([f"--top-k and --seeds must be at least 1 (got {top_k} and {seeds})"])
     location = RunLocation.at(run_dir)
     if location.remote:  # hpo's files into the local mirror; the model comes with the winner
-        location.download(location.local, [n for n in OWN_FILES if n != "best_model"], fresh=True)
+        location.download(location.local, RECORD_FILES, fresh=True)
     run = load_run(location.local)
     if os.path.exists(os.path.join(location.local, CONFIRM_FILE)):
         raise SpecError([f"{run_dir}: already confirmed ({CONFIRM_FILE} exists)"])

@@ -66,8 +66,7 @@ def retrain(
     location.push()
     print_ranking(run, ranked)
     if location.remote:  # the bucket's copy, in the form the run's URI has
-        base, sep, query = location.path.partition("?")
-        return f"{base}/{os.path.basename(path)}{sep}{query}"
+        return RunLocation(location.path, os.path.basename(path)).path
     return path
 
 

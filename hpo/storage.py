@@ -31,6 +31,8 @@ OWN_FILES = (
     "best_model",
     "errors",
 )
+# ... and those a reader of the run needs, without the exported model (the big one).
+RECORD_FILES = tuple(name for name in OWN_FILES if name != "best_model")
 
 
 def mirror_root() -> str:
@@ -106,8 +108,8 @@ class RunLocation:
             )
 
     def fetch_own_files(self) -> None:
-        """Start a clean local mirror with hpo's files from the bucket (spec, data report,
-        the versions the search ran with)."""
+        """Refresh the local mirror with hpo's files from the bucket (spec, data report, the
+        versions the search ran with); the rest of the mirror goes, but for W&B's files."""
         if self.remote:
             self.download(self.local, ("spec.yaml", "data.yaml", "environment.yaml"), fresh=True)
 
@@ -193,5 +195,5 @@ def readable_run(run_dir: str) -> Iterator[str]:
     location = RunLocation.at(run_dir)
     with tempfile.TemporaryDirectory(prefix="hpo-read-") as folder:
         local = os.path.join(folder, location.name)
-        location.download(local, [name for name in OWN_FILES if name != "best_model"])
+        location.download(local, RECORD_FILES)
         yield local

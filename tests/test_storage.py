@@ -226,15 +226,15 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
     # unpickles name the first machine's; W&B must write under this one's.
     first_mirror = tmp_path / ".cache" / "hpo" / "runs" / "paused"
     started_before = {r.name for r in read_runs(str(first_mirror))}
+
+    def resume_on_another_machine(home: Path, timeout: int) -> subprocess.CompletedProcess:
+        home.mkdir()
+        env = {**run_env, "HOME": str(home)}
+        command = hpo_command("resume", uri)
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    resumed = subprocess.run(
-        hpo_command("resume", uri),
-        env={**run_env, "HOME": str(elsewhere)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    resumed = resume_on_another_machine(elsewhere, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip() == uri
     names = _bucket_names(fs, "hpo-bucket/runs/paused")
@@ -254,15 +254,7 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
     # Finished now: resumed once more, from a third machine, it does nothing and says so.
     model = "hpo-bucket/runs/paused/best_model/model.safetensors"
     exported = fs.get_file_info(model).mtime
-    third = tmp_path / "third"
-    third.mkdir()
-    again = subprocess.run(
-        hpo_command("resume", uri),
-        env={**run_env, "HOME": str(third)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = resume_on_another_machine(tmp_path / "third", timeout=300)
     assert again.returncode == 0, again.stderr
     assert "nothing to resume" in again.stderr and "trials: 3 completed" in again.stderr
     assert "best: eval_loss = " in again.stderr
