@@ -97,9 +97,10 @@ def trial_slots(spec: JobSpec) -> int:
     return _slots_and_source(spec)[0]
 
 
-def say_concurrency(spec: JobSpec, local: bool = False) -> None:
+def say_concurrency(spec: JobSpec, local: bool = False) -> int:
     """How many trials run at once, and why: on an autoscaling cluster, a figure held to the
-    nodes alive at the start is the first thing to see."""
+    nodes alive at the start is the first thing to see. Returns that number, for the tuner (a
+    second count could differ if a node joined in between)."""
     if spec.max_concurrent:
         n, source = spec.max_concurrent, "max_concurrent"
     else:
@@ -108,6 +109,7 @@ def say_concurrency(spec: JobSpec, local: bool = False) -> None:
             source = "what this machine holds"
         source += "; max_concurrent sets it"
     _note(f"up to {n} trial{'s' if n != 1 else ''} at a time ({source})")
+    return n
 
 
 def _slots_and_source(spec: JobSpec) -> tuple[int, str]:

@@ -84,9 +84,11 @@ def build_tuner(
     run_dir: str,
     callbacks: list[Any],
     local_dir: str | None = None,
+    concurrency: int | None = None,
 ) -> Any:
     """The search as a Tuner. `run_dir` is where Ray writes (a bucket URI or a folder),
-    `local_dir` where hpo writes its own files (a bucket run's local mirror; run_dir if None)."""
+    `local_dir` where hpo writes its own files (a bucket run's local mirror; run_dir if None),
+    `concurrency` how many trials run at once (None: the spec's, else what the cluster holds)."""
     from ray import tune
 
     from hpo.checkpoint_bar import bar_key
@@ -122,7 +124,7 @@ def build_tuner(
             search_alg=make_searcher(spec, space),
             scheduler=scheduler,
             num_samples=spec.run_cap or 10,
-            max_concurrent_trials=spec.max_concurrent or trial_slots(spec),
+            max_concurrent_trials=concurrency or spec.max_concurrent or trial_slots(spec),
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -282,7 +284,7 @@ def run_search(
     init_ray(spec, address)
     check_cluster_fits(spec)
     check_storage_shared(spec.storage)
-    say_concurrency(spec, local=address is None)
+    concurrency = say_concurrency(spec, local=address is None)
     run_dir = location.local
     if location.remote:  # the local mirror of a bucket run is a cache: start it clean
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -292,7 +294,8 @@ def run_search(
     write_data_report(run_dir, data)
     location.push()
     callbacks = make_callbacks(spec, name, run_dir, show_table)
-    grid = fit(build_tuner(spec, data, name, location.path, callbacks, local_dir=run_dir))
+    tuner = build_tuner(spec, data, name, location.path, callbacks, run_dir, concurrency)
+    grid = fit(tuner)
     location.pull()
     return finish(spec, data, grid, run_dir, location)
 

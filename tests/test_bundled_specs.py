@@ -50,5 +50,7 @@ def test_bundled_spec_builds_its_tuner(path, tmp_path, local_ray):
         tokenizer=None,
         fingerprint="stub",
     )
-    tuner = build_tuner(spec, data, "built", str(tmp_path / "built"), callbacks=[])
+    tuner = build_tuner(spec, data, "built", str(tmp_path / "built"), [], concurrency=3)
     assert isinstance(tuner, tune.Tuner)
+    # The figure the search printed at its start, not a second count of the cluster.
+    assert tuner._local_tuner._tune_config.max_concurrent_trials == 3

@@ -95,7 +95,7 @@ def test_trials_at_once_count_the_nodes_the_autoscaler_can_add(record_node_types
     # is what makes the autoscaler add them; the alive node holds none of these trials.
     record_node_types(("cpu-head", {"CPU": 2}, 1), ("gpu-workers", {"CPU": 8, "GPU": 1}, 4))
     assert trial_slots(spec(cpu=4, gpu=0.5)) == 8
-    say_concurrency(spec(cpu=4, gpu=0.5))
+    assert say_concurrency(spec(cpu=4, gpu=0.5)) == 8  # the figure the tuner is given
     assert "up to 8 trials at a time (what the nodes the autoscaler" in capsys.readouterr().err
     assert trial_slots(spec(cpu=1)) == 2 + 4 * 8  # every type at its most, the alive head too
     record_node_types(("gpu-workers", {"CPU": 8, "GPU": 1}, -1))  # no limit: the whole search
