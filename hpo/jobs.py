@@ -4,11 +4,17 @@ The job's entrypoint is `hpo run` itself, so a submitted search takes the same c
 local one. The job carries, in its working_dir, the spec (overrides applied) and the local
 data files it names; secrets reach it as one environment variable sealed with the cluster's
 Ray token (hpo.sealed_env), never in a file, the spec or the command line.
+
+Ray deletes a job's working_dir after the job, so the run directory's spec.yaml names the data
+files where they are on the submitting machine (HPO_DATA_ORIGIN tells the job), not the copies
+the job read: `hpo resume` and `hpo confirm` of the run, run there, find them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -46,6 +52,7 @@ PLAIN_ENV = (
     "AWS_ENDPOINT_URL",
 )
 META_NAME, META_RUN_DIR = "hpo_name", "hpo_run_dir"
+DATA_ORIGIN_ENV = "HPO_DATA_ORIGIN"  # shipped data file (relative to the job) -> its origin
 SPEC_NAME = "spec.yaml"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -130,7 +137,9 @@ def submit(
     env_vars = _passed_env(env or [])
     jobs = client(address)
     with tempfile.TemporaryDirectory(prefix="hpo-job-") as folder:
-        _package(spec_path, overrides, spec, folder)
+        origins = _package(spec_path, overrides, spec, folder)
+        if origins:
+            env_vars[DATA_ORIGIN_ENV] = json.dumps(origins)
         entrypoint = shlex.join(
             [
                 "python",
@@ -190,8 +199,10 @@ def _passed_env(extra: list[str]) -> dict[str, str]:
     return {**plain, SEALED: seal(hidden, token)}
 
 
-def _package(spec_path: str, overrides: list[str], spec: Any, folder: str) -> None:
-    """spec.yaml with overrides applied, and the local files it names, paths made relative."""
+def _package(spec_path: str, overrides: list[str], spec: Any, folder: str) -> dict[str, str]:
+    """spec.yaml with overrides applied, and the local files it names, paths made relative;
+    returns each shipped file's path in the job -> the file here."""
+    origins: dict[str, str] = {}
     raw = read_yaml(spec_path)
     problems: list[str] = []
     for item in overrides:
@@ -208,6 +219,7 @@ def _package(spec_path: str, overrides: list[str], spec: Any, folder: str) -> No
             os.makedirs(os.path.join(folder, "data"), exist_ok=True)
             shutil.copy2(path, os.path.join(folder, dest))
             shipped.append(dest)
+            origins[dest] = path  # resolved: absolute
         data[split] = shipped if isinstance(data.get(split), list) else shipped[0]
     # The model is not shipped: trials on other nodes load it by path, and a working_dir lands
     # at a different path on each node. Hub ids and `package:` folders resolve on the cluster.
@@ -222,6 +234,28 @@ def _package(spec_path: str, overrides: list[str], spec: Any, folder: str) -> No
             file=sys.stderr,
         )
     Path(folder, SPEC_NAME).write_text(yaml.safe_dump(raw, sort_keys=False))
+    return origins
+
+
+def with_data_origins(spec: Any) -> Any:
+    """In a submitted job, the spec as the run directory records it: data files named where
+    they are on the submitting machine. Elsewhere the spec unchanged."""
+    origins = json.loads(os.environ.get(DATA_ORIGIN_ENV) or "{}")
+    if not origins or spec.data.dataset is not None:
+        return spec
+
+    def origin(path: str | None) -> str | None:
+        # The job runs in its working_dir: a shipped file's path relative to it is its key.
+        return origins.get(os.path.relpath(path), path) if path else path
+
+    train = spec.data.train
+    data = dataclasses.replace(
+        spec.data,
+        train=[origin(p) for p in (train if isinstance(train, list) else [train])],
+        validation=origin(spec.data.validation),
+        test=origin(spec.data.test),
+    )
+    return dataclasses.replace(spec, data=data)
 
 
 def list_jobs(address: str | None) -> list[dict[str, str]]:

@@ -22,6 +22,7 @@ from hpo.cluster import check_cluster_fits, check_storage_shared, say_concurrenc
 from hpo.config import dump_spec
 from hpo.data import PreparedData, prepare
 from hpo.errors import SpecError
+from hpo.jobs import with_data_origins
 from hpo.paths import is_remote_uri
 from hpo.relocate import follow_moved_run, relocate_callbacks
 from hpo.results import Best, collect, write_results
@@ -233,6 +234,26 @@ def write_data_report(run_dir: str, data: PreparedData) -> None:
     print(data_line(data.stats), file=sys.stderr)
 
 
+def check_same_data(run_dir: str, data: PreparedData) -> None:
+    """Refuse to resume on other data than the search started on: its finished trials' scores
+    would be compared with scores on different examples (data.yaml holds the fingerprint)."""
+    import yaml
+
+    try:
+        recorded = yaml.safe_load(Path(run_dir, "data.yaml").read_text()).get("fingerprint")
+    except (OSError, AttributeError, yaml.YAMLError):
+        return  # no record to compare with (a run directory from before data.yaml)
+    if recorded and recorded != data.fingerprint:
+        raise SpecError(
+            [
+                f"data: the spec's data files (or dataset) now hold other examples than when "
+                f"the search started (fingerprint {data.fingerprint}, data.yaml: {recorded}); "
+                "restore them, or start a new search"
+            ],
+            source=os.path.join(run_dir, SPEC_FILE),
+        )
+
+
 def data_line(stats: dict[str, int]) -> str:
     """`data: 360 train, 40 validation examples; removed 3 empty texts and 2 duplicate texts
     from train`, from the stats keys `<split>_examples` and `<split>_<what>_removed`."""
@@ -289,7 +310,7 @@ def run_search(
     if location.remote:  # the local mirror of a bucket run is a cache: start it clean
         shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
-    Path(run_dir, SPEC_FILE).write_text(dump_spec(spec))
+    Path(run_dir, SPEC_FILE).write_text(dump_spec(with_data_origins(spec)))
     environment.record_start(run_dir)
     write_data_report(run_dir, data)
     location.push()
@@ -317,6 +338,7 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     if not tune.Tuner.can_restore(location.path):
         raise SpecError([f"{location.path}: no saved search state to resume from"])
     data = prepare(spec)
+    check_same_data(location.local, data)
     init_ray(spec, address)
     environment.warn_if_changed(environment.record_resume(location.local))
     location.push()  # a bucket run's record now, before the pull below brings the old one back

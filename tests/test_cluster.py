@@ -144,6 +144,11 @@ def test_submitted_search_runs_on_both_nodes(cluster, hpo, tiny_bert, sentiment_
     assert len(rows) == 4 and all(r["outcome"] == "completed" for r in rows)
     assert len({r["node"] for r in rows if r["node"]}) == 2, [r["node"] for r in rows]
 
+    # The job read its own copy of the data, which Ray deletes with the job's working_dir; the
+    # run directory names the file here, so `hpo resume` and `hpo confirm` here find it.
+    recorded = yaml.safe_load(Path(run_dir, "spec.yaml").read_text())["data"]
+    assert recorded["train"] == [os.path.abspath(sentiment_csv)]
+
     code, listing, _ = hpo("jobs", "list")
     assert job_id in listing and "tiny" in listing
     out = str(folder / "fetched")
@@ -164,6 +169,30 @@ def test_submitted_search_runs_on_both_nodes(cluster, hpo, tiny_bert, sentiment_
     env_vars = client(None).get_job_info(job_id).runtime_env["env_vars"]
     assert "HPO_SEALED_ENV" in env_vars and "WANDB_API_KEY" not in env_vars
     assert files_holding(cluster["folder"], "cannot open the job's secrets") == []
+
+
+def test_job_records_the_data_files_where_they_were_submitted_from(
+    tmp_path, monkeypatch, tiny_bert, sentiment_csv
+):
+    from hpo.config import load_spec
+    from hpo.jobs import DATA_ORIGIN_ENV, _package, with_data_origins
+
+    spec_path = tiny_spec(tmp_path / "specs", tiny_bert, sentiment_csv)
+    job = tmp_path / "job"  # the job's working_dir, as `hpo submit` packs it
+    job.mkdir()
+    origins = _package(str(spec_path), [], load_spec(spec_path), str(job))
+    shipped = f"data/train-0-{os.path.basename(sentiment_csv)}"
+    assert origins == {shipped: os.path.abspath(sentiment_csv)}
+
+    monkeypatch.chdir(job)  # where the job's `hpo run` starts
+    in_job = load_spec(job / "spec.yaml")
+    assert in_job.data.train == [str(job / shipped)]  # the job reads its own copy
+    monkeypatch.setenv(DATA_ORIGIN_ENV, json.dumps(origins))
+    recorded = with_data_origins(in_job)
+    assert recorded.data.train == [os.path.abspath(sentiment_csv)]
+    assert in_job.data.train == [str(job / shipped)], "the search's own spec is untouched"
+    monkeypatch.delenv(DATA_ORIGIN_ENV)
+    assert with_data_origins(in_job) is in_job  # `hpo run` outside a job
 
 
 def test_secrets_are_sealed_with_the_ray_token(monkeypatch):

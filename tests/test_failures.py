@@ -299,6 +299,24 @@ def _oldest_pickle(run_dir, prefix):
     return _latest_pickle(run_dir, prefix, pick=min)
 
 
+def _refused_on_other_data(run_dir, env):
+    """A resume whose data files changed since the start stops before Ray, writing nothing."""
+    data_yaml = Path(run_dir, "data.yaml")
+    original = data_yaml.read_text()
+    record = read_yaml(data_yaml)
+    # As if the spec's files had been edited: the recorded fingerprint no longer matches.
+    data_yaml.write_text(original.replace(record["fingerprint"], "0123456789abcdef"))
+    before = {p: p.stat().st_mtime_ns for p in Path(run_dir).rglob("*") if p.is_file()}
+    refused = _hpo("resume", run_dir, env_extra=env)
+    _, err = refused.communicate(timeout=120)
+    assert refused.returncode == 2, err
+    assert f"fingerprint {record['fingerprint']}, data.yaml: 0123456789abcdef" in err
+    assert "Traceback" not in err
+    after = {p: p.stat().st_mtime_ns for p in Path(run_dir).rglob("*") if p.is_file()}
+    assert after == before, "nothing written"
+    data_yaml.write_text(original)
+
+
 def _crash_and_resume(stop, spec, storage, run_dir, env):
     proc = _hpo("run", spec, "--name", "long", "--storage", str(storage), "--quiet", env_extra=env)
     _wait_for_evaluations(lambda: _driver_staging(env["RAY_TMPDIR"], "long"), 4, proc)
@@ -313,6 +331,8 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
         os.rename(run_dir, moved)
         run_dir = moved
 
+    if stop == "sigint":
+        _refused_on_other_data(run_dir, env)
     resumed = _hpo("resume", run_dir, env_extra=env)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
