@@ -339,9 +339,16 @@ def promotion(guard: bool, workers: int, max_paused: int | None = None) -> Promo
     )
 
 
-def with_promotion(method: str, guard: bool, cap: int | None = DEFAULT_MAX_PAUSED) -> Any:
+def with_promotion(
+    method: str, guard: bool, cap: int | None = DEFAULT_MAX_PAUSED, rung_model: bool = True
+) -> Any:
     """(seed, workers) -> hpo's searcher for `method` and promotion-type ASHA."""
-    return lambda s, w: (hpo_searcher(method, s, workers=w), promotion(guard, w, cap))
+
+    def make(s: int, w: int) -> tuple[OptunaSearcher, PromotionASHA]:
+        sampler = make_sampler(method, s, 120, 1, rung_model=rung_model)
+        return hpo_searcher(method, s, sampler, workers=w), promotion(guard, w, cap)
+
+    return make
 
 
 # name -> (seed, workers) -> (searcher, scheduler)
@@ -356,6 +363,11 @@ METHODS: dict[str, Any] = {
     # hpo's default until the eighth session (`promotion: false` now)
     "hpo TPE+stop-type ASHA+guard": lambda s, w: (hpo_searcher("tpe", s, workers=w), asha(True)),
     "hpo default: TPE+promotion ASHA+guard": with_promotion("tpe", guard=True),
+    # The default until the eleventh session: TPE on the study in Optuna's own order (finished
+    # trials first), not on the highest rung enough trials reached (hpo.rung_model).
+    "hpo TPE, Optuna's order+promotion ASHA+guard": with_promotion(
+        "tpe", guard=True, rung_model=False
+    ),
     # Which part of the default costs reach when early rungs mislead: the searcher or the
     # scheduler? The same schedulers under random search, and the default without its guard.
     "hpo TPE+promotion ASHA (no guard)": with_promotion("tpe", guard=False),

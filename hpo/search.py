@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from ray.tune.search import Searcher
 
+from hpo.rung_model import RungTPESampler
 from hpo.space import Space
 from hpo.spec import JobSpec
 from hpo.trial.reporter import FINAL, OUTCOME
@@ -26,15 +27,19 @@ from hpo.trial.reporter import FINAL, OUTCOME
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make_sampler(method: str, seed: int, run_cap: int, n_objectives: int) -> Any:
-    """name -> a seeded Optuna sampler."""
+def make_sampler(
+    method: str, seed: int, run_cap: int, n_objectives: int, rung_model: bool = True
+) -> Any:
+    """name -> a seeded Optuna sampler. `rung_model`: TPE models the highest rung that enough
+    trials reached (hpo.rung_model); False gives Optuna's own ordering (for benchmarks)."""
     samplers = optuna.samplers
     if method == "tpe":
         # TPE needs a few random trials first; with small budgets, 10 would be all of them.
         startup = max(3, min(10, run_cap // 4))
+        tpe = RungTPESampler if rung_model else samplers.TPESampler
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return samplers.TPESampler(
+            return tpe(
                 seed=seed,
                 n_startup_trials=startup,
                 multivariate=True,

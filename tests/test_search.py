@@ -99,3 +99,73 @@ def test_multi_objective_completes_with_all_values():
     s.on_trial_complete("t1", {"eval_accuracy": 0.7, "trainable_params": 100.0, FINAL: 1})
     (trial,) = s.study.trials
     assert trial.values == [0.7, 100.0]
+
+
+# -- the rung model (hpo.rung_model): TPE ranks trials at the highest rung enough reached ------
+def _trial(x, curve, state=State.PRUNED, value=None):
+    dist = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    return optuna.trial.create_trial(
+        params={"x": x},
+        distributions=dist,
+        state=state,
+        value=value,
+        intermediate_values=curve,
+    )
+
+
+def _study(trials):
+    study = optuna.create_study(direction="maximize")
+    study.add_trials(trials)
+    return study
+
+
+def test_rung_model_ranks_every_trial_at_the_highest_rung_enough_reached():
+    from hpo.rung_model import rung_view
+
+    # Six trials stopped at rung 1, four paused at rung 3, one finished (poorly, at 0.5) after
+    # scoring 0.55 at rung 3: rung 3 has five scores, enough to model (one parameter + 1 = 2);
+    # the end has one.
+    trials = [_trial(i / 10, {1: 0.1 * i}) for i in range(6)]
+    trials += [_trial(0.6 + i / 20, {1: 0.7, 3: 0.6 + i / 20}) for i in range(4)]
+    trials.append(_trial(0.9, {1: 0.6, 3: 0.55, 9: 0.5}, State.COMPLETE, 0.5))
+    study = _study(trials)
+    asked = study.ask()
+    view, placeholder = rung_view(study, study.trials[-1])
+    assert placeholder.state == State.RUNNING and placeholder.params == {}
+    seen = {t.params["x"]: t for t in view.trials if t.params}
+    assert asked.number not in {t.number for t in view.trials if t.params}
+    # Every trial that reached rung 3 is scored there, the finished one too (0.55, not 0.5) ...
+    for x in (0.6, 0.65, 0.7, 0.75):
+        assert seen[x].state == State.COMPLETE and seen[x].value == pytest.approx(x)
+    assert seen[0.9].state == State.COMPLETE and seen[0.9].value == pytest.approx(0.55)
+    # ... and those stopped before it stay PRUNED with their curves (TPE ranks them below).
+    assert seen[0.5].state == State.PRUNED and seen[0.5].intermediate_values == {1: 0.5}
+
+
+def test_rung_model_is_the_study_itself_when_enough_trials_finished_or_none_stopped():
+    from hpo.rung_model import rung_view
+
+    # Two finished trials are enough (one parameter + 1); five stopped ones do not matter then.
+    finished = [_trial(i / 10, {1: 0.5, 9: 0.6}, State.COMPLETE, 0.6 + i / 100) for i in range(2)]
+    stopped = [_trial(0.5 + i / 10, {1: 0.1}) for i in range(5)]
+    for trials in (finished + stopped, [_trial(0.1, {1: 0.2}, State.COMPLETE, 0.2)] * 5):
+        study = _study(trials)
+        study.ask()
+        trial = study.trials[-1]
+        assert rung_view(study, trial) == (study, trial)
+
+
+def test_tpe_searcher_models_the_rung_and_saves_without_its_view():
+    import pickle
+
+    from hpo.rung_model import RungTPESampler
+
+    s = searcher()
+    assert isinstance(s.study.sampler, RungTPESampler)
+    for i in range(12):  # stopped after one evaluation: the model's rung is the first
+        run(s, f"t{i}", [0.5 + i / 100], final=False)
+    assert s.suggest("t12") is not None  # TPE sampled through the view (no error, a config)
+    assert s.study.sampler._views is not None
+    restored = pickle.loads(pickle.dumps(s.get_state()))
+    assert restored["study"].sampler._views is None
+    assert make_sampler("tpe", 0, 20, 1, rung_model=False).__class__ is optuna.samplers.TPESampler
