@@ -33,6 +33,10 @@ METHODS = {
         "early_terminate.guard=false",
     ],
     "TPE+promotion ASHA+guard (default)": ["early_terminate.promotion=true"],
+    "TPE+promotion ASHA+guard (default) + rung_model": [
+        "early_terminate.promotion=true",
+        "rung_model=true",
+    ],
     "TPE+stop-type ASHA+guard": ["early_terminate.promotion=false"],
     "TPE+promotion ASHA (no guard)": [
         "early_terminate.promotion=true",
@@ -41,27 +45,10 @@ METHODS = {
 }
 
 
-# TPE on the study in Optuna's own order (finished trials first), hpo's sampler until the
-# eleventh session; the searcher lives in the driver, so the driver process is patched.
-OPTUNA_ORDER = ", Optuna's order"
-for _base in ("TPE+ASHA (plain: no guard)", "TPE+promotion ASHA+guard (default)"):
-    METHODS[_base + OPTUNA_ORDER] = METHODS[_base]
-_WITH_OPTUNA_ORDER = (
-    "import functools, sys; import hpo.search as s; "
-    "s.make_sampler = functools.partial(s.make_sampler, rung_model=False); "
-    "from hpo.cli import main; sys.exit(main(sys.argv[1:]))"
-)
-
-
 def run_one(method: str, seed: int, storage: str, extra: list[str]) -> dict:
     name = f"m{list(METHODS).index(method)}-s{seed}"
     sets = [*METHODS[method], f"seed={seed}", "tracking.wandb.mode=disabled", *extra]
-    hpo = (
-        [sys.executable, "-c", _WITH_OPTUNA_ORDER]
-        if method.endswith(OPTUNA_ORDER)
-        else [str(Path(sys.executable).parent / "hpo")]
-    )
-    command = [*hpo, "run", str(SPEC), "--quiet"]
+    command = [str(Path(sys.executable).parent / "hpo"), "run", str(SPEC), "--quiet"]
     command += ["--name", name, "--storage", storage]
     for item in sets:
         command += ["--set", item]

@@ -340,7 +340,7 @@ def promotion(guard: bool, workers: int, max_paused: int | None = None) -> Promo
 
 
 def with_promotion(
-    method: str, guard: bool, cap: int | None = DEFAULT_MAX_PAUSED, rung_model: bool = True
+    method: str, guard: bool, cap: int | None = DEFAULT_MAX_PAUSED, rung_model: bool = False
 ) -> Any:
     """(seed, workers) -> hpo's searcher for `method` and promotion-type ASHA."""
 
@@ -363,11 +363,9 @@ METHODS: dict[str, Any] = {
     # hpo's default until the eighth session (`promotion: false` now)
     "hpo TPE+stop-type ASHA+guard": lambda s, w: (hpo_searcher("tpe", s, workers=w), asha(True)),
     "hpo default: TPE+promotion ASHA+guard": with_promotion("tpe", guard=True),
-    # The default until the eleventh session: TPE on the study in Optuna's own order (finished
-    # trials first), not on the highest rung enough trials reached (hpo.rung_model).
-    "hpo TPE, Optuna's order+promotion ASHA+guard": with_promotion(
-        "tpe", guard=True, rung_model=False
-    ),
+    # `rung_model: true`: TPE on the highest rung enough trials reached (hpo.rung_model), not
+    # on the study in Optuna's own order (finished trials first).
+    "hpo default + rung_model": with_promotion("tpe", guard=True, rung_model=True),
     # Which part of the default costs reach when early rungs mislead: the searcher or the
     # scheduler? The same schedulers under random search, and the default without its guard.
     "hpo TPE+promotion ASHA (no guard)": with_promotion("tpe", guard=False),

@@ -18,19 +18,18 @@ import time
 import warnings
 from typing import Any
 
+import optuna
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mf_synthetic as mf
-
-from hpo.rung_model import RungTPESampler
 
 
 def _gamma(share: float, cap: int = 25):
     return lambda n: min(cap, max(1, math.ceil(share * n)))
 
 
-# hpo's default (hpo.search.make_sampler with run_cap 120: TPE on the rung model) and one change
-# each.
+# hpo's default (hpo.search.make_sampler with run_cap 120) and one change each.
 DEFAULT = dict(n_startup_trials=10, multivariate=True, group=True, constant_liar=True)
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -55,7 +54,7 @@ def regrets(setting: str, seeds: range, options: dict[str, Any]) -> list[float]:
     for seed in seeds:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sampler = RungTPESampler(seed=seed, **{**DEFAULT, **options})
+            sampler = optuna.samplers.TPESampler(seed=seed, **{**DEFAULT, **options})
             log = mf.simulate(mf.hpo_searcher("tpe", seed, sampler), mf.asha(True), setting, seed)
         out.append(log.best_at(mf.BUDGET_FULL * mf.MAX_T) - mf.OPTIMUM)
     return out

@@ -113,6 +113,8 @@ def check_spec(spec: JobSpec, problems: list[str]) -> None:
     """Cross-field checks and path resolution, in place."""
     spec.method = METHOD_ALIASES.get(spec.method, spec.method)
     _check_choice("method", spec.method, METHODS, problems)
+    if spec.rung_model and spec.method != "tpe":
+        problems.append(f"rung_model: a TPE option; method is {spec.method}")
     _check_choice("task", spec.task, TASKS, problems)
     _merge_wandb_keys(spec)
     _check_metrics(spec, problems)

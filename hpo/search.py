@@ -28,10 +28,10 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def make_sampler(
-    method: str, seed: int, run_cap: int, n_objectives: int, rung_model: bool = True
+    method: str, seed: int, run_cap: int, n_objectives: int, rung_model: bool = False
 ) -> Any:
     """name -> a seeded Optuna sampler. `rung_model`: TPE models the highest rung that enough
-    trials reached (hpo.rung_model); False gives Optuna's own ordering (for benchmarks)."""
+    trials reached (hpo.rung_model) instead of the study in Optuna's own order."""
     samplers = optuna.samplers
     if method == "tpe":
         # TPE needs a few random trials first; with small budgets, 10 would be all of them.
@@ -245,7 +245,9 @@ def _objective_values(result: dict[str, Any], objectives: list[tuple[str, str]])
 def make_searcher(spec: JobSpec, space: Space) -> OptunaSearcher:
     """The spec's searcher: seeded sampler, known-good points first, a grid enqueued whole."""
     objectives = [(m.name, m.goal or "maximize") for m in spec.metrics]
-    sampler = make_sampler(spec.method, spec.seed, spec.run_cap or 10, len(objectives))
+    sampler = make_sampler(
+        spec.method, spec.seed, spec.run_cap or 10, len(objectives), spec.rung_model
+    )
     points = list(spec.points_to_evaluate)
     if spec.method == "grid":
         points += space.grid()

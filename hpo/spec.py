@@ -190,6 +190,12 @@ class JobSpec:
     tracking: TrackingSpec = doc("experiment tracking", factory=TrackingSpec)
     checkpoints: CheckpointsSpec = doc("checkpoint budget", factory=CheckpointsSpec)
     storage: str = doc("folder (or s3://, gs:// URI) that holds run directories", "runs")
+    rung_model: bool = doc(
+        "tpe only: until parameters + 1 trials finished, TPE ranks trials at the highest rung "
+        "that many reached (BOHB's rule); better where early evaluations rank like the last, "
+        "worse where they mislead (benchmarks/BENCHMARKS.md)",
+        False,
+    )
     points_to_evaluate: list[dict[str, Any]] = doc("known-good points run first", factory=list)
     warm_start: str | None = doc("a previous run directory whose trials seed the sampler")
     # Accepted so that a W&B sweep file ports unchanged; hpo does not need them.

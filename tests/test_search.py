@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from conftest import ROOT
 
 from hpo.search import OptunaSearcher, make_sampler
 from hpo.space import compile_space
@@ -14,7 +15,7 @@ from hpo.trial.reporter import FINAL, OUTCOME
 State = optuna.trial.TrialState
 
 
-def searcher(points=None, objectives=(("eval_accuracy", "maximize"),)):
+def searcher(points=None, objectives=(("eval_accuracy", "maximize"),), rung_model=False):
     problems: list[str] = []
     space = compile_space(
         {
@@ -25,7 +26,10 @@ def searcher(points=None, objectives=(("eval_accuracy", "maximize"),)):
     )
     assert not problems
     return OptunaSearcher(
-        space, list(objectives), make_sampler("tpe", 0, 20, len(objectives)), points
+        space,
+        list(objectives),
+        make_sampler("tpe", 0, 20, len(objectives), rung_model),
+        points,
     )
 
 
@@ -160,7 +164,7 @@ def test_tpe_searcher_models_the_rung_and_saves_without_its_view():
 
     from hpo.rung_model import RungTPESampler
 
-    s = searcher()
+    s = searcher(rung_model=True)
     assert isinstance(s.study.sampler, RungTPESampler)
     for i in range(12):  # stopped after one evaluation: the model's rung is the first
         run(s, f"t{i}", [0.5 + i / 100], final=False)
@@ -168,4 +172,15 @@ def test_tpe_searcher_models_the_rung_and_saves_without_its_view():
     assert s.study.sampler._views is not None
     restored = pickle.loads(pickle.dumps(s.get_state()))
     assert restored["study"].sampler._views is None
-    assert make_sampler("tpe", 0, 20, 1, rung_model=False).__class__ is optuna.samplers.TPESampler
+
+
+def test_spec_turns_the_rung_model_on():
+    from hpo.config import load_spec
+    from hpo.rung_model import RungTPESampler
+    from hpo.search import make_searcher
+
+    spec_path = ROOT / "search_spaces" / "quickstart.yaml"
+    for setting, kind in (("false", optuna.samplers.TPESampler), ("true", RungTPESampler)):
+        spec = load_spec(spec_path, [f"rung_model={setting}"])
+        sampler = make_searcher(spec, compile_space(spec.parameters, [])).study.sampler
+        assert type(sampler) is kind
