@@ -40,11 +40,18 @@ def retrain(
     from hpo.cluster import check_cluster_fits, check_storage_shared
     from hpo.data import prepare
     from hpo.results import collect
-    from hpo.tuner import build_tuner, fit, init_ray, make_callbacks
+    from hpo.tuner import build_tuner, data_change, fit, init_ray, make_callbacks
 
     if location.remote:
         spec = dataclasses.replace(spec, storage=location.path)  # Tune: <run URI>/confirm
     data = prepare(spec)
+    changed = data_change(run.run_dir, data)
+    if changed:  # unlike a resume, one the user may mean (refreshed data): said, not refused
+        print(
+            f"hpo: {changed}; the candidates were picked on the old data, the retrained runs "
+            "are scored on the data as it is now",
+            file=sys.stderr,
+        )
     init_ray(spec, address)
     check_cluster_fits(spec)
     check_storage_shared(location.path)  # the retrained runs write their checkpoints under it

@@ -236,22 +236,30 @@ def write_data_report(run_dir: str, data: PreparedData) -> None:
 
 def check_same_data(run_dir: str, data: PreparedData) -> None:
     """Refuse to resume on other data than the search started on: its finished trials' scores
-    would be compared with scores on different examples (data.yaml holds the fingerprint)."""
+    would be compared with scores on different examples."""
+    changed = data_change(run_dir, data)
+    if changed:
+        raise SpecError(
+            [f"data: {changed}; restore them, or start a new search"],
+            source=os.path.join(run_dir, SPEC_FILE),
+        )
+
+
+def data_change(run_dir: str, data: PreparedData) -> str | None:
+    """What differs between the data now and the data the search started on (data.yaml's
+    fingerprint); None when nothing does or there is no record."""
     import yaml
 
     try:
         recorded = yaml.safe_load(Path(run_dir, "data.yaml").read_text()).get("fingerprint")
     except (OSError, AttributeError, yaml.YAMLError):
-        return  # no record to compare with (a run directory from before data.yaml)
-    if recorded and recorded != data.fingerprint:
-        raise SpecError(
-            [
-                f"data: the spec's data files (or dataset) now hold other examples than when "
-                f"the search started (fingerprint {data.fingerprint}, data.yaml: {recorded}); "
-                "restore them, or start a new search"
-            ],
-            source=os.path.join(run_dir, SPEC_FILE),
-        )
+        return None  # no record to compare with (a run directory from before data.yaml)
+    if not recorded or recorded == data.fingerprint:
+        return None
+    return (
+        "the spec's data files (or dataset) now hold other examples than when the search "
+        f"started (fingerprint {data.fingerprint}, data.yaml: {recorded})"
+    )
 
 
 def data_line(stats: dict[str, int]) -> str:

@@ -3,9 +3,12 @@ the Trainer, ranked by their mean; best.yaml, best_model/ and its card follow th
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import statistics
+from pathlib import Path
 
 import pytest
 import yaml
@@ -130,8 +133,15 @@ tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
     assert main(["run", spec, "--name", "tiny", "--storage", str(root / "runs"), "--quiet"]) == 0
     run_dir = str(root / "runs" / "tiny")
     search_best = read_yaml(os.path.join(run_dir, "best.yaml"))
-    code = main(["confirm", run_dir, "--top-k", "2", "--seeds", "2", "--quiet"])
-    assert code == 0
+    # As if the data files had been refreshed since the search: confirm goes on, and says so.
+    data_yaml = Path(run_dir, "data.yaml")
+    recorded = data_yaml.read_text()
+    data_yaml.write_text(recorded.replace(read_yaml(data_yaml)["fingerprint"], "0123456789abcdef"))
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        code = main(["confirm", run_dir, "--top-k", "2", "--seeds", "2", "--quiet"])
+    data_yaml.write_text(recorded)
+    assert code == 0, err.getvalue()
+    assert "data.yaml: 0123456789abcdef); the candidates were picked on the old" in err.getvalue()
     return run_dir, search_best
 
 
