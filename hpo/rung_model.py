@@ -75,13 +75,16 @@ class RungTPESampler(optuna.samplers.TPESampler):
 def rung_view(
     study: Study, trial: FrozenTrial, min_points: int | None = None
 ) -> tuple[Study, FrozenTrial]:
-    """(study, trial) as TPE sees them: the study itself, or a copy ranked at the model's rung."""
+    """(study, trial) as TPE sees them: the study itself, or a copy ranked at the model's rung.
+    Several objectives report no intermediate values: the study itself."""
+    if len(study.directions) > 1:
+        return study, trial
     trials = study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     )
     others = [t for t in trials if t.number != trial.number]
     rung = model_rung(others, min_points)
-    if rung is None or len(study.directions) > 1:
+    if rung is None:
         return study, trial
     view = optuna.create_study(directions=study.directions)
     view.add_trials([_as_seen_at(t, rung) for t in others])
