@@ -118,6 +118,8 @@ def check_spec(spec: JobSpec, problems: list[str]) -> None:
     _check_choice("task", spec.task, TASKS, problems)
     _merge_wandb_keys(spec)
     _check_metrics(spec, problems)
+    if spec.rung_model and len(spec.metrics) > 1:
+        problems.append("rung_model: a one-metric option; trials with several report no rungs")
     space = compile_space(spec.parameters, problems)
     _check_parameter_names(spec, problems)
     _check_points(spec, space, problems)
