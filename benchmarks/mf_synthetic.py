@@ -270,16 +270,17 @@ def simulate(
 
 # -- methods --------------------------------------------------------------------------------------
 def hpo_searcher(
-    method: str, seed: int, sampler: Any = None, workers: int = WORKERS
+    method: str, seed: int, sampler: Any = None, workers: int = WORKERS, rung_model: bool = False
 ) -> OptunaSearcher:
-    """hpo's searcher over the 6 inputs, with hpo's sampler for `method` unless one is given."""
+    """hpo's searcher over the 6 inputs, with hpo's sampler for `method` unless one is given
+    (`rung_model`: the spec's key of that name)."""
     problems: list[str] = []
     space = compile_space(
         {f"x{i}": ParamSpec(min=0.0, max=1.0) for i in range(1, DIM + 1)}, problems
     )
     assert not problems, problems
     # run_cap 120: the ~120 trials such a budget starts under ASHA (10 random start-up trials).
-    sampler = sampler or make_sampler(method, seed, 120, 1)
+    sampler = sampler or make_sampler(method, seed, 120, 1, rung_model)
     searcher = OptunaSearcher(space, [(METRIC, "minimize")], sampler)
     searcher.set_max_concurrency(workers)  # as Ray's ConcurrencyLimiter does
     return searcher
@@ -343,12 +344,10 @@ def with_promotion(
     method: str, guard: bool, cap: int | None = DEFAULT_MAX_PAUSED, rung_model: bool = False
 ) -> Any:
     """(seed, workers) -> hpo's searcher for `method` and promotion-type ASHA."""
-
-    def make(s: int, w: int) -> tuple[OptunaSearcher, PromotionASHA]:
-        sampler = make_sampler(method, s, 120, 1, rung_model=rung_model)
-        return hpo_searcher(method, s, sampler, workers=w), promotion(guard, w, cap)
-
-    return make
+    return lambda s, w: (
+        hpo_searcher(method, s, workers=w, rung_model=rung_model),
+        promotion(guard, w, cap),
+    )
 
 
 # name -> (seed, workers) -> (searcher, scheduler)
