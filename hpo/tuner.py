@@ -225,12 +225,15 @@ def check_local_resources(spec: JobSpec) -> None:
         raise SpecError(problems)
 
 
+DATA_REPORT = "data.yaml"  # what the data held (its fingerprint), written at the start
+
+
 def write_data_report(run_dir: str, data: PreparedData) -> None:
     """data.yaml: what cleaning removed and what each split holds; one line to the terminal."""
     import yaml
 
     document = {"fingerprint": data.fingerprint, "labels": data.label_names, **data.stats}
-    Path(run_dir, "data.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    Path(run_dir, DATA_REPORT).write_text(yaml.safe_dump(document, sort_keys=False))
     print(data_line(data.stats), file=sys.stderr)
 
 
@@ -251,7 +254,7 @@ def data_change(run_dir: str, data: PreparedData) -> str | None:
     import yaml
 
     try:
-        recorded = yaml.safe_load(Path(run_dir, "data.yaml").read_text()).get("fingerprint")
+        recorded = yaml.safe_load(Path(run_dir, DATA_REPORT).read_text()).get("fingerprint")
     except (OSError, AttributeError, yaml.YAMLError):
         return None  # no record to compare with (a run directory from before data.yaml)
     if not recorded or recorded == data.fingerprint:
