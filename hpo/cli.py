@@ -59,9 +59,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    if args.submit:
+        return _submit_for_run(args, [])
+    _no_job_options(args)
     from hpo.tuner import resume_search
 
     return _print_outcome(resume_search(args.run_dir, address=args.address))
+
+
+def _submit_for_run(args: argparse.Namespace, extra: list[str]) -> int:
+    """`hpo resume|confirm RUN_DIR --submit`: the same command, as a Ray Job on the cluster."""
+    from hpo.jobs import submit_for_run
+
+    job = submit_for_run(
+        args.command, args.run_dir, args.address, extra, pip=args.pip, env=args.env
+    )
+    print(f"submitted {args.command} of {job.name}: run directory {job.run_dir}", file=sys.stderr)
+    print(job.job_id)
+    return 0
+
+
+def _no_job_options(args: argparse.Namespace) -> None:
+    """--pip and --env shape a Ray Job: without --submit they would be silently dropped."""
+    given = [f"--{name}" for name in ("pip", "env") if getattr(args, name)]
+    if given:
+        raise SpecError([f"{' and '.join(given)}: only with --submit (they are the job's)"])
 
 
 def _print_outcome(outcome: Any) -> int:
@@ -174,8 +196,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
-    from hpo.confirm import confirm_run
+    from hpo.confirm import check_counts, confirm_run
 
+    if args.submit:
+        check_counts(args.top_k, args.seeds)
+        counts = ["--top-k", str(args.top_k), "--seeds", str(args.seeds), "--quiet"]
+        return _submit_for_run(args, counts)
+    _no_job_options(args)
     print(
         confirm_run(
             args.run_dir, args.top_k, args.seeds, address=args.address, show_table=not args.quiet
@@ -193,6 +220,30 @@ def cmd_keys(args: argparse.Namespace) -> int:
     for key, text in rows:
         print(f"{key:<{width}}  {text}")
     return 0
+
+
+def job_options(p: argparse.ArgumentParser) -> None:
+    """What a Ray Job that hpo submits may add: pip packages and environment variables."""
+    p.add_argument(
+        "--pip", action="append", default=[], metavar="REQ", help="pip requirement for the job"
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="pass this environment variable to the job (W&B, HF, AWS keys pass already)",
+    )
+
+
+def submit_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--submit",
+        action="store_true",
+        help="run it on the cluster as a Ray Job (as `hpo submit`; RUN_DIR where the cluster "
+        "reaches it: a bucket URI or a shared folder); prints the job's id",
+    )
+    job_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,20 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(handler=cmd_keys)
 
     address_help = "Ray dashboard address, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)"
+    run_address_help = (
+        "a Ray cluster to run on (default: a local Ray); with --submit, its dashboard address, "
+        "e.g. http://HEAD:8265 (default: $RAY_ADDRESS)"
+    )
     submit = spec_command("submit", "run a search on a Ray cluster as a Ray Job", cmd_submit)
     submit.add_argument("--address", help=address_help)
     submit.add_argument("--name", help="the run directory's name (default: spec name + time)")
     submit.add_argument("--storage", help="folder or URI every node reaches, for run directories")
-    submit.add_argument(
-        "--pip", action="append", default=[], metavar="REQ", help="pip requirement for the job"
-    )
-    submit.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="pass this environment variable to the job (W&B, HF, AWS keys pass already)",
-    )
+    job_options(submit)
     jobs = sub.add_parser("jobs", help="searches submitted to a Ray cluster")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     for verb, text, handler in (
@@ -270,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
         "resume", help="finish an interrupted or crashed search from its saved state"
     )
     resume.add_argument("run_dir", help="the run directory of the search")
-    resume.add_argument("--address", help="a Ray cluster to run on (default: a local Ray)")
+    resume.add_argument("--address", help=run_address_help)
+    submit_option(resume)
     resume.set_defaults(handler=cmd_resume)
 
     export = sub.add_parser("export", help="(re)export the best checkpoint of a search")
@@ -296,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("run_dir", help="a run directory, or the bucket URI `hpo run` printed")
     confirm.add_argument("--top-k", type=int, default=3, help="configurations to retrain")
     confirm.add_argument("--seeds", type=int, default=3, help="fresh seeds per configuration")
-    confirm.add_argument("--address", help="a Ray cluster to run on (default: a local Ray)")
+    confirm.add_argument("--address", help=run_address_help)
     confirm.add_argument("--quiet", action="store_true", help="no live trial table")
+    submit_option(confirm)
     confirm.set_defaults(handler=cmd_confirm)
     return parser
 

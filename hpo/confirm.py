@@ -152,6 +152,11 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
+def check_counts(top_k: int, seeds: int) -> None:
+    if top_k < 1 or seeds < 1:
+        raise SpecError([f"--top-k and --seeds must be at least 1 (got {top_k} and {seeds})"])
+
+
 def confirm_run(
     run_dir: str, top_k: int, seeds: int, address: str | None = None, show_table: bool = True
 ) -> str:
@@ -159,8 +164,7 @@ def confirm_run(
     from hpo.confirm_runner import retrain
     from hpo.storage import RECORD_FILES, RunLocation
 
-    if top_k < 1 or seeds < 1:
-        raise SpecError([f"--top-k and --seeds must be at least 1 (got {top_k} and {seeds})"])
+    check_counts(top_k, seeds)
     location = RunLocation.at(run_dir)
     if location.remote:  # hpo's files into the local mirror; the model comes with the winner
         location.download(location.local, RECORD_FILES, fresh=True)

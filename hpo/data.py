@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hpo.errors import SpecError
+from hpo.paths import job_copy
 from hpo.spec import DataSpec, JobSpec
 
 _READERS = {
@@ -88,11 +89,11 @@ def load_frames(data: DataSpec) -> dict[str, pd.DataFrame]:
     if data.dataset is not None:
         return _load_hub(data)
     files = data.train if isinstance(data.train, list) else [data.train]
-    frames = {"train": pd.concat([read_table(f, "data.train") for f in files if f])}
+    frames = {"train": pd.concat([read_table(job_copy(f), "data.train") for f in files if f])}
     for split in ("validation", "test"):
         path = getattr(data, split)
         if path:
-            frames[split] = read_table(path, f"data.{split}")
+            frames[split] = read_table(job_copy(path), f"data.{split}")
     return frames
 
 

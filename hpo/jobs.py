@@ -7,7 +7,9 @@ Ray token (hpo.sealed_env), never in a file, the spec or the command line.
 
 Ray deletes a job's working_dir after the job, so the run directory's spec.yaml names the data
 files where they are on the submitting machine (HPO_DATA_ORIGIN tells the job), not the copies
-the job read: `hpo resume` and `hpo confirm` of the run, run there, find them.
+the job read: `hpo resume` and `hpo confirm` of the run, run there, find them. Run on the
+cluster instead (`--submit`), they ship those files again, and the job reads its copies
+(HPO_DATA_SHIPPED, hpo.paths.job_copy) while the run's records keep naming the originals.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import yaml
 
 from hpo.config import apply_override, load_spec, read_yaml
 from hpo.errors import SpecError
-from hpo.paths import PACKAGE_SCHEME, is_remote_uri
+from hpo.paths import DATA_SHIPPED_ENV, PACKAGE_SCHEME, is_remote_uri
 
 # Passed through to the job when set in the submitter's environment; secrets sealed with the
 # cluster's Ray token (hpo.sealed_env), so neither hpo nor Ray writes them down in the clear.
@@ -51,7 +53,7 @@ PLAIN_ENV = (
     "AWS_REGION",
     "AWS_ENDPOINT_URL",
 )
-META_NAME, META_RUN_DIR = "hpo_name", "hpo_run_dir"
+META_NAME, META_RUN_DIR, META_COMMAND = "hpo_name", "hpo_run_dir", "hpo_command"
 DATA_ORIGIN_ENV = "HPO_DATA_ORIGIN"  # shipped data file (relative to the job) -> its origin
 SPEC_NAME = "spec.yaml"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -140,34 +142,63 @@ def submit(
         origins = _package(spec_path, overrides, spec, folder)
         if origins:
             env_vars[DATA_ORIGIN_ENV] = json.dumps(origins)
-        entrypoint = shlex.join(
-            [
-                "python",
-                "-m",
-                "hpo.cli",
-                "run",
-                SPEC_NAME,
-                "--name",
-                name,
-                "--storage",
-                spec.storage,
-                "--address",
-                "auto",
-                "--quiet",
-            ]
-        )
-        runtime_env: dict[str, Any] = {"working_dir": folder, "env_vars": env_vars}
-        if pip:
-            runtime_env["pip"] = list(pip)
-        job_id = _call(
-            "submit",
-            lambda: jobs.submit_job(
-                entrypoint=entrypoint,
-                runtime_env=runtime_env,
-                metadata={META_NAME: name, META_RUN_DIR: run_dir},
-            ),
-        )
-    return Submission(str(job_id), name, run_dir)
+        command = ["run", SPEC_NAME, "--name", name, "--storage", spec.storage, "--quiet"]
+        job_id = _launch(jobs, command, folder, env_vars, pip, name, run_dir)
+    return Submission(job_id, name, run_dir)
+
+
+def submit_for_run(
+    command: str,
+    run_dir: str,
+    address: str | None,
+    args: list[str],
+    *,
+    pip: list[str] | None = None,
+    env: list[str] | None = None,
+) -> Submission:
+    """`hpo resume` or `hpo confirm` of an existing run (`command`, with its `args`) on the
+    cluster as a Ray Job. The run directory must be one the cluster reaches (a bucket, or a
+    folder its nodes mount); the data files its spec names here travel with the job."""
+    from hpo.runinfo import read_run_spec
+    from hpo.storage import RunLocation
+
+    location = RunLocation.at(run_dir)
+    location.fetch_own_files()  # a bucket run's spec into the local mirror
+    spec = read_run_spec(location.local)  # not a run directory: said here, nothing submitted
+    env_vars = _passed_env(env or [])
+    jobs = client(address)
+    with tempfile.TemporaryDirectory(prefix="hpo-job-") as folder:
+        shipped = {
+            origin: copy for files in _ship_data(spec, folder).values() for origin, copy in files
+        }
+        if shipped:
+            env_vars[DATA_SHIPPED_ENV] = json.dumps(shipped)
+        line = [command, location.path, *args]
+        job_id = _launch(jobs, line, folder, env_vars, pip, location.name, location.path)
+    return Submission(job_id, location.name, location.path)
+
+
+def _launch(
+    jobs: Any,
+    command: list[str],
+    folder: str,
+    env_vars: dict[str, str],
+    pip: list[str] | None,
+    name: str,
+    run_dir: str,
+) -> str:
+    """Start `hpo COMMAND ...` on the cluster (Ray's own address) with `folder` as the job's
+    working_dir; returns the job's id."""
+    entrypoint = shlex.join(["python", "-m", "hpo.cli", *command, "--address", "auto"])
+    runtime_env: dict[str, Any] = {"working_dir": folder, "env_vars": env_vars}
+    if pip:
+        runtime_env["pip"] = list(pip)
+    meta = {META_NAME: name, META_RUN_DIR: run_dir, META_COMMAND: command[0]}
+    job_id = _call(
+        "submit",
+        lambda: jobs.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=meta),
+    )
+    return str(job_id)
 
 
 def _passed_env(extra: list[str]) -> dict[str, str]:
@@ -202,25 +233,16 @@ def _passed_env(extra: list[str]) -> dict[str, str]:
 def _package(spec_path: str, overrides: list[str], spec: Any, folder: str) -> dict[str, str]:
     """spec.yaml with overrides applied, and the local files it names, paths made relative;
     returns each shipped file's path in the job -> the file here."""
-    origins: dict[str, str] = {}
     raw = read_yaml(spec_path)
     problems: list[str] = []
     for item in overrides:
         apply_override(raw, item, problems)
     data = raw.setdefault("data", {})
-    for split in ("train", "validation", "test"):
-        value = getattr(spec.data, split)
-        if not value or spec.data.dataset is not None:
-            continue
-        files = value if isinstance(value, list) else [value]
-        shipped = []
-        for i, path in enumerate(files):
-            dest = os.path.join("data", f"{split}-{i}-{os.path.basename(path)}")
-            os.makedirs(os.path.join(folder, "data"), exist_ok=True)
-            shutil.copy2(path, os.path.join(folder, dest))
-            shipped.append(dest)
-            origins[dest] = path  # resolved: absolute
-        data[split] = shipped if isinstance(data.get(split), list) else shipped[0]
+    origins: dict[str, str] = {}
+    for split, files in _ship_data(spec, folder).items():
+        copies = [copy for _, copy in files]
+        data[split] = copies if isinstance(data.get(split), list) else copies[0]
+        origins.update((copy, origin) for origin, copy in files)
     # The model is not shipped: trials on other nodes load it by path, and a working_dir lands
     # at a different path on each node. Hub ids and `package:` folders resolve on the cluster.
     model = raw.get("model")
@@ -235,6 +257,25 @@ def _package(spec_path: str, overrides: list[str], spec: Any, folder: str) -> di
         )
     Path(folder, SPEC_NAME).write_text(yaml.safe_dump(raw, sort_keys=False))
     return origins
+
+
+def _ship_data(spec: Any, folder: str) -> dict[str, list[tuple[str, str]]]:
+    """Copy the local data files the spec names into the job's folder; returns, per split,
+    (the file here, its copy's path in the job, relative to the job's working_dir)."""
+    shipped: dict[str, list[tuple[str, str]]] = {}
+    if spec.data.dataset is not None:
+        return shipped
+    for split in ("train", "validation", "test"):
+        value = getattr(spec.data, split)
+        files = (value if isinstance(value, list) else [value]) if value else []
+        for i, path in enumerate(files):
+            if not os.path.isfile(path):
+                raise SpecError([f"data.{split}: {path} is not on this machine to send"])
+            copy = os.path.join("data", f"{split}-{i}-{os.path.basename(path)}")
+            os.makedirs(os.path.join(folder, "data"), exist_ok=True)
+            shutil.copy2(path, os.path.join(folder, copy))
+            shipped.setdefault(split, []).append((path, copy))
+    return shipped
 
 
 def with_data_origins(spec: Any) -> Any:
@@ -267,12 +308,18 @@ def list_jobs(address: str | None) -> list[dict[str, str]]:
             {
                 "id": str(job.submission_id or job.job_id),
                 "status": str(job.status.value if hasattr(job.status, "value") else job.status),
+                "command": _command(meta),
                 "name": meta.get(META_NAME, "-"),
                 "started": _when(job.start_time),
                 "run_dir": meta.get(META_RUN_DIR, "-"),
             }
         )
     return rows
+
+
+def _command(meta: dict[str, str]) -> str:
+    """What the job runs: run, resume or confirm (jobs of older hpo: run; others: -)."""
+    return meta.get(META_COMMAND, "run" if META_NAME in meta else "-")
 
 
 def _when(ms: int | None) -> str:
@@ -287,6 +334,7 @@ def job_status(address: str | None, job_id: str) -> dict[str, str]:
     return {
         "id": job_id,
         "status": str(status),
+        "command": _command(meta),
         "name": meta.get(META_NAME, "-"),
         "run_dir": meta.get(META_RUN_DIR, "-"),
         "started": _when(info.start_time),

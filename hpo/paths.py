@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 
 PACKAGE_SCHEME = "package:"
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "hdfs://")
+# In a job that `hpo resume --submit` or `hpo confirm --submit` started: each data file the run's
+# spec names (on the submitting machine) -> the copy the job carries (hpo.jobs).
+DATA_SHIPPED_ENV = "HPO_DATA_SHIPPED"
 
 
 def is_remote_uri(value: str) -> bool:
     return value.startswith(REMOTE_SCHEMES)
+
+
+def job_copy(path: str) -> str:
+    """The data file to read for `path`: the job's copy of it where the job carries one
+    (DATA_SHIPPED_ENV), else `path` itself."""
+    shipped = os.environ.get(DATA_SHIPPED_ENV)
+    return str(json.loads(shipped).get(path, path)) if shipped else path
 
 
 # pyarrow reads bucket credentials from a URI too (S3's and Azure's query options, and the

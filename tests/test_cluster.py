@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ import yaml
 from conftest import ROOT, write_spec
 
 from hpo.cli import main
+from hpo.errors import SpecError
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -195,6 +197,71 @@ def test_job_records_the_data_files_where_they_were_submitted_from(
     assert with_data_origins(in_job) is in_job  # `hpo run` outside a job
 
 
+class FakeJobs:
+    """Stands for Ray's JobSubmissionClient: keeps what a submission sent, working_dir too."""
+
+    def __init__(self, keep: Path) -> None:
+        self.keep, self.sent = keep, []
+
+    def submit_job(self, entrypoint: str, runtime_env: dict, metadata: dict) -> str:
+        shutil.copytree(runtime_env["working_dir"], self.keep)  # Ray uploads it; hpo deletes it
+        self.sent.append({"entrypoint": entrypoint, "env": runtime_env["env_vars"], **metadata})
+        return "raysubmit_fake"
+
+
+def test_resume_job_carries_the_runs_data(tmp_path, monkeypatch, tiny_bert, sentiment_csv):
+    from hpo import jobs
+    from hpo.config import dump_spec, load_spec
+    from hpo.data import load_frames
+    from hpo.paths import DATA_SHIPPED_ENV
+
+    data = tmp_path / "here" / "reviews.csv"  # the data on the machine the search came from
+    data.parent.mkdir()
+    shutil.copy(sentiment_csv, data)
+    spec = load_spec(tiny_spec(tmp_path / "specs", tiny_bert, str(data)))
+    run_dir = tmp_path / "runs" / "tiny"
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.yaml").write_text(dump_spec(spec))
+    fake = FakeJobs(tmp_path / "job")
+    monkeypatch.setattr(jobs, "client", lambda address: fake)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+
+    submission = jobs.submit_for_run("resume", str(run_dir), None, [])
+    (sent,) = fake.sent
+    assert submission.job_id == "raysubmit_fake" and submission.run_dir == str(run_dir)
+    assert sent["entrypoint"] == f"python -m hpo.cli resume {run_dir} --address auto"
+    assert (sent["hpo_command"], sent["hpo_name"]) == ("resume", "tiny")
+    copy = "data/train-0-reviews.csv"
+    assert json.loads(sent["env"][DATA_SHIPPED_ENV]) == {str(data): copy}
+    assert (fake.keep / copy).read_bytes() == data.read_bytes()
+
+    # In the job: the run's spec names the file here, which the cluster may not have; the
+    # job reads its copy, and the run's records go on naming the original.
+    data.unlink()
+    monkeypatch.chdir(fake.keep)
+    monkeypatch.setenv(DATA_SHIPPED_ENV, sent["env"][DATA_SHIPPED_ENV])
+    assert len(load_frames(spec.data)["train"]) == 400
+    assert yaml.safe_load((run_dir / "spec.yaml").read_text())["data"]["train"] == [str(data)]
+
+    # A run whose data is not here any more, or no run at all: one message, nothing sent.
+    with pytest.raises(SpecError, match=f"data.train: {data} is not on this machine"):
+        jobs.submit_for_run("confirm", str(run_dir), None, ["--top-k", "1"])
+    with pytest.raises(SpecError, match="no such run directory"):
+        jobs.submit_for_run("resume", str(tmp_path / "runs" / "nothing"), None, [])
+    assert len(fake.sent) == 1
+
+
+def test_job_options_of_resume_and_confirm_exit_2(tmp_path, capsys):
+    """--pip/--env without --submit, and a bad count: refused before anything is read or sent."""
+    for argv, said in (
+        (["resume", str(tmp_path), "--pip", "peft"], "--pip: only with --submit"),
+        (["confirm", str(tmp_path), "--env", "HOME"], "--env: only with --submit"),
+        (["confirm", str(tmp_path), "--submit", "--top-k", "0"], "--top-k and --seeds must be"),
+    ):
+        assert main(argv) == 2
+        assert said in capsys.readouterr().err
+
+
 def test_secrets_are_sealed_with_the_ray_token(monkeypatch):
     from hpo import sealed_env
 
@@ -236,6 +303,51 @@ def test_stop_ends_a_running_search(cluster, hpo, tiny_bert, sentiment_csv):
             break
         time.sleep(1)
     assert not busy, busy
+
+
+def test_stopped_search_resumes_and_confirms_as_jobs(cluster, hpo, tiny_bert, sentiment_csv):
+    folder = Path(cluster["folder"])
+    data = folder / "mine" / "reviews.csv"  # the user's data file, on the submitting machine
+    data.parent.mkdir()
+    shutil.copy(sentiment_csv, data)
+    spec = tiny_spec(folder / "specs-again", tiny_bert, str(data), epochs="4")
+    storage = str(folder / "runs")
+    code, job_id, err = hpo("submit", spec, "--name", "again", "--storage", storage)
+    assert code == 0, err
+    run_dir = Path(storage, "again")
+    deadline = time.monotonic() + 180
+    while not list(run_dir.glob("train_trial_*/checkpoint_*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    code, printed, _ = hpo("jobs", "stop", job_id.strip())
+    assert code == 0 and printed.strip() == "STOPPED"
+    assert not (run_dir / "best.yaml").exists(), "the search ended before it was stopped"
+
+    def run_as_job(*command: str) -> str:
+        code, job, err = hpo(*command, str(run_dir), "--submit")
+        assert code == 0, err
+        # The job carries its own copy of the data: the file here may go (and comes back).
+        data.rename(data.with_suffix(".away"))
+        try:
+            code, logs, _ = hpo("jobs", "logs", job.strip(), "--follow")
+        finally:
+            data.with_suffix(".away").rename(data)
+        assert code == 0, logs
+        return job.strip()
+
+    resumed = run_as_job("resume")
+    with open(run_dir / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and all(r["outcome"] == "completed" for r in rows), rows
+    assert (run_dir / "best_model" / "config.json").is_file()
+    assert yaml.safe_load((run_dir / "spec.yaml").read_text())["data"]["train"] == [str(data)]
+
+    confirmed = run_as_job("confirm", "--top-k", "1", "--seeds", "1")
+    ranking = yaml.safe_load((run_dir / "confirm.yaml").read_text())
+    assert len(ranking["ranking"]) == 1 and len(ranking["ranking"][0]["seeds"]) == 1
+    code, listing, _ = hpo("jobs", "list")
+    for job, command in ((resumed, "resume"), (confirmed, "confirm")):
+        (line,) = [row for row in listing.splitlines() if row.startswith(job)]
+        assert line.split()[1:4] == ["SUCCEEDED", command, "again"], line
 
 
 def _alive_cmd(proc: object, marks: tuple[str, ...]) -> bool:
