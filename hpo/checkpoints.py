@@ -18,6 +18,7 @@ from typing import Any
 from ray.tune import Callback
 
 from hpo import checkpoint_bar
+from hpo.numbers import finite_number
 
 
 @dataclass
@@ -47,7 +48,7 @@ class CheckpointBudget(Callback):
     ) -> None:
         value = (trial.last_result or {}).get(self.metric)
         score = -math.inf
-        if isinstance(value, int | float) and math.isfinite(value):
+        if finite_number(value):
             score = self.sign * float(value)
         self._count += 1
         self.saved.append(_Saved(trial.trial_id, checkpoint.path, score, self._count))

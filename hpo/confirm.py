@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from hpo.errors import SpecError
+from hpo.numbers import finite_number
 from hpo.report.rundata import CONFIRM_FILE, RunData, load_run
 from hpo.space import Param, compile_space
 from hpo.spec import CheckpointsSpec, EarlyTerminateSpec, JobSpec, ParamSpec
@@ -130,7 +131,7 @@ def rank_configurations(entries: list[dict[str, Any]], maximize: bool) -> list[d
     """
     sign = 1.0 if maximize else -1.0
     for entry in entries:
-        values = [s["value"] for s in entry["seeds"] if _finite(s["value"])]
+        values = [s["value"] for s in entry["seeds"] if finite_number(s["value"])]
         entry["failures"] = len(entry["seeds"]) - len(values)
         entry["mean"] = statistics.fmean(values) if values else None
         entry["std"] = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -146,10 +147,6 @@ def rank_configurations(entries: list[dict[str, Any]], maximize: bool) -> list[d
         entry["rank"] = rank
         entry["chosen"] = rank == 1 and entry["mean"] is not None
     return ranked
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def check_counts(top_k: int, seeds: int) -> None:

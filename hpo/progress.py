@@ -6,7 +6,6 @@ finished trial, so logs stay readable.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from hpo.numbers import finite_number
 from hpo.results import outcome_of
 from hpo.space import base_name
 from hpo.spec import JobSpec
@@ -79,7 +79,7 @@ class TrialTable(Callback):
         row["evals"] = result.get("training_iteration", 0)
         value = result.get(self.metric)
         row["last"] = value
-        if isinstance(value, int | float) and math.isfinite(value):
+        if finite_number(value):
             if row["best"] is None or self.sign * (value - row["best"]) > 0:
                 row["best"] = value
             # A tie goes to the later evaluation, as in best.yaml: the checkpoint budget keeps

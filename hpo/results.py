@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import re
 import traceback
@@ -18,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from hpo.numbers import finite_number
 from hpo.spec import JobSpec
 from hpo.trial.reporter import FINAL, NODE, OUTCOME, TRAIN_SECONDS
 
@@ -57,16 +57,12 @@ class TrialRecord:
         return outcome_of(self.last, self.error is not None)
 
     def best(self, metric: str, goal: str) -> dict[str, Any] | None:
-        rows = [r for r in self.history if _finite(r.get(metric))]
+        rows = [r for r in self.history if finite_number(r.get(metric))]
         if not rows:
             return None
         sign = 1.0 if goal == "maximize" else -1.0
         # Ties go to the later evaluation, as in Ray's checkpoint ranking (it keeps that one).
         return max(rows, key=lambda r: (sign * float(r[metric]), r.get("training_iteration", 0)))
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def collect(grid: Any) -> list[TrialRecord]:
@@ -106,9 +102,11 @@ def latest_timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     kept: list[dict[str, Any]] = []
     for row in history:
         step = row.get("global_step")
-        if _finite(step):
+        if finite_number(step):
             kept = [
-                r for r in kept if not (_finite(r.get("global_step")) and r["global_step"] >= step)
+                r
+                for r in kept
+                if not (finite_number(r.get("global_step")) and r["global_step"] >= step)
             ]
         kept.append(row)
     return kept
@@ -185,7 +183,7 @@ def pick_best(records: list[TrialRecord], spec: JobSpec) -> Best | None:
         value=float(row[metric]),
         evaluation=evaluation,
         hyperparameters=dict(record.config),
-        metrics={k: float(v) for k, v in row.items() if k.startswith("eval_") and _finite(v)},
+        metrics={k: float(v) for k, v in row.items() if k.startswith("eval_") and finite_number(v)},
         checkpoint=_checkpoint_at(record, evaluation),
     )
 
@@ -301,7 +299,7 @@ def pareto_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any
     points = []
     for r in records:
         best = r.best(spec.primary.name, spec.primary.goal or "maximize")
-        if best and all(_finite(best.get(name)) for name, _ in objectives):
+        if best and all(finite_number(best.get(name)) for name, _ in objectives):
             points.append((r, best, [sign * float(best[name]) for name, sign in objectives]))
 
     def dominated(score: list[float]) -> bool:

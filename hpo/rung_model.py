@@ -21,13 +21,14 @@ where they mislead, but on the real quickstart task (3 seeds) it did worse than 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from hpo.numbers import finite_number
 
 
 class RungTPESampler(optuna.samplers.TPESampler):
@@ -102,7 +103,7 @@ def model_rung(trials: list[FrozenTrial], min_points: int | None = None) -> int 
         return None
     rungs = {max(t.intermediate_values) for t in trials if _stopped_early(t)}
     for rung in sorted(rungs, reverse=True):
-        if sum(_finite(t.intermediate_values.get(rung)) for t in trials) >= need:
+        if sum(finite_number(t.intermediate_values.get(rung)) for t in trials) >= need:
             return rung
     return None
 
@@ -113,9 +114,9 @@ def _as_seen_at(trial: FrozenTrial, rung: int) -> FrozenTrial:
     score at the rung (a warm-start point) keeps its own value."""
     value = trial.intermediate_values.get(rung)
     params, dists = trial.params, trial.distributions
-    if trial.state == TrialState.RUNNING and not _finite(value):
+    if trial.state == TrialState.RUNNING and not finite_number(value):
         return create_trial(state=TrialState.RUNNING, params=params, distributions=dists)
-    if _finite(value):
+    if finite_number(value):
         return create_trial(value=value, params=params, distributions=dists)
     if trial.state == TrialState.COMPLETE:
         return create_trial(values=trial.values, params=params, distributions=dists)
@@ -129,7 +130,3 @@ def _as_seen_at(trial: FrozenTrial, rung: int) -> FrozenTrial:
 
 def _stopped_early(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.PRUNED and bool(trial.intermediate_values)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)

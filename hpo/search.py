@@ -11,7 +11,6 @@ The space is sampled define-by-run, so conditional parameters keep their structu
 
 from __future__ import annotations
 
-import math
 import pickle
 import warnings
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import optuna
 from ray.tune.search import Searcher
 
+from hpo.numbers import finite_number
 from hpo.rung_model import RungTPESampler
 from hpo.space import Space
 from hpo.spec import JobSpec
@@ -141,7 +141,7 @@ class OptunaSearcher(Searcher):
         self._last_step[trial_id] = step
         evaluations.append(_objective_values(result, self._objectives))
         value = result.get(self._objectives[0][0])
-        if len(self._objectives) == 1 and isinstance(value, int | float) and _finite(value):
+        if len(self._objectives) == 1 and finite_number(value):
             self._curves[trial_id][step] = float(value)
             trial = self._live.get(trial_id)
             if trial is not None:
@@ -192,7 +192,9 @@ class OptunaSearcher(Searcher):
 
     def _best_evaluation(self, evaluations: list[dict[str, Any]]) -> dict[str, Any] | None:
         name, goal = self._objectives[0]
-        usable = [e for e in evaluations if all(_finite(e.get(n)) for n, _ in self._objectives)]
+        usable = [
+            e for e in evaluations if all(finite_number(e.get(n)) for n, _ in self._objectives)
+        ]
         if not usable:
             return None
         sign = 1.0 if goal == "maximize" else -1.0
@@ -232,10 +234,6 @@ class OptunaSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.set_state(pickle.load(f))
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _objective_values(result: dict[str, Any], objectives: list[tuple[str, str]]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ wandb reads it from the environment.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from hpo.numbers import finite_number
 from hpo.report.outcomes import stopped_rung
 from hpo.results import outcome_of
 from hpo.spec import JobSpec, WandbSpec
@@ -131,7 +131,7 @@ class WandbTrialRuns(Callback):
         """The trial's best evaluation so far, in its run's summary. A trial retried after it
         lost a checkpoint evaluates the same steps again: those replace the lost ones, as they
         do in evaluations.csv, so the summary never names an evaluation whose weights are gone."""
-        if not (isinstance(value, int | float) and math.isfinite(value)):
+        if not finite_number(value):
             return
         earlier = [(e, v) for e, v in self._evaluations.get(trial_id, []) if e < evaluation]
         self._evaluations[trial_id] = kept = [*earlier, (evaluation, float(value))]

@@ -9,13 +9,13 @@ e.g. after the data was refreshed; the old trials are not rerun.
 from __future__ import annotations
 
 import csv
-import math
 import os
 from typing import Any
 
 import optuna
 
 from hpo.errors import SpecError
+from hpo.numbers import finite_number
 from hpo.schema import load_yaml
 from hpo.space import Param, Space, base_name
 from hpo.spec import JobSpec
@@ -50,7 +50,7 @@ def earlier_trials(space: Space, spec: JobSpec, run_dir: str) -> list[optuna.tri
     if os.path.isfile(evaluations):
         for e in _read_csv(evaluations):
             value = _cell(e.get(metric, ""))
-            if isinstance(value, int | float) and math.isfinite(value):
+            if finite_number(value):
                 step = int(float(e["training_iteration"]))
                 curves.setdefault(e["trial_id"], {})[step] = float(value)
     trials = []
@@ -66,7 +66,7 @@ def _as_trial(
 ) -> optuna.trial.FrozenTrial | None:
     state = _USABLE.get(row.get("outcome", ""))
     best = _cell(row.get(f"best_{metric}", ""))
-    if state is None or not isinstance(best, int | float) or not math.isfinite(best):
+    if state is None or not finite_number(best):
         return None
     params, dists = {}, {}
     config: dict[str, Any] = {}  # the trial's values so far, for the next ones' conditions
