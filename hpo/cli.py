@@ -137,8 +137,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     from hpo.jobs import list_jobs
 
-    for row in list_jobs(args.address):
-        print("  ".join(row.values()))
+    rows = list_jobs(args.address)
+    if not rows:
+        print("no jobs on this cluster", file=sys.stderr)
+        return 0
+    width = {key: max(len(key), *(len(r[key]) for r in rows)) for key in rows[0]}
+    print("  ".join(key.upper().ljust(width[key]) for key in rows[0]).rstrip())
+    for row in rows:
+        print("  ".join(value.ljust(width[key]) for key, value in row.items()).rstrip())
     return 0
 
 
