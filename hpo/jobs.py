@@ -167,6 +167,7 @@ def submit_for_run(
     spec = read_run_spec(location.local)  # not a run directory: said here, nothing submitted
     env_vars = _passed_env(env or [])
     jobs = client(address)
+    _refuse_if_busy(jobs, location.path)
     with tempfile.TemporaryDirectory(prefix="hpo-job-") as folder:
         shipped = {
             origin: copy for files in _ship_data(spec, folder).values() for origin, copy in files
@@ -176,6 +177,21 @@ def submit_for_run(
         line = [command, location.path, *args]
         job_id = _launch(jobs, line, folder, env_vars, pip, location.name, location.path)
     return Submission(job_id, location.name, location.path)
+
+
+def _refuse_if_busy(jobs: Any, run_dir: str) -> None:
+    """Two drivers writing one run directory would corrupt it: a job of the cluster that still
+    works on this run (its search, resume or confirmation) must end first."""
+    for job in _call("jobs list", jobs.list_jobs):
+        status = str(getattr(job.status, "value", job.status))
+        if (job.metadata or {}).get(META_RUN_DIR) == run_dir and status not in TERMINAL:
+            job_id = job.submission_id or job.job_id
+            raise SpecError(
+                [
+                    f"RUN_DIR: job {job_id} is {status} on this run; wait for it, or "
+                    f"`hpo jobs stop {job_id}` first"
+                ]
+            )
 
 
 def _launch(

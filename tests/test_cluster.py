@@ -208,6 +208,9 @@ class FakeJobs:
         self.sent.append({"entrypoint": entrypoint, "env": runtime_env["env_vars"], **metadata})
         return "raysubmit_fake"
 
+    def list_jobs(self) -> list:
+        return []
+
 
 def test_resume_job_carries_the_runs_data(tmp_path, monkeypatch, tiny_bert, sentiment_csv):
     from hpo import jobs
@@ -318,6 +321,9 @@ def test_stopped_search_resumes_and_confirms_as_jobs(cluster, hpo, tiny_bert, se
     deadline = time.monotonic() + 180
     while not list(run_dir.glob("train_trial_*/checkpoint_*")) and time.monotonic() < deadline:
         time.sleep(0.5)
+    # While the search's job runs, no second driver may start on its run directory.
+    code, _, err = hpo("resume", str(run_dir), "--submit")
+    assert code == 2 and f"job {job_id.strip()} is RUNNING on this run" in err, err
     code, printed, _ = hpo("jobs", "stop", job_id.strip())
     assert code == 0 and printed.strip() == "STOPPED"
     assert not (run_dir / "best.yaml").exists(), "the search ended before it was stopped"
