@@ -48,12 +48,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hpo.config import load_spec
     from hpo.tuner import run_search
 
+    address = _driver_address(args)
     overrides = list(args.set)
     if args.storage:
         overrides.append(f"storage={args.storage}")
     spec = load_spec(args.spec, overrides)
     outcome = run_search(
-        spec, spec_path=args.spec, name=args.name, address=args.address, show_table=not args.quiet
+        spec, spec_path=args.spec, name=args.name, address=address, show_table=not args.quiet
     )
     return _print_outcome(outcome)
 
@@ -64,7 +65,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     _no_job_options(args)
     from hpo.tuner import resume_search
 
-    return _print_outcome(resume_search(args.run_dir, address=args.address))
+    return _print_outcome(resume_search(args.run_dir, address=_driver_address(args)))
 
 
 def _submit_for_run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -84,6 +85,20 @@ def _no_job_options(args: argparse.Namespace) -> None:
     given = [f"--{name}" for name in ("pip", "env") if getattr(args, name)]
     if given:
         raise SpecError([f"{' and '.join(given)}: only with --submit (they are the job's)"])
+
+
+def _driver_address(args: argparse.Namespace) -> str | None:
+    """The Ray address this machine drives the search from; a dashboard's (what Ray Jobs
+    use) would reach ray.init and fail there with Ray's own words."""
+    address = args.address
+    if address and address.startswith(("http://", "https://")):
+        raise SpecError(
+            [
+                f"--address {address}: a dashboard address is for Ray Jobs: use `hpo submit` "
+                "(or --submit), or give the cluster's Ray address (HEAD:6379 or auto)"
+            ]
+        )
+    return address
 
 
 def _print_outcome(outcome: Any) -> int:
@@ -209,9 +224,10 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         counts = ["--top-k", str(args.top_k), "--seeds", str(args.seeds), "--quiet"]
         return _submit_for_run(args, counts)
     _no_job_options(args)
+    address = _driver_address(args)
     print(
         confirm_run(
-            args.run_dir, args.top_k, args.seeds, address=args.address, show_table=not args.quiet
+            args.run_dir, args.top_k, args.seeds, address=address, show_table=not args.quiet
         )
     )
     return 0

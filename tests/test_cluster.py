@@ -255,11 +255,15 @@ def test_resume_job_carries_the_runs_data(tmp_path, monkeypatch, tiny_bert, sent
 
 
 def test_job_options_of_resume_and_confirm_exit_2(tmp_path, capsys):
-    """--pip/--env without --submit, and a bad count: refused before anything is read or sent."""
+    """--pip/--env without --submit, a bad count, a dashboard's address for a driver here:
+    refused before anything is read or sent."""
     for argv, said in (
         (["resume", str(tmp_path), "--pip", "peft"], "--pip: only with --submit"),
         (["confirm", str(tmp_path), "--env", "HOME"], "--env: only with --submit"),
         (["confirm", str(tmp_path), "--submit", "--top-k", "0"], "--top-k and --seeds must be"),
+        (["run", str(tmp_path / "spec.yaml"), "--address", "http://h:8265"], "--address http"),
+        (["resume", str(tmp_path), "--address", "http://h:8265"], "a dashboard address is for"),
+        (["confirm", str(tmp_path), "--address", "https://h:8265"], "a dashboard address is for"),
     ):
         assert main(argv) == 2
         assert said in capsys.readouterr().err
