@@ -60,7 +60,9 @@ def init_ray(spec: JobSpec, address: str | None) -> None:
     if address:
         ray.init(address=address, **common)
     else:
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+        # "local": a new embedded Ray even where RAY_ADDRESS is set (to a dashboard, for
+        # `hpo submit`) or another Ray runs on this machine, which address=None would join.
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **common)
 
 
 def make_trainable(spec: JobSpec, data: PreparedData, experiment_path: str) -> Any:

@@ -98,9 +98,12 @@ def test_search_with_bucket_storage(s3_server, tmp_path, tiny_bert, sentiment_cs
     )
     ray_tmp = tempfile.mkdtemp(prefix="hpo-s3", dir="/tmp")
     storage = f"s3://hpo-bucket/runs?{query}"
+    # RAY_ADDRESS names a cluster's dashboard, as for `hpo submit`: a plain `hpo run` still
+    # starts its own embedded Ray (ray.init would refuse an http address).
+    dashboard = {"RAY_ADDRESS": "http://127.0.0.1:9"}
     result = subprocess.run(
         hpo_command("run", spec, "--name", "bucket", "--storage", storage, "--quiet"),
-        env={**os.environ, **env, "RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path)},
+        env={**os.environ, **env, **dashboard, "RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=600,
