@@ -21,11 +21,13 @@ from typing import Any
 
 import yaml
 
+from hpo.driver_lock import driving
 from hpo.errors import SpecError
 from hpo.numbers import finite_number
 from hpo.report.rundata import CONFIRM_FILE, RunData, load_run
 from hpo.space import Param, compile_space
 from hpo.spec import CheckpointsSpec, EarlyTerminateSpec, JobSpec, ParamSpec
+from hpo.storage import RECORD_FILES, RunLocation
 
 CONFIRM_DIR = "confirm"
 # No search-wide pruning: every run's best checkpoint must survive, since the winner is known
@@ -158,11 +160,22 @@ def confirm_run(
     run_dir: str, top_k: int, seeds: int, address: str | None = None, show_table: bool = True
 ) -> str:
     """`hpo confirm`: returns the path of confirm.yaml (the ranking with every seed's value)."""
-    from hpo.confirm_runner import retrain
-    from hpo.storage import RECORD_FILES, RunLocation
-
     check_counts(top_k, seeds)
     location = RunLocation.at(run_dir)
+    with driving(location.lockable, "hpo confirm"):  # refused while another driver works on it
+        return _confirm(location, run_dir, top_k, seeds, address, show_table)
+
+
+def _confirm(
+    location: RunLocation,
+    run_dir: str,
+    top_k: int,
+    seeds: int,
+    address: str | None,
+    show_table: bool,
+) -> str:
+    from hpo.confirm_runner import retrain
+
     if location.remote:  # hpo's files into the local mirror; the model comes with the winner
         location.download(location.local, RECORD_FILES, fresh=True)
     run = load_run(location.local)

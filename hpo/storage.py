@@ -54,6 +54,12 @@ class RunLocation:
             self.path = os.path.join(storage, name)
         self.local = os.path.join(mirror_root(), name) if self.remote else self.path
 
+    @property
+    def lockable(self) -> str | None:
+        """The folder whose lock file keeps a second driver out (hpo.driver_lock); None for a
+        bucket run: a bucket has no locks, and its local mirror is only a cache."""
+        return None if self.remote else self.local
+
     @classmethod
     def at(cls, run_dir: str) -> RunLocation:
         """The location of an existing run directory, given as a local path or a bucket URI

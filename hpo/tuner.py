@@ -21,6 +21,7 @@ from hpo import environment
 from hpo.cluster import check_cluster_fits, check_storage_shared, say_concurrency, trial_slots
 from hpo.config import dump_spec
 from hpo.data import PreparedData, prepare
+from hpo.driver_lock import driving
 from hpo.errors import SpecError
 from hpo.jobs import with_data_origins
 from hpo.paths import is_remote_uri
@@ -323,26 +324,32 @@ def run_search(
     if location.remote:  # the local mirror of a bucket run is a cache: start it clean
         shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
-    Path(run_dir, SPEC_FILE).write_text(dump_spec(with_data_origins(spec)))
-    environment.record_start(run_dir)
-    write_data_report(run_dir, data)
-    location.push()
-    callbacks = make_callbacks(spec, name, run_dir, show_table)
-    tuner = build_tuner(spec, data, name, location.path, callbacks, run_dir, concurrency)
-    grid = fit(tuner)
-    location.pull()
-    return finish(spec, data, grid, run_dir, location)
+    with driving(location.lockable, "hpo run"):
+        Path(run_dir, SPEC_FILE).write_text(dump_spec(with_data_origins(spec)))
+        environment.record_start(run_dir)
+        write_data_report(run_dir, data)
+        location.push()
+        callbacks = make_callbacks(spec, name, run_dir, show_table)
+        tuner = build_tuner(spec, data, name, location.path, callbacks, run_dir, concurrency)
+        grid = fit(tuner)
+        location.pull()
+        return finish(spec, data, grid, run_dir, location)
 
 
 def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     """Finish an interrupted or crashed search: finished trials stay finished, unfinished ones
     continue from their latest checkpoint, and the searcher, the scheduler's rungs, the
     checkpoint budget and the W&B runs pick up where they were."""
+    location = RunLocation.at(run_dir)
+    with driving(location.lockable, "hpo resume"):  # refused while another driver works on it
+        return _resume(location, address)
+
+
+def _resume(location: RunLocation, address: str | None) -> SearchOutcome:
     from ray import tune
 
     from hpo.runinfo import read_run_spec
 
-    location = RunLocation.at(run_dir)
     location.fetch_own_files()  # a bucket run's spec into a clean local mirror
     spec = read_run_spec(location.local)
     finished = environment.finished_at(location.local)

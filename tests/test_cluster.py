@@ -328,6 +328,9 @@ def test_stopped_search_resumes_and_confirms_as_jobs(cluster, hpo, tiny_bert, se
     # While the search's job runs, no second driver may start on its run directory.
     code, _, err = hpo("resume", str(run_dir), "--submit")
     assert code == 2 and f"job {job_id.strip()} is RUNNING on this run" in err, err
+    # Nor a driver here, on the folder that this machine and the cluster share.
+    code, _, err = hpo("resume", str(run_dir))
+    assert code == 2 and f"`hpo jobs stop {job_id.strip()}` (it is cluster job" in err, err
     code, printed, _ = hpo("jobs", "stop", job_id.strip())
     assert code == 0 and printed.strip() == "STOPPED"
     assert not (run_dir / "best.yaml").exists(), "the search ended before it was stopped"

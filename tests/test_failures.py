@@ -21,6 +21,7 @@ from conftest import as_if_from_a_terminal, hpo_command, read_csv, read_yaml, wr
 from wandb_offline import read_runs
 
 from hpo.cli import main
+from hpo.driver_lock import LOCK_FILE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -306,20 +307,38 @@ def _refused_on_other_data(run_dir, env):
     record = read_yaml(data_yaml)
     # As if the spec's files had been edited: the recorded fingerprint no longer matches.
     data_yaml.write_text(original.replace(record["fingerprint"], "0123456789abcdef"))
-    before = {p: p.stat().st_mtime_ns for p in Path(run_dir).rglob("*") if p.is_file()}
+    before = _written(run_dir)
     refused = _hpo("resume", run_dir, env_extra=env)
     _, err = refused.communicate(timeout=120)
     assert refused.returncode == 2, err
     assert f"fingerprint {record['fingerprint']}, data.yaml: 0123456789abcdef" in err
     assert "Traceback" not in err
-    after = {p: p.stat().st_mtime_ns for p in Path(run_dir).rglob("*") if p.is_file()}
-    assert after == before, "nothing written"
+    assert _written(run_dir) == before, "nothing written"
     data_yaml.write_text(original)
+
+
+def _written(run_dir):
+    """Every file's mtime, but the driver lock's: a resume holds it (empty again) while it
+    checks the run, refused or not."""
+    files = Path(run_dir).rglob("*")
+    return {p: p.stat().st_mtime_ns for p in files if p.is_file() and p.name != LOCK_FILE}
+
+
+def _refused_while_driven(run_dir, driver, env):
+    """A resume of a run that a driver still works on is refused, naming the driver: two would
+    overwrite each other's records."""
+    refused = _hpo("resume", run_dir, env_extra=env)
+    _, err = refused.communicate(timeout=120)
+    assert refused.returncode == 2, err
+    assert f"`hpo run` (pid {driver.pid} on" in err and "Traceback" not in err, err
+    assert driver.poll() is None, "the search went on"
 
 
 def _crash_and_resume(stop, spec, storage, run_dir, env):
     proc = _hpo("run", spec, "--name", "long", "--storage", str(storage), "--quiet", env_extra=env)
     _wait_for_evaluations(lambda: _driver_staging(env["RAY_TMPDIR"], "long"), 4, proc)
+    if stop == "sigint":
+        _refused_while_driven(run_dir, proc, env)
     proc.send_signal(signal.SIGKILL if stop == "sigkill" else signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     if stop != "sigkill":
