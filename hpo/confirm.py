@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from hpo.driver_lock import driving
+from hpo.driver_lock import driving, refuse_if_driven
 from hpo.errors import SpecError
 from hpo.numbers import finite_number
 from hpo.report.rundata import CONFIRM_FILE, RunData, load_run
@@ -160,22 +160,11 @@ def confirm_run(
     run_dir: str, top_k: int, seeds: int, address: str | None = None, show_table: bool = True
 ) -> str:
     """`hpo confirm`: returns the path of confirm.yaml (the ranking with every seed's value)."""
-    check_counts(top_k, seeds)
-    location = RunLocation.at(run_dir)
-    with driving(location.lockable, "hpo confirm"):  # refused while another driver works on it
-        return _confirm(location, run_dir, top_k, seeds, address, show_table)
-
-
-def _confirm(
-    location: RunLocation,
-    run_dir: str,
-    top_k: int,
-    seeds: int,
-    address: str | None,
-    show_table: bool,
-) -> str:
     from hpo.confirm_runner import retrain
 
+    check_counts(top_k, seeds)
+    location = RunLocation.at(run_dir)
+    refuse_if_driven(location.lockable)
     if location.remote:  # hpo's files into the local mirror; the model comes with the winner
         location.download(location.local, RECORD_FILES, fresh=True)
     run = load_run(location.local)
@@ -186,7 +175,8 @@ def _confirm(
         raise SpecError([f"{run_dir}: no trial has a {run.metric} to confirm"])
     seed_list = fresh_seeds(run.spec, candidates, seeds)
     spec = confirm_spec(run.spec, candidates, seed_list)
-    return retrain(run, spec, candidates, location, address, show_table)
+    with driving(location.lockable, "hpo confirm"):  # from its first write to its end
+        return retrain(run, spec, candidates, location, address, show_table)
 
 
 def confirm_seconds(ranked: list[dict[str, Any]]) -> float:

@@ -1,5 +1,5 @@
 """One driver per run directory: a second `hpo resume` or `hpo confirm` of a run that another hpo
-process works on is refused, before it writes anything.
+process works on is refused, before it reads or writes anything.
 
 Two drivers on one run directory would both write Tune's experiment state, the searcher's study
 and hpo's records, and whichever finished last would overwrite the other: a resume started in a
@@ -28,6 +28,24 @@ from hpo.errors import SpecError
 LOCK_FILE = ".hpo-driver.lock"
 # Ray's job supervisor hands a job's driver its metadata here (ray._private.runtime_env).
 _RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def refuse_if_driven(run_dir: str | None) -> None:
+    """SpecError (exit 2) naming the holder when another process drives the run; writes
+    nothing. A command calls it first, so that the checks it makes before its first write
+    (whose answers a running driver would make wrong: "no saved state yet") are not what the
+    user reads; `driving` then takes the lock for the writes."""
+    if run_dir is None:
+        return
+    try:
+        fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY)
+    except OSError:
+        return  # no lock file: no hpo process has driven this run since hpo kept one
+    try:
+        if not _lock(fd):
+            raise SpecError([refusal(run_dir, _read_holder(fd))])
+    finally:
+        os.close(fd)  # and with it the lock, if this took it
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from hpo import environment
 from hpo.cluster import check_cluster_fits, check_storage_shared, say_concurrency, trial_slots
 from hpo.config import dump_spec
 from hpo.data import PreparedData, prepare
-from hpo.driver_lock import driving
+from hpo.driver_lock import driving, refuse_if_driven
 from hpo.errors import SpecError
 from hpo.jobs import with_data_origins
 from hpo.paths import is_remote_uri
@@ -341,8 +341,8 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     continue from their latest checkpoint, and the searcher, the scheduler's rungs, the
     checkpoint budget and the W&B runs pick up where they were."""
     location = RunLocation.at(run_dir)
-    with driving(location.lockable, "hpo resume"):  # refused while another driver works on it
-        return _resume(location, address)
+    refuse_if_driven(location.lockable)
+    return _resume(location, address)
 
 
 def _resume(location: RunLocation, address: str | None) -> SearchOutcome:
@@ -359,18 +359,21 @@ def _resume(location: RunLocation, address: str | None) -> SearchOutcome:
         raise SpecError([f"{location.path}: no saved search state to resume from"])
     data = prepare(spec)
     check_same_data(location.local, data)
-    init_ray(spec, address)
-    environment.warn_if_changed(environment.record_resume(location.local))
-    location.push()  # a bucket run's record now, before the pull below brings the old one back
-    if not location.remote:
-        follow_moved_run(location.local)
-    tuner = tune.Tuner.restore(
-        location.path, trainable=make_trainable(spec, data, location.path), resume_unfinished=True
-    )
-    relocate_callbacks(tuner, location.local, location.path)
-    grid = fit(tuner)
-    location.pull()  # pull and the push in finish touch only a bucket run
-    return finish(spec, data, grid, location.local, location)
+    with driving(location.lockable, "hpo resume"):  # from its first write to its end
+        init_ray(spec, address)
+        environment.warn_if_changed(environment.record_resume(location.local))
+        location.push()  # a bucket run's record now, before the pull below brings the old back
+        if not location.remote:
+            follow_moved_run(location.local)
+        tuner = tune.Tuner.restore(
+            location.path,
+            trainable=make_trainable(spec, data, location.path),
+            resume_unfinished=True,
+        )
+        relocate_callbacks(tuner, location.local, location.path)
+        grid = fit(tuner)
+        location.pull()  # pull and the push in finish touch only a bucket run
+        return finish(spec, data, grid, location.local, location)
 
 
 def _already_finished(location: RunLocation, finished: str) -> SearchOutcome:

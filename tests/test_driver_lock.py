@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hpo.cli import main
-from hpo.driver_lock import LOCK_FILE, driving
+from hpo.driver_lock import LOCK_FILE, driving, refuse_if_driven
 from hpo.errors import SpecError
 
 # A driver stand-in: holds the run directory as `hpo resume` until its stdin closes.
@@ -90,6 +90,8 @@ def test_a_cluster_job_holding_the_run_is_named_with_how_to_stop_it(tmp_path):
 def test_no_lock_where_none_can_be_taken(tmp_path):
     with driving(None, "hpo resume"):  # a bucket run
         pass
+    refuse_if_driven(str(tmp_path))  # a folder no driver held: nothing to say, nothing made
+    assert list(tmp_path.iterdir()) == []
     missing = tmp_path / "absent"
     with driving(str(missing), "hpo resume"):  # the command says what is wrong with it
         pass

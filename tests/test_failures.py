@@ -17,17 +17,19 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from conftest import as_if_from_a_terminal, hpo_command, read_csv, read_yaml, write_spec
 from wandb_offline import read_runs
 
 from hpo.cli import main
-from hpo.driver_lock import LOCK_FILE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def tiny_spec(tiny_bert, data, extra=""):
-    return f"""
+    """A small search; `extra` (YAML) adds sections or replaces whole ones (a spec may not
+    give a key twice)."""
+    spec = yaml.safe_load(f"""
 model: {{name_or_path: {tiny_bert}}}
 data: {{train: {data}, max_length: 48, labels: [fresh, rotten]}}
 metric: {{name: eval_loss}}
@@ -38,8 +40,9 @@ early_terminate: {{type: asha, min_iter: 1, eta: 2}}
 max_concurrent: 2
 seed: 1
 tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
-{extra}
-"""
+""")
+    spec.update(yaml.safe_load(extra) or {})
+    return yaml.safe_dump(spec, sort_keys=False)
 
 
 def checkpoint_dirs(run_dir):
@@ -307,21 +310,15 @@ def _refused_on_other_data(run_dir, env):
     record = read_yaml(data_yaml)
     # As if the spec's files had been edited: the recorded fingerprint no longer matches.
     data_yaml.write_text(original.replace(record["fingerprint"], "0123456789abcdef"))
-    before = _written(run_dir)
+    before = {p: p.stat().st_mtime_ns for p in Path(run_dir).rglob("*") if p.is_file()}
     refused = _hpo("resume", run_dir, env_extra=env)
     _, err = refused.communicate(timeout=120)
     assert refused.returncode == 2, err
     assert f"fingerprint {record['fingerprint']}, data.yaml: 0123456789abcdef" in err
     assert "Traceback" not in err
-    assert _written(run_dir) == before, "nothing written"
+    after = {p: p.stat().st_mtime_ns for p in Path(run_dir).rglob("*") if p.is_file()}
+    assert after == before, "nothing written"
     data_yaml.write_text(original)
-
-
-def _written(run_dir):
-    """Every file's mtime, but the driver lock's: a resume holds it (empty again) while it
-    checks the run, refused or not."""
-    files = Path(run_dir).rglob("*")
-    return {p: p.stat().st_mtime_ns for p in files if p.is_file() and p.name != LOCK_FILE}
 
 
 def _refused_while_driven(run_dir, driver, env):
