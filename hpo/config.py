@@ -11,11 +11,18 @@ from typing import Any
 import yaml
 
 from hpo.errors import SpecError, did_you_mean
-from hpo.paths import carries_credentials, is_remote_uri, looks_like_path, resolve_path
+from hpo.paths import (
+    REMOTE_SCHEMES,
+    carries_credentials,
+    is_remote_uri,
+    looks_like_path,
+    resolve_path,
+)
 from hpo.schema import build, load_yaml, to_plain
 from hpo.space import Space, base_name, compile_space
 from hpo.spec import EarlyTerminateSpec, JobSpec, MetricSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
+from hpo.training_values import check_training_values
 
 METHODS = ("tpe", "random", "grid", "cmaes")
 METHOD_ALIASES = {"bayes": "tpe"}
@@ -125,6 +132,7 @@ def check_spec(spec: JobSpec, problems: list[str]) -> None:
     _check_points(spec, space, problems)
     _check_budget(spec, space, problems)
     _check_training(spec, problems)
+    check_training_values(spec, problems)
     _check_resources(spec, problems)
     _check_model(spec, problems)
     _check_data(spec, problems)
@@ -411,6 +419,18 @@ def _check_storage(spec: JobSpec, problems: list[str]) -> None:
                 "and saves it in spec.yaml"
             )
         return
+    scheme = _uri_scheme(spec.storage)
+    if scheme in REMOTE_SCHEMES:  # a slash short
+        fixed = scheme + spec.storage.partition(":")[2].lstrip("/")
+        problems.append(f"storage: `{spec.storage}` is not a URI (did you mean `{fixed}`?)")
+        return
+    if scheme is not None:  # else a typo would become a folder named `ftp:` here
+        choices = ", ".join(REMOTE_SCHEMES)
+        problems.append(
+            f"storage: `{scheme}` is not a storage hpo writes to; give a local folder or a "
+            f"URI starting with one of {choices}"
+        )
+        return
     path = Path(spec.storage).expanduser().resolve()
     spec.storage = str(path)
     existing = path
@@ -420,6 +440,13 @@ def _check_storage(spec: JobSpec, problems: list[str]) -> None:
         problems.append(
             f"storage: `{path}` cannot be written ({existing} is not a writable folder)"
         )
+
+
+def _uri_scheme(value: str) -> str | None:
+    """`ftp://` or `s3:/` (a slash short): what looks like a URI scheme, not a folder. One
+    letter before the colon is a Windows drive, never written as a scheme."""
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):/", value)
+    return f"{match.group(1)}://" if match else None
 
 
 def _can_create_in(folder: Path) -> bool:

@@ -21,7 +21,26 @@ _MISSING = object()
 
 class _SpecLoader(yaml.SafeLoader):
     """PyYAML follows YAML 1.1, where `2e-5` (no dot) is a string; a spec means the number,
-    also inside lists (`values: [2e-5, 3e-5]`) where no field type says so."""
+    also inside lists (`values: [2e-5, 3e-5]`) where no field type says so. And a key given
+    twice is an error, where PyYAML keeps the last silently (a stale `run_cap` below an
+    edited one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first.setdefault(key, key_node.start_mark)
+            except TypeError:
+                continue  # an unhashable key: SafeConstructor says so itself
+            if seen is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"`{key}` is given twice (first at line {seen.line + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep)
 
 
 _SpecLoader.add_implicit_resolver(

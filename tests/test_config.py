@@ -238,3 +238,26 @@ def test_every_spec_key_is_documented(capsys):
     assert main(["keys"]) == 0
     out = capsys.readouterr().out
     assert "early_terminate.eta" in out and "parameters.<name>.when" in out
+
+
+def test_training_values_are_checked_before_ray_all_at_once(tmp_path, tiny_bert, sentiment_csv):
+    """What TrainingArguments would refuse on a worker, refused here, each value by its key."""
+    extra = """
+training: {learning_rate: fast, eval_strategy: epoch}
+parameters:
+  lr_scheduler_type: {values: [cosine, cosinee]}
+  weight_decay: {min: -0.1, max: 0.1}
+  warmup_steps: {values: [0.0, 0.1]}
+"""
+    path = write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path, extra))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    wrong_type, negative, not_a_choice = err.value.problems
+    assert wrong_type == (
+        "training.learning_rate: 'fast' is not a valid learning_rate (TrainingArguments "
+        "wants a number)"
+    )
+    assert negative == "parameters.weight_decay.min: must be 0 or more, got -0.1"
+    assert not_a_choice.startswith(
+        "parameters.lr_scheduler_type.values: cosinee is not a valid SchedulerType"
+    ), not_a_choice

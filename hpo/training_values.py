@@ -1,0 +1,134 @@
+"""The values a search gives TrainingArguments, checked before Ray starts.
+
+`TrainingArguments` is first built inside a trial, on a worker: a bad value there (`eval_strategy:
+epochh`, `learning_rate: fast`, `num_train_epochs: -3`) would fail every trial after the cluster
+was set up. Each value the spec can hand it (a `training:` value; a parameter's `value`, each of
+its `values`, its `min` and `max`) is checked against the field's type and, for the counts and
+rates that must be positive, its sign; then TrainingArguments is built once per value, which
+checks its choices (strategies, schedulers, optimizers) with transformers' own messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import tempfile
+import types
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+from hpo.space import base_name
+from hpo.spec import JobSpec
+from hpo.tasks import MANAGED_TRAINING_ARGS
+
+# Fields that a run with 0 or less would fail on (or loop on), and those that cannot be negative.
+POSITIVE = {
+    "learning_rate",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "eval_steps",
+    "logging_steps",
+}
+NON_NEGATIVE = {"weight_decay", "warmup_steps", "max_grad_norm", "label_smoothing_factor"}
+
+
+def check_training_values(spec: JobSpec, problems: list[str]) -> None:
+    from transformers import TrainingArguments
+
+    hints = typing.get_type_hints(TrainingArguments)
+    checked: list[tuple[str, str, Any]] = []
+    for key, name, value in _given_values(spec):
+        if name not in hints or name in MANAGED_TRAINING_ARGS:
+            continue  # those have their own messages; model.* and recipe keys are not ours
+        problem = _value_problem(name, value, hints[name])
+        if problem:
+            problems.append(f"{key}: {problem}")
+        else:
+            checked.append((key, name, value))
+    _build_each(spec, checked, problems)
+
+
+def _given_values(spec: JobSpec) -> Iterator[tuple[str, str, Any]]:
+    """(key to name in a message, TrainingArguments field, a value the search may give it)."""
+    for name, value in spec.training.items():
+        yield f"training.{name}", name, value
+    for qualified, entry in spec.parameters.items():
+        key, name = f"parameters.{qualified}", base_name(qualified)
+        if entry.value is not None:
+            yield f"{key}.value", name, entry.value
+        for value in entry.values or []:
+            yield f"{key}.values", name, value
+        for bound in ("min", "max"):
+            if getattr(entry, bound) is not None and not entry.values:
+                yield f"{key}.{bound}", name, getattr(entry, bound)
+
+
+def _value_problem(name: str, value: Any, hint: Any) -> str | None:
+    if not _accepts(hint, value):
+        return f"{value!r} is not a valid {name} (TrainingArguments wants {_describe(hint)})"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if name in POSITIVE and value <= 0:
+        return f"must be above 0, got {value}"
+    if name in NON_NEGATIVE and value < 0:
+        return f"must be 0 or more, got {value}"
+    return None
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether `value` fits the field's annotation; True where hpo cannot tell."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
+        return isinstance(value, str)  # an enum's choices: TrainingArguments checks them
+    return True  # lists, mappings, Any: transformers' to judge
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        named = [_describe(a) for a in typing.get_args(hint) if a is not type(None)]
+        return " or ".join(dict.fromkeys(named))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in hint)
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _build_each(spec: JobSpec, checked: list[tuple[str, str, Any]], problems: list[str]) -> None:
+    """TrainingArguments as a trial builds it: with each `training:` value alone, with all of
+    them, then with each parameter value on top. Its own checks, named by the failing key."""
+    fixed = {k: (n, v) for k, n, v in checked if k.startswith("training.")}
+    sampled = [(k, n, v) for k, n, v in checked if not k.startswith("training.")]
+    with tempfile.TemporaryDirectory(prefix="hpo-check-") as out:
+
+        def builds(training: dict[str, Any], values: dict[str, Any], key: str) -> bool:
+            return _builds(dataclasses.replace(spec, training=training), values, out, key, problems)
+
+        alone = [builds({n: v}, {}, key) for key, (n, v) in fixed.items()]
+        together = dict(fixed.values())
+        if not all(alone) or not builds(together, {}, "training"):
+            return  # each parameter value would repeat the message
+        for key, name, value in sampled:
+            builds(together, {name: value}, key)
+
+
+def _builds(spec: JobSpec, sampled: dict[str, Any], out: str, key: str, problems: list) -> bool:
+    from hpo.trial.run import training_arguments
+
+    try:
+        training_arguments(spec, sampled, seed=0, output_dir=out)
+    except Exception as err:
+        problems.append(f"{key}: {str(err).strip().splitlines()[0]}")
+        return False
+    return True
