@@ -256,6 +256,7 @@ def compile_space(parameters: dict[str, ParamSpec], problems: list[str]) -> Spac
         if param is not None:
             params.append(param)
     names = [p.name for p in params]
+    by_name = {p.name: p for p in params}
     for p in params:
         for c in p.conditions:
             if c.param not in parameters:
@@ -263,8 +264,25 @@ def compile_space(parameters: dict[str, ParamSpec], problems: list[str]) -> Spac
                     f"parameters.{p.name}.when: unknown parameter `{c.param}`"
                     + did_you_mean(c.param, names)
                 )
+            elif c.param in by_name:
+                _check_condition_values(p, c, by_name[c.param], problems)
     _check_variants(params, problems)
     return Space(_order(params, problems))
+
+
+def _check_condition_values(p: Param, c: Condition, parent: Param, problems: list[str]) -> None:
+    """A value the parent never takes (`strategy: lorra`): the parameter would silently never
+    be sampled, or always be."""
+    choices = parent.grid_values()
+    if choices is None:
+        return  # a continuous parent: any value is possible, if unlikely
+    for value in c.values:
+        if value not in choices:
+            shown = ", ".join(map(str, choices))
+            problems.append(
+                f"parameters.{p.name}.when: `{c.param}` never takes `{value}` (its values: "
+                f"{shown}){did_you_mean(str(value), [str(v) for v in choices])}"
+            )
 
 
 def _check_variants(params: list[Param], problems: list[str]) -> None:
