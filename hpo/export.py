@@ -32,10 +32,18 @@ HYPERPARAMETERS_FILE = "hpo_best.yaml"
 
 def read_best(run_dir: str) -> dict[str, Any]:
     path = os.path.join(run_dir, "best.yaml")
+    if not os.path.isdir(run_dir):
+        raise SpecError([f"{run_dir}: no such run directory"])
     if not os.path.isfile(path):
         raise SpecError([f"{run_dir}: no best.yaml (did the search finish any evaluation?)"])
-    with open(path) as f:
-        return yaml.safe_load(f)
+    try:
+        with open(path) as f:
+            best = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError):
+        best = None
+    if not isinstance(best, dict):
+        raise SpecError([f"{path}: not the mapping hpo writes (edited or damaged?)"])
+    return best
 
 
 def _copy_model_files(checkpoint: str, dest: str) -> None:
@@ -95,7 +103,9 @@ def export_checkpoint(
     checkpoint: str, out_dir: str, best: dict[str, Any], task: str, labels: list[str] | None
 ) -> str:
     """Write the model folder for `checkpoint` to `out_dir` (replacing it); returns out_dir."""
-    if not checkpoint or not os.path.isdir(checkpoint):
+    if not checkpoint:
+        raise SpecError(["best.yaml names no checkpoint for the best evaluation; cannot export"])
+    if not os.path.isdir(checkpoint):
         raise SpecError([f"best checkpoint `{checkpoint}` is missing; cannot export"])
     out_dir = os.path.abspath(out_dir)
     card = {k: v for k, v in best.items() if k != "checkpoint"}

@@ -81,8 +81,16 @@ def _finite(value: Any) -> bool:
 def _read_yaml(path: str) -> dict[str, Any] | None:
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return yaml.safe_load(f) or None
+    try:
+        with open(path) as f:
+            document = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError):
+        document = ""
+    if document is None:
+        return None
+    if not isinstance(document, dict):
+        raise SpecError([f"{path}: not the mapping hpo writes (edited or damaged?)"])
+    return document
 
 
 def _read_csv(path: str) -> pd.DataFrame:
@@ -101,6 +109,11 @@ def load_run(run_dir: str) -> RunData:
     trials = _read_csv(trials_path)
     if trials.empty:
         raise SpecError([f"{run_dir}: trials.csv lists no trial"])
+    best_column = f"best_{spec.primary.name}"
+    missing = [c for c in ("trial_id", "outcome", "wall_seconds", best_column) if c not in trials]
+    if missing:
+        columns = ", ".join(missing)
+        raise SpecError([f"{trials_path}: lacks the column(s) {columns} (edited or damaged?)"])
     evaluations_path = os.path.join(run_dir, "evaluations.csv")
     evaluations = _read_csv(evaluations_path) if os.path.isfile(evaluations_path) else None
     evaluations = _with_wall_clock(evaluations, spec.primary.name)

@@ -1,0 +1,45 @@
+"""A run directory whose records were edited or damaged: report, compare and export refuse it
+with one message naming the file (exit 2), not a traceback, and write nothing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from hpo.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(ROOT / "search_spaces" / "quickstart.yaml", run / "spec.yaml")
+    return run
+
+
+def test_trials_csv_without_its_columns(tmp_path, capsys):
+    run = _run(tmp_path)
+    (run / "trials.csv").write_text("trial_id,status\nt1,TERMINATED\n")
+    for argv in (["report", str(run), "--out", str(tmp_path / "r")], ["compare", str(run)]):
+        assert main([*argv]) == 2
+        err = capsys.readouterr().err
+        assert f"{run}/trials.csv: lacks the column(s) outcome, wall_seconds, " in err, err
+        assert "best_eval_accuracy" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_best_yaml_that_is_not_hpos(tmp_path, capsys):
+    run = _run(tmp_path)
+    out = tmp_path / "model"
+    for text, said in (
+        ("- a list\n", "best.yaml: not the mapping hpo writes"),
+        ("{bad: [yaml\n", "best.yaml: not the mapping hpo writes"),
+        ("metric: eval_accuracy\ncheckpoint: null\n", "names no checkpoint for the best"),
+    ):
+        (run / "best.yaml").write_text(text)
+        assert main(["export", str(run), "--out", str(out)]) == 2
+        assert said in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["export", str(tmp_path / "absent"), "--out", str(out)]) == 2
+    assert "absent: no such run directory" in capsys.readouterr().err
