@@ -36,7 +36,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.data:
         from hpo.data import prepare
 
-        data = prepare(spec)
+        try:
+            data = prepare(spec)
+        except SpecError as err:  # the data the spec names: say which spec
+            raise SpecError(err.problems, source=args.spec) from None
         stats = ", ".join(f"{k}={v}" for k, v in data.stats.items())
         print(f"# data: {stats}; fingerprint {data.fingerprint}", file=sys.stderr)
     print(dump_spec(spec), end="")

@@ -15,10 +15,12 @@ class SpecError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        where = f" in {self.source}" if self.source else ""
+        """With a source: `invalid spec in FILE: ...`; without one the problem names its own
+        key or file (a run directory, a command-line option), and is not called a spec's."""
+        lead = f"invalid spec in {self.source}: " if self.source else ""
         if len(self.problems) == 1:
-            return f"invalid spec{where}: {self.problems[0]}"
-        lines = [f"invalid spec{where}: {len(self.problems)} problems"]
+            return f"{lead}{self.problems[0]}"
+        lines = [f"{lead}{len(self.problems)} problems"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
 

@@ -321,6 +321,10 @@ def _compile_param(name: str, spec: ParamSpec, key: str, problems: list[str]) ->
     if kind is None:
         problems.append(f"{key}: give `value`, `values`, or `min` and `max`")
         return None
+    forms = [f for f, given in _forms(spec).items() if given]
+    if len(forms) > 1:  # else one form would silently win over the other
+        problems.append(f"{key}: give one of {' or '.join(forms)}, not both")
+        return None
     if kind not in DISTRIBUTIONS:
         problems.append(f"{key}.distribution: unknown `{kind}`{did_you_mean(kind, DISTRIBUTIONS)}")
         return None
@@ -337,6 +341,14 @@ def _compile_param(name: str, spec: ParamSpec, key: str, problems: list[str]) ->
         return Param(name, kind, values=tuple(spec.values), conditions=conditions)
     param = _compile_numeric(name, kind, spec, key, conditions, problems)
     return param if len(problems) == before else None
+
+
+def _forms(spec: ParamSpec) -> dict[str, bool]:
+    return {
+        "`value`": spec.value is not None,
+        "`values`": spec.values is not None,
+        "`min`/`max`": spec.min is not None or spec.max is not None,
+    }
 
 
 def _compile_numeric(
