@@ -10,8 +10,10 @@ checks its choices (strategies, schedulers, optimizers) with transformers' own m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import io
 import tempfile
 import types
 import typing
@@ -110,7 +112,10 @@ def _build_each(spec: JobSpec, checked: list[tuple[str, str, Any]], problems: li
     them, then with each parameter value on top. Its own checks, named by the failing key."""
     fixed = {k: (n, v) for k, n, v in checked if k.startswith("training.")}
     sampled = [(k, n, v) for k, n, v in checked if not k.startswith("training.")]
-    with tempfile.TemporaryDirectory(prefix="hpo-check-") as out:
+    # Building TrainingArguments imports transformers' integrations, which print a line to
+    # stdout under WANDB_MODE=offline; hpo's stdout carries only its result (a run directory).
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    with tempfile.TemporaryDirectory(prefix="hpo-check-") as out, quiet:
 
         def builds(training: dict[str, Any], values: dict[str, Any], key: str) -> bool:
             return _builds(dataclasses.replace(spec, training=training), values, out, key, problems)

@@ -49,11 +49,15 @@ def checkpoint_dirs(run_dir):
     return glob.glob(os.path.join(run_dir, "*", "checkpoint_*"))
 
 
+DROPOUT = "model.hidden_dropout_prob"
+
+
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory, tiny_bert, sentiment_csv, local_ray):
-    """A grid with diverging points (learning rate 1e30: NaN loss), erroring points (batch size
-    0: a bug) and 2 healthy ones, under a budget of 1 checkpoint; a thread counts the
-    checkpoint folders on disk while it runs."""
+    """A grid with diverging points (learning rate 1e30: NaN loss), erroring points (a dropout
+    of 1.5: the model cannot be built, a bug that only the trial meets; a batch size of 0 is
+    refused before Ray now) and 2 healthy ones, under a budget of 1 checkpoint; a thread
+    counts the checkpoint folders on disk while it runs."""
     root = tmp_path_factory.mktemp("faults")
     spec = write_spec(
         root / "faulty.yaml",
@@ -64,7 +68,7 @@ metric: {{name: eval_loss}}
 method: grid
 parameters:
   learning_rate: {{values: [1.0e+30, 2.0e-3]}}
-  per_device_train_batch_size: {{values: [0, 8, 16]}}
+  model.hidden_dropout_prob: {{values: [1.5, 0.1, 0.0]}}
 training: {{num_train_epochs: 4}}
 early_terminate: {{type: none}}
 max_concurrent: 2
@@ -96,9 +100,7 @@ tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
 def test_diverging_trial_is_marked_and_not_retried(faulty_run):
     run_dir, _ = faulty_run
     rows = read_csv(os.path.join(run_dir, "trials.csv"))
-    diverged = [
-        r for r in rows if r["learning_rate"] == "1e+30" and r["per_device_train_batch_size"] != "0"
-    ]
+    diverged = [r for r in rows if r["learning_rate"] == "1e+30" and r[DROPOUT] != "1.5"]
     assert len(diverged) == 2
     runs = {r.name: r for r in read_runs(run_dir)}
     for row in diverged:
@@ -112,11 +114,11 @@ def test_erroring_trial_is_recorded_and_the_search_goes_on(faulty_run):
     run_dir, _ = faulty_run
     rows = read_csv(os.path.join(run_dir, "trials.csv"))
     errored = [r for r in rows if r["status"] == "ERROR"]
-    assert sorted(r["per_device_train_batch_size"] for r in errored) == ["0", "0"]
+    assert sorted(r[DROPOUT] for r in errored) == ["1.5", "1.5"]
     for row in errored:
-        assert row["outcome"] == "errored" and "batch_size" in row["error"]
+        assert row["outcome"] == "errored" and "dropout probability" in row["error"]
         text = Path(run_dir, row["traceback"]).read_text()
-        assert 'File "' in text and "batch_size should be a positive integer" in text
+        assert 'File "' in text and "dropout probability has to be between 0 and 1" in text
     assert len(rows) == 6
     assert [r["outcome"] for r in rows].count("completed") == 2
 
