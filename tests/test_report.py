@@ -237,8 +237,9 @@ def test_compare_puts_searches_side_by_side(search, tmp_path, capsys):
     assert "searches compared" in capsys.readouterr().err
 
     # Best-so-far curves of different metrics cannot share an axis: refused, nothing written.
-    spec_path = other / "spec.yaml"
-    spec_path.write_text(spec_path.read_text().replace("eval_loss", "eval_accuracy"))
+    for record in ("spec.yaml", "trials.csv"):  # a search of accuracy, consistent in itself
+        path = other / record
+        path.write_text(path.read_text().replace("eval_loss", "eval_accuracy"))
     assert main(["compare", search, str(other), "--out", str(tmp_path / "cmp2")]) == 2
     assert "different metrics" in capsys.readouterr().err
     assert not (tmp_path / "cmp2").exists()
