@@ -31,18 +31,16 @@ HYPERPARAMETERS_FILE = "hpo_best.yaml"
 
 
 def read_best(run_dir: str) -> dict[str, Any]:
+    from hpo.runinfo import DAMAGED_RECORD, read_record
+
     path = os.path.join(run_dir, "best.yaml")
     if not os.path.isdir(run_dir):
         raise SpecError([f"{run_dir}: no such run directory"])
     if not os.path.isfile(path):
         raise SpecError([f"{run_dir}: no best.yaml (did the search finish any evaluation?)"])
-    try:
-        with open(path) as f:
-            best = yaml.safe_load(f)
-    except (yaml.YAMLError, UnicodeDecodeError):
-        best = None
-    if not isinstance(best, dict):
-        raise SpecError([f"{path}: not the mapping hpo writes (edited or damaged?)"])
+    best = read_record(path)
+    if best is None:  # an empty file
+        raise SpecError([f"{path}: {DAMAGED_RECORD}"])
     return best
 
 

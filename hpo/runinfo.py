@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import Any
+
+import yaml
 
 from hpo.config import parse_spec, read_yaml
 from hpo.errors import SpecError
 from hpo.spec import JobSpec
 
 SPEC_FILE = "spec.yaml"
+DAMAGED_RECORD = "not the mapping hpo writes (edited or damaged?)"
 
 
 def read_run_spec(run_dir: str) -> JobSpec:
@@ -23,3 +27,20 @@ def read_run_spec(run_dir: str) -> JobSpec:
     if problems or spec is None:
         raise SpecError(problems or ["unreadable spec"], source=path)
     return spec
+
+
+def read_record(path: str) -> dict[str, Any] | None:
+    """One of hpo's YAML records in a run directory (best.yaml, confirm.yaml): None when it is
+    absent or empty, a SpecError naming the file when it is not a mapping."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            document = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError):
+        document = ""
+    if document is None:
+        return None
+    if not isinstance(document, dict):
+        raise SpecError([f"{path}: {DAMAGED_RECORD}"])
+    return document

@@ -7,6 +7,7 @@ A small, strict reader instead of a validation framework: its messages name the 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
 import types
 import typing
@@ -55,16 +56,20 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
+    """A type as a message says it: `an integer`, `a list of a number`, `one of no, steps`."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+        named = [type_name(a) for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(dict.fromkeys(named))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        return f"a list of {type_name(typing.get_args(tp)[0])}"
     if origin is dict or tp is dict:
         return "a mapping"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):  # TrainingArguments' choices
+        return "one of " + ", ".join(str(m.value) for m in tp)
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
         tp, str(tp)
     )
@@ -86,7 +91,7 @@ def convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
         return build(tp, value, path, problems)  # type: ignore[arg-type]
     if origin is list:
         if not isinstance(value, list):
-            problems.append(f"{path}: expected {_type_name(tp)}, got {_show(value)}")
+            problems.append(f"{path}: expected {type_name(tp)}, got {_show(value)}")
             return None
         (item_tp,) = typing.get_args(tp)
         return [convert(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
@@ -115,7 +120,7 @@ def _convert_union(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
     for option in options:
         if isinstance(value, list) == (typing.get_origin(option) is list):
             return convert(option, value, path, problems)
-    problems.append(f"{path}: expected {_type_name(tp)}, got {_show(value)}")
+    problems.append(f"{path}: expected {type_name(tp)}, got {_show(value)}")
     return None
 
 
@@ -134,7 +139,7 @@ def _convert_scalar(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
         return value
     if tp is bool and isinstance(value, bool):
         return value
-    problems.append(f"{path}: expected {_type_name(tp)}, got {_show(value)}")
+    problems.append(f"{path}: expected {type_name(tp)}, got {_show(value)}")
     return None
 
 

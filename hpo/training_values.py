@@ -20,6 +20,7 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
+from hpo.schema import type_name
 from hpo.space import base_name
 from hpo.spec import JobSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS
@@ -70,7 +71,7 @@ def _given_values(spec: JobSpec) -> Iterator[tuple[str, str, Any]]:
 
 def _value_problem(name: str, value: Any, hint: Any) -> str | None:
     if not _accepts(hint, value):
-        return f"{value!r} is not a valid {name} (TrainingArguments wants {_describe(hint)})"
+        return f"{value!r} is not a valid {name} (TrainingArguments wants {type_name(hint)})"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if name in POSITIVE and value <= 0:
@@ -95,16 +96,6 @@ def _accepts(hint: Any, value: Any) -> bool:
     if hint is str or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
         return isinstance(value, str)  # an enum's choices: TrainingArguments checks them
     return True  # lists, mappings, Any: transformers' to judge
-
-
-def _describe(hint: Any) -> str:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        named = [_describe(a) for a in typing.get_args(hint) if a is not type(None)]
-        return " or ".join(dict.fromkeys(named))
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return "one of " + ", ".join(str(m.value) for m in hint)
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _build_each(spec: JobSpec, checked: list[tuple[str, str, Any]], problems: list[str]) -> None:

@@ -340,16 +340,12 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
     """Finish an interrupted or crashed search: finished trials stay finished, unfinished ones
     continue from their latest checkpoint, and the searcher, the scheduler's rungs, the
     checkpoint budget and the W&B runs pick up where they were."""
-    location = RunLocation.at(run_dir)
-    refuse_if_driven(location.lockable)
-    return _resume(location, address)
-
-
-def _resume(location: RunLocation, address: str | None) -> SearchOutcome:
     from ray import tune
 
     from hpo.runinfo import read_run_spec
 
+    location = RunLocation.at(run_dir)
+    refuse_if_driven(location.lockable)
     location.fetch_own_files()  # a bucket run's spec into a clean local mirror
     spec = read_run_spec(location.local)
     finished = environment.finished_at(location.local)

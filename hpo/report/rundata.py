@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from hpo.errors import SpecError
-from hpo.runinfo import read_run_spec
+from hpo.runinfo import read_record, read_run_spec
 from hpo.spec import JobSpec
 
 CONFIRM_FILE = "confirm.yaml"
@@ -78,21 +77,6 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _read_yaml(path: str) -> dict[str, Any] | None:
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            document = yaml.safe_load(f)
-    except (yaml.YAMLError, UnicodeDecodeError):
-        document = ""
-    if document is None:
-        return None
-    if not isinstance(document, dict):
-        raise SpecError([f"{path}: not the mapping hpo writes (edited or damaged?)"])
-    return document
-
-
 def _read_csv(path: str) -> pd.DataFrame:
     if os.path.getsize(path) == 0:
         return pd.DataFrame()
@@ -123,8 +107,8 @@ def load_run(run_dir: str) -> RunData:
         spec=spec,
         trials=trials,
         evaluations=evaluations,
-        best=_read_yaml(os.path.join(run_dir, "best.yaml")),
-        confirm=_read_yaml(os.path.join(run_dir, CONFIRM_FILE)),
+        best=read_record(os.path.join(run_dir, "best.yaml")),
+        confirm=read_record(os.path.join(run_dir, CONFIRM_FILE)),
     )
 
 
