@@ -20,7 +20,7 @@ from hpo.paths import (
 )
 from hpo.schema import build, load_yaml, to_plain
 from hpo.space import Space, base_name, compile_space
-from hpo.spec import EarlyTerminateSpec, JobSpec, MetricSpec
+from hpo.spec import DataSpec, EarlyTerminateSpec, JobSpec, MetricSpec, ModelSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
 from hpo.training_values import check_training_values
 
@@ -38,10 +38,12 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
     for item in overrides or []:
         apply_override(raw, item, problems)
     spec = parse_spec(raw, problems)
-    # Unknown keys do not hide the other problems; a value of the wrong type would only
-    # make the cross-field checks repeat it.
-    if spec is not None and all(": unknown key" in p for p in problems):
-        check_spec(spec, problems)
+    if spec is not None:
+        # Reading left a key it could not take at its default, so the cross-field checks still
+        # run; what they say about such a key (or one inside or around it) would repeat it.
+        checks: list[str] = []
+        check_spec(spec, checks)
+        problems += [p for p in checks if not _repeats(p, problems)]
     if problems:
         raise SpecError(problems, source=str(path))
     assert spec is not None
@@ -106,14 +108,31 @@ def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
 
 
 def parse_spec(raw: dict[str, Any], problems: list[str]) -> JobSpec | None:
+    """The spec's dataclasses; a key that is missing or of the wrong type is a problem and
+    keeps its default (an empty section for model and data), so that checks can go on."""
     for required in ("model", "data"):
         if required not in raw:
             problems.append(f"{required}: required section is missing")
     spec = build(JobSpec, raw, "", problems)
     if spec is None:
         return None
-    # A section that failed its type check is missing: later checks would only repeat that.
-    return None if spec.model is None or spec.data is None else spec
+    spec.model = spec.model or ModelSpec()
+    spec.data = spec.data or DataSpec()
+    return spec
+
+
+def _key(problem: str) -> str:
+    return problem.split(": ", 1)[0].removeprefix("--set ")
+
+
+def _repeats(problem: str, found: list[str]) -> bool:
+    """Is `problem` about a key that one of `found` is about, or one inside or around it?"""
+    key = _key(problem)
+    for other in map(_key, found):
+        short, long = sorted((key, other), key=len)
+        if long == short or long.startswith((short + ".", short + "[")):
+            return True
+    return False
 
 
 def check_spec(spec: JobSpec, problems: list[str]) -> None:

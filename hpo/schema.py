@@ -94,15 +94,32 @@ def convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
             problems.append(f"{path}: expected {type_name(tp)}, got {_show(value)}")
             return None
         (item_tp,) = typing.get_args(tp)
-        return [convert(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return list(
+            _convert_items(item_tp, dict(enumerate(value)), path, "[{}]", problems).values()
+        )
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             problems.append(f"{path}: expected a mapping, got {_show(value)}")
             return None
         args = typing.get_args(tp)
         item_tp = args[1] if args else Any
-        return {str(k): convert(item_tp, v, f"{path}.{k}", problems) for k, v in value.items()}
+        named = {str(k): v for k, v in value.items()}
+        return _convert_items(item_tp, named, path, ".{}", problems)
     return _convert_scalar(tp, value, path, problems)
+
+
+def _convert_items(
+    item_tp: Any, items: dict[Any, Any], path: str, where: str, problems: list[str]
+) -> dict[Any, Any]:
+    """Each item checked against `item_tp`; one that is not is a problem and left out, so
+    later checks meet no hole (a None in a list of parameters)."""
+    out = {}
+    for key, value in items.items():
+        before = len(problems)
+        converted = convert(item_tp, value, path + where.format(key), problems)
+        if len(problems) == before:
+            out[key] = converted
+    return out
 
 
 def _convert_union(tp: Any, value: Any, path: str, problems: list[str]) -> Any:

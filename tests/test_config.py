@@ -261,3 +261,70 @@ parameters:
     assert not_a_choice.startswith(
         "parameters.lr_scheduler_type.values: cosinee is not a valid SchedulerType"
     ), not_a_choice
+
+
+def test_a_wrong_type_does_not_hide_the_other_problems(tmp_path, tiny_bert, sentiment_csv):
+    """One round: keys of the wrong type and the cross-field problems elsewhere, together,
+    and nothing said twice about a key (a model path that is not a string is not also
+    'required')."""
+    text = f"""
+model: {{name_or_path: [{tiny_bert}]}}
+run_cap: ten
+early_terminate: {{type: asha, eta: 1}}
+parameters:
+  learning_rate: {{min: 0.1, max: 0.01}}
+  weight_decay: {{values: [0.0, {{a: 1}}]}}
+storage: {tmp_path}
+"""
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(tmp_path / "s.yaml", text))
+    keys = sorted(p.split(":", 1)[0] for p in err.value.problems)
+    assert keys == [
+        "data",
+        "early_terminate.eta",
+        "model.name_or_path",
+        "parameters.learning_rate",
+        "parameters.weight_decay.values",
+        "run_cap",
+    ], err.value.problems
+    assert "data: required section is missing" in err.value.problems
+
+
+def _keys(node: object, path: tuple = ()) -> list[tuple]:
+    """Every key and list item below `node`, sections included, as paths."""
+    if isinstance(node, dict):
+        children = [((*path, k), v) for k, v in node.items()]
+    elif isinstance(node, list):
+        children = [((*path, i), v) for i, v in enumerate(node)]
+    else:
+        return []
+    return [p for child, v in children for p in (child, *_keys(v, child))]
+
+
+def _replaced(node, path: tuple, value):
+    copy = yaml.safe_load(yaml.safe_dump(node))
+    parent = copy
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    return copy
+
+
+BUNDLED = sorted((Path(__file__).resolve().parents[1] / "search_spaces").rglob("*.yaml"))
+WRONG = ([[1]], {"x": {}}, "zz", -3)
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=[p.stem for p in BUNDLED])
+def test_any_wrong_value_in_a_bundled_spec_is_a_clean_problem(path, tmp_path):
+    """Every key of a real spec, a section or a value, made wrong in a few ways: validation
+    says what is wrong (a SpecError listing each problem once), and never trips over a hole
+    that the reading left (a parameter of the wrong type, dropped from its section)."""
+    raw = yaml.safe_load(path.read_text())
+    for n, key in enumerate(_keys(raw)):
+        for value in WRONG[n % 2 :: 2]:
+            bad = tmp_path / f"{n}.yaml"
+            bad.write_text(yaml.safe_dump(_replaced(raw, key, value)))
+            try:
+                load_spec(bad, [f"storage={tmp_path / 'runs'}"])
+            except SpecError as err:
+                assert len(set(err.problems)) == len(err.problems), err
