@@ -279,8 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def spec_command(name: str, help_text: str, handler: Callable) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, handler: Callable | None) -> argparse.ArgumentParser:
+        """A subcommand whose `--help` opens with the line `hpo --help` lists it by."""
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if handler is not None:
+            p.set_defaults(handler=handler)
+        return p
+
+    def spec_command(name: str, help_text: str, handler: Callable) -> argparse.ArgumentParser:
+        p = command(name, help_text, handler)
         p.add_argument("spec", help="the search spec (YAML)")
         p.add_argument(
             "--set",
@@ -289,7 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY.PATH=VALUE",
             help="override a spec value (YAML syntax), e.g. run_cap=20",
         )
-        p.set_defaults(handler=handler)
         return p
 
     run = spec_command("run", "run a search and export its best model", cmd_run)
@@ -305,8 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", action="store_true", help="also load, clean and tokenize the data"
     )
 
-    keys = sub.add_parser("keys", help="list every spec key with its meaning")
-    keys.set_defaults(handler=cmd_keys)
+    command("keys", "list every spec key with its meaning", cmd_keys)
 
     address_help = "Ray dashboard address, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)"
     run_address_help = (
@@ -318,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--name", help="the run directory's name (default: spec name + time)")
     submit.add_argument("--storage", help="folder or URI every node reaches, for run directories")
     job_options(submit)
-    jobs = sub.add_parser("jobs", help="searches submitted to a Ray cluster")
+    jobs = command("jobs", "searches submitted to a Ray cluster", None)
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     for verb, text, handler in (
         ("list", "every job on the cluster", cmd_jobs_list),
@@ -337,33 +342,31 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "fetch":
             p.add_argument("--out", required=True, help="the folder to create")
 
-    resume = sub.add_parser(
-        "resume", help="finish an interrupted or crashed search from its saved state"
+    resume = command(
+        "resume", "finish an interrupted or crashed search from its saved state", cmd_resume
     )
     resume.add_argument("run_dir", help="the run directory of the search")
     resume.add_argument("--address", help=run_address_help)
     submit_option(resume)
-    resume.set_defaults(handler=cmd_resume)
 
-    export = sub.add_parser("export", help="(re)export the best checkpoint of a search")
+    export = command("export", "(re)export the best checkpoint of a search", cmd_export)
     export.add_argument("run_dir", help="a run directory, or a bucket run's URI")
     export.add_argument("--out", required=True, help="the model folder to write")
-    export.set_defaults(handler=cmd_export)
 
-    report = sub.add_parser("report", help="plots, report.html and a summary of a search")
+    report = command("report", "plots, report.html and a summary of a search", cmd_report)
     report.add_argument("run_dir", help="a run directory, or a bucket run's URI")
     report.add_argument("--out", help="folder for report.html and its PNGs (RUN_DIR/report)")
-    report.set_defaults(handler=cmd_report)
 
-    compare = sub.add_parser("compare", help="searches side by side, best-so-far on one plot")
+    compare = command("compare", "searches side by side, best-so-far on one plot", cmd_compare)
     compare.add_argument(
         "run_dirs", nargs="+", metavar="RUN_DIR", help="run directories or bucket runs' URIs"
     )
     compare.add_argument("--out", default="hpo-compare", help="folder for compare.html/PNG")
-    compare.set_defaults(handler=cmd_compare)
 
-    confirm = sub.add_parser(
-        "confirm", help="retrain the top configurations with fresh seeds; keep the most robust"
+    confirm = command(
+        "confirm",
+        "retrain the top configurations with fresh seeds; keep the most robust",
+        cmd_confirm,
     )
     confirm.add_argument("run_dir", help="a run directory, or the bucket URI `hpo run` printed")
     confirm.add_argument("--top-k", type=int, default=3, help="configurations to retrain")
@@ -371,7 +374,6 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--address", help=run_address_help)
     confirm.add_argument("--quiet", action="store_true", help="no live trial table")
     submit_option(confirm)
-    confirm.set_defaults(handler=cmd_confirm)
     return parser
 
 

@@ -13,6 +13,19 @@ COMPARE_PNG = "compare.png"
 COMPARE_HTML = "compare.html"
 
 
+def _load_all(run_dirs: list[str]) -> list[RunData]:
+    """Every run directory read; the problems of all the unreadable ones reported together."""
+    runs, problems = [], []
+    for run_dir in run_dirs:
+        try:
+            runs.append(load_run(run_dir))
+        except SpecError as err:
+            problems += [err.render()]
+    if problems:
+        raise SpecError(problems)
+    return runs
+
+
 def _check_same_metric(runs: list[RunData]) -> None:
     metrics = {(r.metric, r.maximize) for r in runs}
     if len(metrics) > 1:
@@ -109,7 +122,7 @@ def compare_runs(run_dirs: list[str], out_dir: str) -> str:
     """Table in the terminal, compare.png and compare.html in `out_dir`; returns the page."""
     from hpo.results import write_text_atomic
 
-    runs = [load_run(d) for d in run_dirs]  # every SpecError before anything is written
+    runs = _load_all(run_dirs)  # every problem before anything is written
     _check_same_metric(runs)
     table = rows(runs)
     os.makedirs(out_dir, exist_ok=True)

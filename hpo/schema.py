@@ -204,7 +204,18 @@ def field_help(cls: type, prefix: str = "") -> list[tuple[str, str]]:
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         rows.append((key, f.metadata.get("help", "")))
-        tp = hints[f.name]
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp) and tp.__name__ != "ParamSpec":
-            rows += field_help(tp, f"{key}.")
+        section = _section_type(hints[f.name])
+        if section is not None and section.__name__ != "ParamSpec":
+            rows += field_help(section, f"{key}.")
     return rows
+
+
+def _section_type(tp: Any) -> type | None:
+    """The dataclass a key holds, directly or as one of its forms (`metric`: one or a list)."""
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return tp
+    for arg in typing.get_args(tp):
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None

@@ -238,6 +238,7 @@ def test_every_spec_key_is_documented(capsys):
     assert main(["keys"]) == 0
     out = capsys.readouterr().out
     assert "early_terminate.eta" in out and "parameters.<name>.when" in out
+    assert "metric.goal" in out, "a key whose value may be a list of sections is listed too"
 
 
 def test_training_values_are_checked_before_ray_all_at_once(tmp_path, tiny_bert, sentiment_csv):
@@ -328,3 +329,43 @@ def test_any_wrong_value_in_a_bundled_spec_is_a_clean_problem(path, tmp_path):
                 load_spec(bad, [f"storage={tmp_path / 'runs'}"])
             except SpecError as err:
                 assert len(set(err.problems)) == len(err.problems), err
+
+
+def test_every_command_says_what_it_does():
+    """`hpo COMMAND --help` opens with the line `hpo --help` lists the command by."""
+    import argparse
+
+    from hpo.cli import build_parser
+
+    def commands(parser: argparse.ArgumentParser, prefix: str) -> list:
+        found = []
+        for action in parser._subparsers._group_actions if parser._subparsers else []:
+            listed = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                found.append((f"{prefix} {name}", listed[name], sub.description))
+                found += commands(sub, f"{prefix} {name}")
+        return found
+
+    found = commands(build_parser(), "hpo")
+    assert {"hpo run", "hpo jobs logs", "hpo confirm", "hpo keys"} <= {c for c, _, _ in found}
+    assert all(listed and listed == description for _, listed, description in found), found
+
+
+def test_the_readme_command_table_shows_every_option():
+    from hpo.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    parser = build_parser()
+    (commands,) = parser._subparsers._group_actions
+    for name, sub in commands.choices.items():
+        rows = " ".join(line for line in readme.splitlines() if line.startswith(f"| `hpo {name}"))
+        assert rows, f"README's command table has no row for hpo {name}"
+        parsers = [
+            sub,
+            *(sub._subparsers._group_actions[0].choices.values() if sub._subparsers else []),
+        ]
+        options = {
+            o for p in parsers for a in p._actions for o in a.option_strings if o.startswith("--")
+        }
+        missing = sorted(o for o in options - {"--help"} if o not in rows)
+        assert not missing, f"hpo {name}: {missing} not in README's command table"

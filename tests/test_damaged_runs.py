@@ -43,3 +43,16 @@ def test_best_yaml_that_is_not_hpos(tmp_path, capsys):
     assert not out.exists()
     assert main(["export", str(tmp_path / "absent"), "--out", str(out)]) == 2
     assert "absent: no such run directory" in capsys.readouterr().err
+
+
+def test_compare_names_every_bad_directory_at_once(tmp_path, capsys):
+    damaged = _run(tmp_path)
+    (damaged / "trials.csv").write_text("trial_id\nt1\n")
+    absent = tmp_path / "absent"
+    out = tmp_path / "cmp"
+    assert main(["compare", str(damaged), str(absent), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("hpo: ") == 1 and "2 problems" in err, err
+    assert f"{damaged}/trials.csv: lacks the column(s)" in err
+    assert f"{absent}: no such run directory" in err
+    assert not out.exists()
