@@ -39,8 +39,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
         apply_override(raw, item, problems)
     spec = parse_spec(raw, problems)
     if spec is not None:
-        # Reading left a key it could not take at its default, so the cross-field checks still
-        # run; what they say about such a key (or one inside or around it) would repeat it.
+        # A key that could not be read keeps its default, so the cross-field checks still run
+        # (every problem in one round); what they say about such a key, or about one inside or
+        # around it, would repeat it.
         checks: list[str] = []
         check_spec(spec, checks)
         problems += [p for p in checks if not _repeats(p, problems)]
@@ -241,6 +242,8 @@ def _check_points(spec: JobSpec, space: Space, problems: list[str]) -> None:
             continue
         for name, value in point.items():
             param = space.by_name.get(name)
+            if param is None and name in spec.parameters:
+                continue  # declared, but wrong itself: its own problem says so
             if param is None:
                 problems.append(f"{key}.{name}: not a parameter{did_you_mean(name, space.names)}")
             elif not param.contains(value):

@@ -238,10 +238,18 @@ def fingerprint(frames: dict[str, pd.DataFrame]) -> str:
     return h.hexdigest()[:16]
 
 
-def prepare(spec: JobSpec) -> PreparedData:
-    """Everything trials need from the data, computed once."""
-    from hpo.trial.tokenize import load_tokenizer, tokenize_splits
+@dataclass
+class CheckedFrames:
+    """The splits, cleaned and carved, with their label names: the data before tokenizing."""
 
+    frames: dict[str, pd.DataFrame]
+    labels: list[str] | None
+    stats: dict[str, int]
+
+
+def check_frames(spec: JobSpec) -> CheckedFrames:
+    """Read, check and clean the data: every problem with it short of tokenizing (a missing
+    column, one label class, nothing left after cleaning) is a SpecError here."""
     data = spec.data
     frames = load_frames(data)
     check_columns(frames, spec)
@@ -254,6 +262,15 @@ def prepare(spec: JobSpec) -> PreparedData:
             raise SpecError([f"data.{split}: no rows left after dropping empty texts"])
     frames = split_frames(frames, data, spec.seed)
     labels = label_names(frames, data) if spec.task == "sequence-classification" else None
+    return CheckedFrames(frames, labels, stats)
+
+
+def prepare(spec: JobSpec) -> PreparedData:
+    """Everything trials need from the data, computed once."""
+    from hpo.trial.tokenize import load_tokenizer, tokenize_splits
+
+    checked = check_frames(spec)
+    frames, labels, stats = checked.frames, checked.labels, checked.stats
     tokenizer = load_tokenizer(spec.model)
     tokenized = tokenize_splits(frames, spec, tokenizer, labels)
     for split in ("train", "validation", "test"):

@@ -32,6 +32,7 @@ import yaml
 from hpo.config import apply_override, load_spec, read_yaml
 from hpo.errors import SpecError
 from hpo.paths import DATA_SHIPPED_ENV, PACKAGE_SCHEME, is_remote_uri
+from hpo.spec import JobSpec
 
 # Passed through to the job when set in the submitter's environment; secrets sealed with the
 # cluster's Ray token (hpo.sealed_env), so neither hpo nor Ray writes them down in the clear.
@@ -132,6 +133,7 @@ def submit(
 
     overrides = list(overrides) + ([f"storage={storage}"] if storage else [])
     spec = load_spec(spec_path, overrides)  # bad input stops here: nothing is submitted
+    _check_local_data(spec, spec_path)
     name = search_name(spec, spec_path, name)
     run_dir = f"{spec.storage.rstrip('/')}/{name}"
     if not is_remote_uri(run_dir) and os.path.exists(run_dir):
@@ -145,6 +147,20 @@ def submit(
         command = ["run", SPEC_NAME, "--name", name, "--storage", spec.storage, "--quiet"]
         job_id = _launch(jobs, command, folder, env_vars, pip, name, run_dir)
     return Submission(job_id, name, run_dir)
+
+
+def _check_local_data(spec: JobSpec, spec_path: str) -> None:
+    """Data files on this machine are read and checked here, as `hpo run` would before Ray
+    starts, so that a missing column or a single label class is said now, not by a job that
+    fails on the cluster. (A Hub dataset is loaded by the job; this machine may not reach it.)"""
+    from hpo.data import check_frames
+
+    if spec.data.dataset is not None:
+        return
+    try:
+        check_frames(spec)
+    except SpecError as err:
+        raise SpecError(err.problems, source=spec_path) from None
 
 
 def submit_for_run(

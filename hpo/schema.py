@@ -61,6 +61,8 @@ def type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         named = [type_name(a) for a in typing.get_args(tp) if a is not type(None)]
+        if "a number" in named and "an integer" in named:
+            named.remove("an integer")  # an integer is a number
         return " or ".join(dict.fromkeys(named))
     if origin is list:
         return f"a list of {type_name(typing.get_args(tp)[0])}"
@@ -111,13 +113,13 @@ def convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
 def _convert_items(
     item_tp: Any, items: dict[Any, Any], path: str, where: str, problems: list[str]
 ) -> dict[Any, Any]:
-    """Each item checked against `item_tp`; one that is not is a problem and left out, so
-    later checks meet no hole (a None in a list of parameters)."""
+    """Each item checked against `item_tp`. One that could not be read at all is a problem
+    and left out, so later checks meet no hole (a parameter that is None); one read in part
+    (a parameter with a bad `min`) stays, so checks that name it do not call it unknown."""
     out = {}
     for key, value in items.items():
-        before = len(problems)
         converted = convert(item_tp, value, path + where.format(key), problems)
-        if len(problems) == before:
+        if converted is not None or value is None:
             out[key] = converted
     return out
 
@@ -134,9 +136,9 @@ def _convert_union(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
     if len(options) == 1:
         return convert(options[0], value, path, problems)
     # A list form and a mapping form (metric: {...} or [{...}]): report against the form given.
-    for option in options:
-        if isinstance(value, list) == (typing.get_origin(option) is list):
-            return convert(option, value, path, problems)
+    shaped = [o for o in options if isinstance(value, list) == (typing.get_origin(o) is list)]
+    if len(shaped) == 1:
+        return convert(shaped[0], value, path, problems)
     problems.append(f"{path}: expected {type_name(tp)}, got {_show(value)}")
     return None
 

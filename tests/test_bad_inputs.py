@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import hpo.jobs
 import hpo.tuner
 from hpo.cli import main
 
@@ -48,3 +49,29 @@ def test_bad_input_is_refused_cleanly(case, tmp_path, tiny_bert, capsys, monkeyp
     assert "hpo-test-secret" not in err, "a credential in the input is never echoed"
     assert err.startswith("hpo: ") and err.count("hpo: ") == 1, "one message"
     assert not storage.exists(), "nothing may be written for bad input"
+
+
+# What the cluster holds is for the cluster to say: a submitted search is checked there.
+CLUSTER_DECIDES = {"resources_gpu_missing", "resources_no_node_has"}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if c.stem not in CLUSTER_DECIDES],
+    ids=[c.stem for c in CASES if c.stem not in CLUSTER_DECIDES],
+)
+def test_bad_input_is_refused_before_submitting(case, tmp_path, tiny_bert, capsys, monkeypatch):
+    """`hpo submit` says the same, here, and contacts no cluster: a spec or a data file that
+    `hpo run` refuses is not shipped to fail in a job (a missing column, one label class)."""
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was contacted for bad input")
+
+    monkeypatch.setattr(hpo.jobs, "client", no_cluster)
+    spec, expected = _instantiate(case, tmp_path, tiny_bert)
+    args = ["submit", str(spec), "--address", "http://127.0.0.1:9"]
+    if "storage:" not in spec.read_text():
+        args += ["--storage", str(tmp_path / "runs")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err, err

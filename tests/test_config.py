@@ -275,6 +275,8 @@ early_terminate: {{type: asha, eta: 1}}
 parameters:
   learning_rate: {{min: 0.1, max: 0.01}}
   weight_decay: {{values: [0.0, {{a: 1}}]}}
+  warmup_steps: {{min: few, max: 10}}
+points_to_evaluate: [{{warmup_steps: 2}}]
 storage: {tmp_path}
 """
     with pytest.raises(SpecError) as err:
@@ -285,10 +287,12 @@ storage: {tmp_path}
         "early_terminate.eta",
         "model.name_or_path",
         "parameters.learning_rate",
+        "parameters.warmup_steps.min",
         "parameters.weight_decay.values",
         "run_cap",
     ], err.value.problems
     assert "data: required section is missing" in err.value.problems
+    assert "parameters.warmup_steps.min: expected a number, got 'few'" in err.value.problems
 
 
 def _keys(node: object, path: tuple = ()) -> list[tuple]:
