@@ -33,14 +33,17 @@ def start_ray(num_cpus: int = 2) -> None:
     """A local Ray of our own (stopped by `stop_ray`); never touches other users' Ray."""
     import ray
 
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        logging_level="ERROR",
-        configure_logging=True,
-    )
+    from hpo.loopback import loopback_only
+
+    with loopback_only():
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+            logging_level="ERROR",
+            configure_logging=True,
+        )
 
 
 def stop_ray() -> None:

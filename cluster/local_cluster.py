@@ -33,9 +33,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ray_binary() -> str:
-    here = os.path.join(os.path.dirname(sys.executable), "ray")
-    return here if os.path.exists(here) else "ray"
+# `ray start`, with a node address of 127.0.0.1 kept as given. Ray 2.60 swaps it for the
+# machine's routable address (services.resolve_ip_for_localhost), and a node whose address is
+# not loopback has its GCS, raylet and workers listen on every interface.
+RAY_START = [
+    sys.executable,
+    "-c",
+    "import sys; from ray._private import services; "
+    "services.resolve_ip_for_localhost = lambda host: host; "
+    "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()",
+    "start",
+]
 
 
 def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int) -> dict:
@@ -45,16 +53,13 @@ def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int)
     os.makedirs(folder, exist_ok=True)
     port, dashboard = free_port(), free_port()
     common = [
-        # Ray 2.60 advertises the machine's own routable IP for a node given 127.0.0.1
-        # (services.resolve_ip_for_localhost); node-to-node traffic still stays on this host.
-        "--node-ip-address=127.0.0.1",
+        "--node-ip-address=127.0.0.1",  # kept as given: see RAY_START
         f"--num-cpus={cpus}",
         f"--object-store-memory={object_store_mb * 1024 * 1024}",
         "--disable-usage-stats",
     ]
     head = [
-        ray_binary(),
-        "start",
+        *RAY_START,
         "--head",
         f"--port={port}",
         "--dashboard-host=127.0.0.1",
@@ -78,8 +83,7 @@ def start(folder: str, workers: int, cpus: int, gpus: int, object_store_mb: int)
     for i in range(workers):
         _run(
             [
-                ray_binary(),
-                "start",
+                *RAY_START,
                 f"--address=127.0.0.1:{port}",
                 f"--dashboard-agent-listen-port={free_port()}",
                 f'--resources={{"hpo_worker_{i}": 1}}',

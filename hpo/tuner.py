@@ -24,6 +24,7 @@ from hpo.data import PreparedData, prepare
 from hpo.driver_lock import driving, refuse_if_driven
 from hpo.errors import SpecError
 from hpo.jobs import with_data_origins
+from hpo.loopback import loopback_only
 from hpo.paths import is_remote_uri
 from hpo.relocate import follow_moved_run, relocate_callbacks
 from hpo.results import Best, collect, write_results
@@ -63,7 +64,10 @@ def init_ray(spec: JobSpec, address: str | None) -> None:
     else:
         # "local": a new embedded Ray even where RAY_ADDRESS is set (to a dashboard, for
         # `hpo submit`) or another Ray runs on this machine, which address=None would join.
-        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+        with loopback_only():
+            ray.init(
+                address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **common
+            )
 
 
 def make_trainable(spec: JobSpec, data: PreparedData, experiment_path: str) -> Any:

@@ -77,13 +77,16 @@ def local_ray():
     """One embedded Ray for the session's end-to-end tests (started here, stopped here)."""
     import ray
 
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        logging_level="ERROR",
-    )
+    from hpo.loopback import loopback_only
+
+    with loopback_only():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
     yield ray
     ray.shutdown()
 
@@ -115,3 +118,26 @@ def read_yaml(path: str) -> object:
 
     with open(path) as f:
         return yaml.safe_load(f)
+
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def listening_addresses(procs) -> list[str]:
+    """'NAME ADDRESS:PORT' for every TCP socket that `procs` (psutil processes) listen on."""
+    import psutil
+
+    found = []
+    for proc in procs:
+        try:
+            name, connections = proc.name(), proc.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for c in connections:
+            if c.status == psutil.CONN_LISTEN:
+                found.append(f"{name} {c.laddr.ip}:{c.laddr.port}")
+    return found
+
+
+def off_loopback(listening: list[str]) -> list[str]:
+    return [entry for entry in listening if entry.split()[-1].rsplit(":", 1)[0] not in LOOPBACK]

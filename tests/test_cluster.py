@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, write_spec
+from conftest import ROOT, listening_addresses, off_loopback, write_spec
 
 from hpo.cli import main
 from hpo.errors import SpecError
@@ -119,6 +119,13 @@ resources: {{cpu: {extra.get("cpu", 1)}, gpu: {extra.get("gpu", 0)}}}
 def files_holding(folder: str, text: str) -> list[str]:
     needle = text.encode()
     return [str(p) for p in Path(folder).rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_every_node_listens_on_loopback_only(cluster):
+    """Its GCS, raylets, job server and agents: none is reachable from the network."""
+    listening = listening_addresses(_script().own_processes(cluster["folder"]))  # type: ignore[attr-defined]
+    assert sum("raylet" in entry for entry in listening) >= 2, listening  # both nodes looked at
+    assert not off_loopback(listening), listening
 
 
 def test_submitted_search_runs_on_both_nodes(cluster, hpo, tiny_bert, sentiment_csv):
