@@ -130,6 +130,10 @@ def _staging(out_dir: str) -> Iterator[str]:
     staging = f"{out_dir}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
+        os.makedirs(staging)
+    except OSError as err:
+        raise SpecError([f"{out_dir}: cannot be written ({err.strerror})"]) from None
+    try:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -159,11 +163,40 @@ def _replace_dir(staging: str, out_dir: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def check_out_dir(out_dir: str, run_dir: str) -> None:
+    """`--out` replaces a model folder, never anything else: not a folder holding other
+    files (a run directory, the storage of many), not a file, not a place that cannot be
+    written. Said before anything is read or written."""
+    from hpo.paths import is_remote_uri
+
+    out = os.path.realpath(out_dir)
+    if not is_remote_uri(run_dir):
+        run = os.path.realpath(run_dir)
+        if out == run or run.startswith(out + os.sep):
+            raise SpecError([f"--out {out_dir}: holds the run directory {run_dir}; pick another"])
+    if os.path.isfile(out):
+        raise SpecError([f"--out {out_dir}: is a file; give a folder to write the model to"])
+    exported_before = os.path.isfile(os.path.join(out, HYPERPARAMETERS_FILE))
+    if os.path.isdir(out) and os.listdir(out) and not exported_before:
+        raise SpecError(
+            [
+                f"--out {out_dir}: a folder with other files in it (not a model hpo exported, "
+                "which it would replace); give a new or empty folder"
+            ]
+        )
+    parent = os.path.dirname(out)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise SpecError([f"--out {out_dir}: cannot be written ({parent} is not a writable folder)"])
+
+
 def export_run(run_dir: str, out_dir: str) -> str:
     """`hpo export`: the best checkpoint of a finished search as a model folder."""
     from hpo.paths import is_remote_uri
     from hpo.runinfo import read_run_spec
 
+    check_out_dir(out_dir, run_dir)
     if is_remote_uri(run_dir):
         return _export_from_bucket(run_dir, out_dir)
 

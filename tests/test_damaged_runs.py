@@ -56,3 +56,33 @@ def test_compare_names_every_bad_directory_at_once(tmp_path, capsys):
     assert f"{damaged}/trials.csv: lacks the column(s)" in err
     assert f"{absent}: no such run directory" in err
     assert not out.exists()
+
+
+def test_export_replaces_a_model_folder_and_nothing_else(tmp_path, capsys):
+    """--out names the run itself, the storage above it, a folder of other files, a file, or
+    a place under a file: refused by name (exit 2), and every file there is left as it was."""
+    run = _run(tmp_path)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me too")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for out, said in (
+        (run, "holds the run directory"),
+        (tmp_path, "holds the run directory"),
+        (notes, "a folder with other files in it"),
+        (a_file, "is a file"),
+        (a_file / "model", "cannot be written"),
+    ):
+        assert main(["export", str(run), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}: {said}" in err and "Traceback" not in err, err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    assert (notes / "todo.txt").read_text() == "keep me"
+    # An earlier export is what --out may replace: past this check, to the run's own records.
+    earlier = tmp_path / "model"
+    earlier.mkdir()
+    (earlier / "hpo_best.yaml").write_text("metric: eval_accuracy\n")
+    assert main(["export", str(run), "--out", str(earlier)]) == 2
+    assert "no best.yaml" in capsys.readouterr().err
