@@ -136,8 +136,18 @@ def _repeats(problem: str, found: list[str]) -> bool:
     return False
 
 
+def run_name_problem(name: str, key: str) -> str | None:
+    """A run directory's name is one folder inside storage: `../x` or `a/b` would put the
+    run's records in one place and Ray's saved state in another."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+        return f"{key}: `{name}` is not a folder name (no /, \\, or ..); the run goes in storage"
+    return None
+
+
 def check_spec(spec: JobSpec, problems: list[str]) -> None:
     """Cross-field checks and path resolution, in place."""
+    if spec.name is not None and (problem := run_name_problem(spec.name, "name")):
+        problems.append(problem)
     spec.method = METHOD_ALIASES.get(spec.method, spec.method)
     _check_choice("method", spec.method, METHODS, problems)
     if spec.rung_model and spec.method != "tpe":

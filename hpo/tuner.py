@@ -19,7 +19,7 @@ from typing import Any
 
 from hpo import environment
 from hpo.cluster import check_cluster_fits, check_storage_shared, say_concurrency, trial_slots
-from hpo.config import dump_spec
+from hpo.config import dump_spec, run_name_problem
 from hpo.data import PreparedData, prepare
 from hpo.driver_lock import driving, refuse_if_driven
 from hpo.errors import SpecError
@@ -42,6 +42,8 @@ class SearchOutcome:
 
 
 def search_name(spec: JobSpec, spec_path: str | None, name: str | None) -> str:
+    if name is not None and (problem := run_name_problem(name, "--name")):
+        raise SpecError([problem])
     if name or spec.name:
         return str(name or spec.name)
     stem = Path(spec_path).stem if spec_path else "search"

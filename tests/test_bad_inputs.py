@@ -75,3 +75,20 @@ def test_bad_input_is_refused_before_submitting(case, tmp_path, tiny_bert, capsy
     assert main(args) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_a_run_name_is_one_folder_in_storage(command, tmp_path, tiny_bert, capsys, monkeypatch):
+    """`--name ../x` would put hpo's records in one place and Ray's saved state in another."""
+    monkeypatch.setattr(hpo.tuner, "init_ray", lambda *a, **k: pytest.fail("Ray started"))
+    monkeypatch.setattr(hpo.jobs, "client", lambda *a, **k: pytest.fail("cluster contacted"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"model: {{name_or_path: {tiny_bert}}}\ndata: {{train: {CORPUS / 'data' / 'good.csv'}}}\n"
+    )
+    storage = tmp_path / "runs" / "inner"
+    for name in ("../../escaped", "a/b", ".."):
+        argv = [command, str(spec), "--name", name, "--storage", str(storage)]
+        assert main([*argv, "--quiet"] if command == "run" else argv) == 2
+        assert f"--name: `{name}` is not a folder name" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
