@@ -33,13 +33,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# `ray start`, with a node address of 127.0.0.1 kept as given. Ray 2.60 swaps it for the
-# machine's routable address (services.resolve_ip_for_localhost), and a node whose address is
-# not loopback has its GCS, raylet and workers listen on every interface.
+# `ray start` on 127.0.0.1 only. Ray 2.60 swaps 127.0.0.1 for the machine's routable address
+# (services.resolve_ip_for_localhost: a node's address, the GCS address a process connects
+# to), and a node whose address is not loopback has its GCS, raylet and workers listen on
+# every interface. Ray keeps 127.0.0.1 where it believes it runs on one machine
+# (SINGLE_MACHINE_ENV=0, as on macOS), which the node's processes inherit; `ray start` itself
+# would then refuse a worker node, so it is told the address as given instead.
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 RAY_START = [
     sys.executable,
     "-c",
-    "import sys; from ray._private import services; "
+    "import sys; from ray._private import ray_constants, services; "
+    "ray_constants.ENABLE_RAY_CLUSTER = True; "
     "services.resolve_ip_for_localhost = lambda host: host; "
     "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()",
     "start",
@@ -99,6 +104,7 @@ def _run(cmd: list[str]) -> None:
     # Job entrypoints run `python` from the nodes' PATH: make it this interpreter.
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env[SINGLE_MACHINE_ENV] = "0"
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     except subprocess.TimeoutExpired:

@@ -7,7 +7,7 @@ import contextlib
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from hpo.errors import SpecError
@@ -56,9 +56,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.storage:
         overrides.append(f"storage={args.storage}")
     spec = load_spec(args.spec, overrides)
-    outcome = run_search(
-        spec, spec_path=args.spec, name=args.name, address=address, show_table=not args.quiet
-    )
+    with _results_only_on_stdout():
+        outcome = run_search(
+            spec, spec_path=args.spec, name=args.name, address=address, show_table=not args.quiet
+        )
     return _print_outcome(outcome)
 
 
@@ -68,7 +69,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     _no_job_options(args)
     from hpo.tuner import resume_search
 
-    return _print_outcome(resume_search(args.run_dir, address=_driver_address(args)))
+    with _results_only_on_stdout():
+        outcome = resume_search(args.run_dir, address=_driver_address(args))
+    return _print_outcome(outcome)
+
+
+@contextlib.contextmanager
+def _results_only_on_stdout() -> Iterator[None]:
+    """While a search or a retraining runs, what libraries print goes to stderr: stdout
+    carries only the command's result (`RUN_DIR=$(hpo run ...)`), and transformers prints
+    "[INFO] Running in WANDB offline mode" there when W&B is offline."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def _submit_for_run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -228,11 +240,11 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         return _submit_for_run(args, counts)
     _no_job_options(args)
     address = _driver_address(args)
-    print(
-        confirm_run(
+    with _results_only_on_stdout():
+        record = confirm_run(
             args.run_dir, args.top_k, args.seeds, address=address, show_table=not args.quiet
         )
-    )
+    print(record)
     return 0
 
 

@@ -1,31 +1,38 @@
 """Keep a Ray that hpo starts on this machine on 127.0.0.1.
 
-Ray 2.60 swaps a node address of 127.0.0.1 for the machine's routable address
-(`ray._private.services.resolve_ip_for_localhost`, in `ray.init` and `ray start` alike), and a
-node whose address is not loopback has its GCS, raylet and workers listen on every interface:
-the embedded Ray of `hpo run` was reachable from the network. With the address left as given,
-every server of the node listens on 127.0.0.1 only. A Ray that hpo connects to (`--address`)
-is the user's to configure and is not touched.
+Ray 2.60 swaps the address 127.0.0.1 for the machine's routable one wherever it meets it (a
+node's address in `ray.init` and `ray start`, the GCS address a process connects to:
+`ray._private.services.resolve_ip_for_localhost`), and a node whose address is not loopback
+has its GCS, raylet and workers listen on every interface: the embedded Ray of `hpo run` was
+reachable from the network. Ray keeps 127.0.0.1 where it believes it runs a single-machine
+Ray, as on macOS and Windows (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`). So, while a local Ray
+starts, this process believes so, and so does every process it starts (the GCS, the raylet
+and, through it, every worker and agent inherit the variable). A Ray that hpo connects to
+(`--address`) is the user's to configure and is not touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
-
-def _as_given(host: str) -> str:
-    return host
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @contextlib.contextmanager
 def loopback_only() -> Iterator[None]:
-    """While it is held, a node started on 127.0.0.1 stays on 127.0.0.1."""
-    from ray._private import services
+    """While it is held, a Ray started here stays on 127.0.0.1, and so do its processes."""
+    from ray._private import ray_constants
 
-    resolve = services.resolve_ip_for_localhost
-    services.resolve_ip_for_localhost = _as_given
+    before_env, before_flag = os.environ.get(SINGLE_MACHINE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE_ENV] = "0"  # for the processes it starts
+    ray_constants.ENABLE_RAY_CLUSTER = False  # for this one, which read the variable at import
     try:
         yield
     finally:
-        services.resolve_ip_for_localhost = resolve
+        ray_constants.ENABLE_RAY_CLUSTER = before_flag
+        if before_env is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = before_env

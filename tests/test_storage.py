@@ -138,7 +138,13 @@ def test_search_with_bucket_storage(s3_server, tmp_path, tiny_bert, sentiment_cs
     (mirror / "stale.txt").write_text("from an earlier run of this name")
     confirmed = subprocess.run(
         hpo_command("confirm", uri, "--top-k", "2", "--seeds", "1", "--quiet"),
-        env={**os.environ, **env, "RAY_TMPDIR": ray_tmp, "HOME": str(tmp_path)},
+        env={
+            **os.environ,
+            **env,
+            "RAY_TMPDIR": ray_tmp,
+            "HOME": str(tmp_path),
+            "WANDB_MODE": "offline",  # transformers' notice then, which stdout must not carry
+        },
         capture_output=True,
         text=True,
         timeout=600,
@@ -232,7 +238,8 @@ def test_interrupted_bucket_search_resumes_from_its_uri(
 
     def resume_on_another_machine(home: Path, timeout: int) -> subprocess.CompletedProcess:
         home.mkdir()
-        env = {**run_env, "HOME": str(home)}
+        # W&B offline from the environment: transformers then prints a notice, never on stdout
+        env = {**run_env, "HOME": str(home), "WANDB_MODE": "offline"}
         command = hpo_command("resume", uri)
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
