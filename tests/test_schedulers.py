@@ -413,7 +413,10 @@ def test_a_trial_retried_after_a_failure_runs_again():
     assert b.status == "PENDING" and scheduler.choose_trial_to_run(ctrl) is b
 
 
-def test_leftover_paused_trials_are_stopped_when_nothing_else_can_run():
+def test_a_search_too_small_to_promote_trains_its_best_to_the_end_and_stops_the_rest():
+    """Two trials at a rung promote none (top floor(2/3)): when nothing else can run, the
+    better paused trial goes on, rung by rung, so the model the search exports is fully
+    trained; once one is, the trials still paused are stopped."""
     scheduler = promotion(max_concurrent=2)
     ctrl = FakeController(scheduler)
     a, b = ctrl.add(scheduler, "a"), ctrl.add(scheduler, "b")
@@ -423,9 +426,17 @@ def test_leftover_paused_trials_are_stopped_when_nothing_else_can_run():
     assert scheduler.choose_trial_to_run(ctrl) is None  # the searcher may still suggest
     assert all(t.status == "PAUSED" for t in (a, b))
     ctrl.search_alg.finished = True
+    assert scheduler.choose_trial_to_run(ctrl) is a
+    assert ctrl.search_alg.searcher.unpaused == ["a"]
+    a.status = "RUNNING"
+    assert [report(scheduler, ctrl, a, t, 0.6) for t in (2, 3)] == [CONTINUE, PAUSE]
+    assert scheduler.choose_trial_to_run(ctrl) is a  # alone at rung 3: on again
+    a.status = "RUNNING"
+    actions = [report(scheduler, ctrl, a, t, 0.7) for t in range(4, 10)]
+    assert actions == [CONTINUE] * 5 + [STOP]
     assert scheduler.choose_trial_to_run(ctrl) is None
     assert a.status == b.status == "TERMINATED"
-    assert sorted(ctrl.search_alg.searcher.completed) == ["a", "b"]
+    assert ctrl.search_alg.searcher.completed == ["b"]  # stopped, reaching the searcher
 
 
 def test_max_paused_stops_the_paused_trial_furthest_from_promotion():

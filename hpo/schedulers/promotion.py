@@ -13,7 +13,9 @@ Ray's `ConcurrencyLimiter` counts a paused trial as running; as Ray's BOHB does,
 tells the searcher when a trial is paused or resumed (`on_pause` / `on_unpause`), and hpo's
 searcher counts only running trials against `max_concurrent`. When no trial can run any more
 and the searcher has no more to give, the trials still paused are stopped (they were not good
-enough to promote) and reach the searcher as pruned.
+enough to promote) and reach the searcher as pruned; but if no trial was trained to the end (a
+search with fewer trials than eta), the best paused one goes on first, so that the model the
+search exports is a fully trained one.
 
 Every paused trial keeps a resumable checkpoint (weights and optimizer state) on disk. With
 `max_paused`, at most that many trials wait at once: when one more would pause, the paused trial
@@ -150,6 +152,9 @@ class PromotionASHA(FIFOScheduler):
             if trial.status == Trial.PENDING:
                 return trial
         if self._paused and self._nothing_else_to_run(tune_controller, trials):
+            finisher = self._finish_best(tune_controller, trials)
+            if finisher is not None:
+                return finisher
             self._stop_leftovers(tune_controller, trials)
         return None
 
@@ -216,12 +221,33 @@ class PromotionASHA(FIFOScheduler):
             if not candidates:
                 return
             rung, trial_id = max(candidates, key=lambda c: (c[0], self.guard.scores[c[0]][c[1]]))
-            del self._paused[trial_id]
-            self._promoted[rung].add(trial_id)
-            self._running.add(trial_id)
-            self._to_resume.append(trial_id)
-            self.num_promoted_from_pause += 1
-            _searcher_call(tune_controller, "on_unpause", trial_id)
+            self._promote(tune_controller, rung, trial_id)
+
+    def _promote(self, tune_controller: Any, rung: float, trial_id: str) -> None:
+        """A paused trial goes on: `choose_trial_to_run` hands it to Tune to resume."""
+        del self._paused[trial_id]
+        self._promoted[rung].add(trial_id)
+        self._running.add(trial_id)
+        self._to_resume.append(trial_id)
+        self.num_promoted_from_pause += 1
+        _searcher_call(tune_controller, "on_unpause", trial_id)
+
+    def _finish_best(self, tune_controller: Any, trials: list[Trial]) -> Trial | None:
+        """When the search ends with no trial trained to the end (fewer trials than a rung
+        needs to promote one: `run_cap` below eta), the best paused trial of the highest rung
+        goes on, rung by rung, so that the exported model is a fully trained one."""
+        if self.guard.scores[self.guard.rungs[-1]]:
+            return None  # some trial was trained to the end
+        rung, trial_id = max(
+            ((rung, t) for t, rung in self._paused.items()),
+            key=lambda c: (c[0], self.guard.scores[c[0]][c[1]]),
+        )
+        trial = next((t for t in trials if t.trial_id == trial_id), None)
+        if trial is None:
+            return None
+        self._promote(tune_controller, rung, trial_id)
+        logger.info("no trial was trained to the end: %s goes on from rung %s", trial_id, rung)
+        return trial
 
     def _nothing_else_to_run(self, tune_controller: Any, trials: list[Trial]) -> bool:
         if any(t.status in (Trial.RUNNING, Trial.PENDING) for t in trials):
