@@ -113,6 +113,10 @@ def _driver_address(args: argparse.Namespace) -> str | None:
                 "(or --submit), or give the cluster's Ray address (HEAD:6379 or auto)"
             ]
         )
+    if address:
+        from hpo.cluster import check_ray_address
+
+        check_ray_address(address)
     return address
 
 

@@ -15,6 +15,26 @@ from hpo.paths import is_remote_uri
 from hpo.spec import JobSpec
 
 PROBE_TIMEOUT_S = 120
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str) -> None:
+    """A cluster address (HOST:PORT, ray://HOST:PORT) where nothing answers: said now, in one
+    line. Ray itself retries for minutes, printing a warning every few seconds."""
+    import socket
+
+    host_port = address.removeprefix("ray://")
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # `auto`, or a form Ray explains itself
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise SpecError(
+            [f"--address {address}: no Ray cluster answers there ({reason}); is its head up?"]
+        ) from None
 
 
 def check_cluster_fits(spec: JobSpec) -> None:

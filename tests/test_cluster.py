@@ -271,6 +271,9 @@ def test_job_options_of_resume_and_confirm_exit_2(tmp_path, capsys):
         (["run", str(tmp_path / "spec.yaml"), "--address", "http://h:8265"], "--address http"),
         (["resume", str(tmp_path), "--address", "http://h:8265"], "a dashboard address is for"),
         (["confirm", str(tmp_path), "--address", "https://h:8265"], "a dashboard address is for"),
+        # nothing listens there: said at once, where Ray would retry for minutes
+        (["run", str(tmp_path / "spec.yaml"), "--address", "127.0.0.1:9"], "no Ray cluster"),
+        (["resume", str(tmp_path), "--address", "ray://127.0.0.1:9"], "no Ray cluster answers"),
     ):
         assert main(argv) == 2
         assert said in capsys.readouterr().err
