@@ -20,7 +20,7 @@ from hpo.paths import (
 )
 from hpo.schema import build, load_yaml, to_plain
 from hpo.space import Space, base_name, compile_space
-from hpo.spec import DataSpec, EarlyTerminateSpec, JobSpec, MetricSpec, ModelSpec
+from hpo.spec import DataSpec, EarlyTerminateSpec, JobSpec, MetricSpec, ModelSpec, ParamSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
 from hpo.training_values import check_training_values
 
@@ -29,6 +29,7 @@ METHOD_ALIASES = {"bayes": "tpe"}
 SCHEDULERS = ("asha", "hyperband", "none")
 WANDB_MODES = ("online", "offline", "disabled")
 _HUB_ID = re.compile(r"^[\w.\-]+(/[\w.\-]+)?$")
+_PARAM_KEYS = {f.name for f in dataclasses.fields(ParamSpec)}
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
@@ -94,7 +95,8 @@ def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
             ),
             None,
         )
-        head = match or rest.split(".", 1)[0]
+        head = match or (_new_parameter(rest) if node is raw.get("parameters") else None)
+        head = head or rest.split(".", 1)[0]
         if head == rest:
             node[head] = value
             return
@@ -106,6 +108,14 @@ def apply_override(raw: dict[str, Any], item: str, problems: list[str]) -> None:
             problems.append(f"--set {key}: `{head}` is not a mapping")
             return
         node = child
+
+
+def _new_parameter(path: str) -> str:
+    """The parameter a `--set parameters.PATH=...` adds: its name is dotted where it is a
+    model config field or a recipe's (`model.hidden_dropout_prob`, `lora.r`), so it is all of
+    PATH but a trailing form key (`lora.r.values` sets `values` of `lora.r`)."""
+    name, _, last = path.rpartition(".")
+    return name if name and last in _PARAM_KEYS else path
 
 
 def parse_spec(raw: dict[str, Any], problems: list[str]) -> JobSpec | None:

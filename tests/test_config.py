@@ -137,6 +137,16 @@ parameters:
     )
     assert spec.parameters["model.hidden_dropout_prob"].max == 0.3
     assert spec.run_cap == 3 and spec.training == {"num_train_epochs": 2}
+    # A dotted parameter the spec does not have yet is added whole, as is one of its keys.
+    spec = load_spec(
+        path,
+        [
+            "parameters.model.attention_probs_dropout_prob={min: 0.0, max: 0.1}",
+            "parameters.model.initializer_range.values=[0.01, 0.02]",
+        ],
+    )
+    assert spec.parameters["model.attention_probs_dropout_prob"].max == 0.1
+    assert spec.parameters["model.initializer_range"].values == [0.01, 0.02]
 
 
 def test_scientific_notation_is_a_number_everywhere(tmp_path, tiny_bert, sentiment_csv):
