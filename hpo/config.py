@@ -30,6 +30,8 @@ SCHEDULERS = ("asha", "hyperband", "none")
 WANDB_MODES = ("online", "offline", "disabled")
 _HUB_ID = re.compile(r"^[\w.\-]+(/[\w.\-]+)?$")
 _PARAM_KEYS = {f.name for f in dataclasses.fields(ParamSpec)}
+# TrainingArguments fields people still write, and what to write instead.
+REMOVED_TRAINING_ARGS = {"warmup_ratio": "removed in transformers 5; use warmup_steps below 1"}
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
@@ -238,6 +240,8 @@ def _check_parameter_names(spec: JobSpec, problems: list[str]) -> None:
             continue  # checked against the model's config in _check_model
         if name in MANAGED_TRAINING_ARGS:
             problems.append(f"{key}: set by hpo ({MANAGED_TRAINING_ARGS[name]})")
+        elif name in REMOVED_TRAINING_ARGS:
+            problems.append(f"{key}: {REMOVED_TRAINING_ARGS[name]}")
         elif name not in allowed and name not in RECIPE_PARAMS:
             hint = did_you_mean(name, list(allowed) + list(RECIPE_PARAMS))
             problems.append(
@@ -338,10 +342,10 @@ def _check_training(spec: JobSpec, problems: list[str]) -> None:
         key = f"training.{name}"
         if name in MANAGED_TRAINING_ARGS:
             problems.append(f"{key}: set by hpo ({MANAGED_TRAINING_ARGS[name]})")
+        elif name in REMOVED_TRAINING_ARGS:
+            problems.append(f"{key}: {REMOVED_TRAINING_ARGS[name]}")
         elif name not in allowed:
             problems.append(f"{key}: not a TrainingArguments field{did_you_mean(name, allowed)}")
-    if "warmup_ratio" in spec.training or "warmup_ratio" in spec.parameters:
-        problems.append("warmup_ratio: removed in transformers 5; use warmup_steps below 1")
 
 
 def _check_resources(spec: JobSpec, problems: list[str]) -> None:
