@@ -150,6 +150,19 @@ def _copy_tokenizer(src: str, dest: str) -> None:
             shutil.copy2(os.path.join(src, name), os.path.join(dest, name))
 
 
+def update_card(model_dir: str, best: dict[str, Any]) -> None:
+    """The model folder's hpo_best.yaml again, from best.yaml as the search last wrote it (its
+    held-out scores and data fingerprint come after the export), keeping the label names."""
+    path = os.path.join(model_dir, HYPERPARAMETERS_FILE)
+    with open(path) as f:
+        card = yaml.safe_load(f) or {}
+    labels = card.get("labels")
+    card = {k: v for k, v in best.items() if k != "checkpoint"}
+    if labels:
+        card["labels"] = labels
+    _write_yaml(path, card)
+
+
 def _write_yaml(path: str, data: dict[str, Any]) -> None:
     with open(path, "w") as f:
         yaml.safe_dump(data, f, sort_keys=False)

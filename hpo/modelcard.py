@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from hpo.export import update_card
 from hpo.paths import looks_like_path
 from hpo.report.rundata import RunData, load_run
 from hpo.report.tables import best_run, compute_spent
@@ -33,6 +34,7 @@ def document_model(run_dir: str, model_dir: str, data: Any) -> str:
         best = yaml.safe_load(f) or {}
     best["data"] = {"fingerprint": data.fingerprint, **dict(data.stats)}
     write_text_atomic(path, yaml.safe_dump(best, sort_keys=False))
+    update_card(model_dir, best)  # as `hpo export` would write it now
     return write_model_card(run_dir, model_dir)
 
 

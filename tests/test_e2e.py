@@ -9,6 +9,7 @@ import os
 
 import pytest
 import ray
+import yaml
 from conftest import read_csv, read_yaml, write_spec
 from wandb_offline import read_runs
 
@@ -157,6 +158,11 @@ def test_export_command_rewrites_the_model_folder(finished_run, tmp_path):
     names = set(os.listdir(out))
     assert {"config.json", "model.safetensors", "tokenizer.json", "hpo_best.yaml"} <= names
     assert not names & {"optimizer.pt", "scheduler.pt", "trainer_state.json", TRIAL_STATE_FILE}
+    # The search's own export says what `hpo export` says: the data, the held-out scores.
+    exported = yaml.safe_load((out / "hpo_best.yaml").read_text())
+    with open(os.path.join(finished_run, "best_model", "hpo_best.yaml")) as f:
+        assert yaml.safe_load(f) == exported
+    assert "fingerprint" in exported["data"]
 
 
 def test_resuming_a_finished_search_changes_nothing(finished_run, capsys):
