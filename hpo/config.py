@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from hpo.errors import SpecError, did_you_mean
+from hpo.numbers import finite_number
 from hpo.paths import (
     REMOTE_SCHEMES,
     carries_credentials,
@@ -396,11 +397,32 @@ def _check_model(spec: JobSpec, problems: list[str]) -> None:
                         f"{key}: the model's config has no field `{attr}`"
                         f"{did_you_mean(attr, config)}"
                     )
+            _check_freeze_layers(spec, {**config, **model.config}, problems)
     elif looks_like_path(model.name_or_path) or not _HUB_ID.match(model.name_or_path):
         problems.append(f"model.name_or_path: no such model folder `{model.name_or_path}`")
     gguf = os.path.join(resolved, model.gguf_file or "")
     if model.gguf_file and os.path.isdir(resolved) and not os.path.isfile(gguf):
         problems.append(f"model.gguf_file: `{model.gguf_file}` is not in {resolved}")
+
+
+def _check_freeze_layers(spec: JobSpec, config: dict[str, Any], problems: list[str]) -> None:
+    """`freeze.layers` above the model's block count freezes them all, as its count does: a
+    search would spend trials on copies of one configuration."""
+    blocks = next(
+        (config[k] for k in ("num_hidden_layers", "n_layer", "num_layers") if k in config), None
+    )
+    if not isinstance(blocks, int):
+        return
+    for qualified, entry in spec.parameters.items():
+        if base_name(qualified) != "freeze.layers":
+            continue
+        given = [entry.value, entry.max, *(entry.values or [])]
+        highest = max((v for v in given if finite_number(v)), default=None)
+        if highest is not None and highest > blocks:
+            problems.append(
+                f"parameters.{qualified}: {highest:g} is above the model's {blocks} transformer "
+                f"blocks (freezing more than {blocks} is freezing {blocks})"
+            )
 
 
 def _read_local_config(folder: str) -> dict[str, Any] | None:
