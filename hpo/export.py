@@ -119,8 +119,19 @@ def export_checkpoint(
         else:
             _copy_model_files(checkpoint, staging)
         _write_yaml(os.path.join(staging, HYPERPARAMETERS_FILE), card)
+        _usual_modes(staging)
         _replace_dir(staging, out_dir)
     return out_dir
+
+
+def _usual_modes(folder: str) -> None:
+    """Every file the mode the user's umask gives a new file: transformers writes its weights
+    readable by their owner only (0600), and a model folder is for sharing."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            os.chmod(os.path.join(dirpath, name), 0o666 & ~umask)
 
 
 @contextlib.contextmanager

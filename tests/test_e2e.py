@@ -163,6 +163,12 @@ def test_export_command_rewrites_the_model_folder(finished_run, tmp_path):
     with open(os.path.join(finished_run, "best_model", "hpo_best.yaml")) as f:
         assert yaml.safe_load(f) == exported
     assert "fingerprint" in exported["data"]
+    # Readable as any new file is here (transformers writes its weights for their owner only).
+    umask = os.umask(0)
+    os.umask(umask)
+    for folder in (str(out), os.path.join(finished_run, "best_model")):
+        mode = os.stat(os.path.join(folder, "model.safetensors")).st_mode & 0o777
+        assert mode == 0o666 & ~umask, oct(mode)
 
 
 def test_resuming_a_finished_search_changes_nothing(finished_run, capsys):
