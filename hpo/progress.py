@@ -103,6 +103,9 @@ class TrialTable(Callback):
             self._draw()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for row in self.rows.values():  # cut off by Ctrl-C: a search that ends ends them all
+            if row.get("status") in ("RUNNING", "PAUSED"):
+                row["status"] = "unfinished"
         self._draw(force=True)
         if self._live is not None:
             self._live.stop()

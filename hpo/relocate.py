@@ -43,18 +43,20 @@ def follow_moved_run(run_dir: str) -> bool:
     return True
 
 
-def relocate_callbacks(tuner: Any, run_dir: str, experiment_path: str) -> None:
+def relocate_callbacks(tuner: Any, run_dir: str, experiment_path: str) -> list[Any]:
     """Point the restored callbacks at this machine's run directory, and the checkpoint budget
     at the bar the resumed trials read (keyed by the experiment path, which changes when a
     local run directory was moved). Reached through Tune's private run config; if Ray moves it,
-    the callbacks keep their old paths, as before."""
+    the callbacks keep their old paths, as before. Returns the restored callbacks."""
     from hpo.checkpoint_bar import bar_key
     from hpo.checkpoints import CheckpointBudget
 
     internal = getattr(tuner, "_local_tuner", None)
     run_config = internal.get_run_config() if internal is not None else None
-    for callback in getattr(run_config, "callbacks", None) or []:
+    callbacks = list(getattr(run_config, "callbacks", None) or [])
+    for callback in callbacks:
         if hasattr(callback, "relocate"):
             callback.relocate(run_dir)
         if isinstance(callback, CheckpointBudget):
             callback.use_bar_key(bar_key(experiment_path))
+    return callbacks

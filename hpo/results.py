@@ -45,6 +45,7 @@ class TrialRecord:
     path: str | None
     checkpoints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     traceback: str | None = None  # the whole remote traceback of an errored trial
+    ended: bool = True  # False: cut off by an interruption (hpo.endings), not stopped
 
     @property
     def last(self) -> dict[str, Any]:
@@ -54,7 +55,8 @@ class TrialRecord:
     def outcome(self) -> str:
         if self.error is None and not self.history:
             return "unfinished"
-        return outcome_of(self.last, self.error is not None)
+        outcome = outcome_of(self.last, self.error is not None)
+        return "unfinished" if outcome == "stopped_early" and not self.ended else outcome
 
     def best(self, metric: str, goal: str) -> dict[str, Any] | None:
         rows = [r for r in self.history if finite_number(r.get(metric))]

@@ -22,6 +22,7 @@ from hpo.cluster import check_cluster_fits, check_storage_shared, say_concurrenc
 from hpo.config import dump_spec, run_name_problem
 from hpo.data import PreparedData, prepare
 from hpo.driver_lock import driving, refuse_if_driven
+from hpo.endings import TrialEndings, ended_trials
 from hpo.errors import SpecError
 from hpo.jobs import with_data_origins
 from hpo.loopback import loopback_only
@@ -207,7 +208,7 @@ def make_callbacks(spec: JobSpec, name: str, run_dir: str, show_table: bool) -> 
     from hpo.tracking import WandbTrialRuns
 
     search_id = hashlib.sha1(run_dir.encode()).hexdigest()[:8]
-    callbacks: list[Any] = [WandbTrialRuns(spec, name, search_id, run_dir)]
+    callbacks: list[Any] = [WandbTrialRuns(spec, name, search_id, run_dir), TrialEndings()]
     if show_table:
         callbacks.append(TrialTable(spec))
     return callbacks
@@ -339,7 +340,7 @@ def run_search(
         tuner = build_tuner(spec, data, name, location.path, callbacks, run_dir, concurrency)
         grid = fit(tuner)
         location.pull()
-        return finish(spec, data, grid, run_dir, location)
+        return finish(spec, data, grid, run_dir, location, ended_trials(callbacks))
 
 
 def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
@@ -372,10 +373,10 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
             trainable=make_trainable(spec, data, location.path),
             resume_unfinished=True,
         )
-        relocate_callbacks(tuner, location.local, location.path)
+        callbacks = relocate_callbacks(tuner, location.local, location.path)
         grid = fit(tuner)
         location.pull()  # pull and the push in finish touch only a bucket run
-        return finish(spec, data, grid, location.local, location)
+        return finish(spec, data, grid, location.local, location, ended_trials(callbacks))
 
 
 def _already_finished(location: RunLocation, finished: str) -> SearchOutcome:
@@ -421,12 +422,17 @@ def finish(
     grid: Any,
     run_dir: str,
     location: RunLocation | None = None,
+    ended: set[str] | None = None,
 ) -> SearchOutcome:
-    """Results, the best model and its held-out score, from a finished Tune experiment."""
+    """Results, the best model and its held-out score, from a finished Tune experiment
+    (`ended`: the trials Tune said ended; the others were cut off, when it is known)."""
     from hpo.export import export_checkpoint
     from hpo.results import best_document
 
     records = collect(grid)
+    if ended is not None:
+        for r in records:
+            r.ended = r.trial_id in ended
     if location is not None:
         for r in records:
             r.checkpoints = [(location.localize(p), m) for p, m in r.checkpoints]

@@ -340,9 +340,16 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
         _refused_while_driven(run_dir, proc, env)
     proc.send_signal(signal.SIGKILL if stop == "sigkill" else signal.SIGINT)
     _, err = proc.communicate(timeout=120)
+    at_interrupt: dict[str, str] = {}
     if stop != "sigkill":
         assert proc.returncode == 130, err
         assert f"hpo resume {run_dir}" in err
+        # Trials cut off by Ctrl-C are unfinished, not stopped early (Tune marks them
+        # terminated as it cleans up): a trial running at the signal, at least.
+        at_interrupt = {
+            r["trial_id"]: r["outcome"] for r in read_csv(os.path.join(run_dir, "trials.csv"))
+        }
+        assert "unfinished" in at_interrupt.values(), at_interrupt
     before = {r["trial_id"]: r for r in _progress(run_dir)}
     if stop == "sigint-moved":  # resumed from where the user moved it (another disk, say)
         moved = f"{run_dir}-moved"
@@ -359,6 +366,9 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
     assert "other versions" not in err
     rows = read_csv(os.path.join(run_dir, "trials.csv"))
     assert len(rows) == 6, "exactly run_cap trials"
+    for row in rows:  # what was stopped early then stayed stopped: the scheduler stopped it
+        if at_interrupt.get(row["trial_id"]) == "stopped_early":
+            assert row["outcome"] == "stopped_early", (row, at_interrupt)
     configs = {(r["learning_rate"], r["per_device_train_batch_size"]) for r in rows}
     assert len(configs) == 6, "no configuration sampled twice"
     for trial_id, evals in before.items():

@@ -72,3 +72,28 @@ def test_the_best_is_never_an_evaluation_whose_checkpoint_was_lost(tmp_path):
     best = pick_best(records, spec)  # type: ignore[arg-type]
     assert best is not None
     assert best.value == 0.7 and best.checkpoint == str(kept)
+
+
+def test_a_trial_cut_off_by_an_interruption_is_unfinished_not_stopped_early():
+    from hpo.endings import TrialEndings, ended_trials
+    from hpo.results import FINAL, TrialRecord
+
+    endings = TrialEndings()
+    for trial_id in ("stopped", "done", "failed"):  # what Tune announces as it happens
+        endings.on_trial_complete(0, [], SimpleNamespace(trial_id=trial_id))
+    restored = TrialEndings()  # `hpo resume`: the set comes back with the search's state
+    restored.set_state(endings.get_state())
+    ended = ended_trials([object(), restored])
+    assert ended == {"stopped", "done", "failed"}
+
+    def record(trial_id: str, final: int, error: str | None = None) -> TrialRecord:
+        history = [{"training_iteration": 1, FINAL: final}]
+        r = TrialRecord(trial_id, {}, history, error, None)
+        r.ended = trial_id in ended
+        return r
+
+    assert record("stopped", 0).outcome == "stopped_early"
+    assert record("cut_off", 0).outcome == "unfinished"
+    assert record("done", 1).outcome == "completed"
+    assert record("failed", 0, error="boom").outcome == "errored"
+    assert ended_trials([object()]) is None  # a search from before: outcomes as they were
