@@ -401,11 +401,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as err:
         print(f"hpo: {err.render()}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         # A second Ctrl-C skips Tune's graceful stop; the last saved state still resumes.
-        run_dir = getattr(args, "run_dir", None)
-        where = shlex.quote(run_dir) if run_dir else "RUN_DIR"
-        print(f"\ninterrupted. Resume with: hpo resume {where}", file=sys.stderr)
+        run_dir = getattr(err, "run_dir", getattr(args, "run_dir", None))
+        if run_dir is None and args.command == "run":
+            print("\ninterrupted before the search started: nothing to resume", file=sys.stderr)
+        else:
+            where = shlex.quote(run_dir) if run_dir else "RUN_DIR"
+            print(f"\ninterrupted. Resume with: hpo resume {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -6,6 +6,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -13,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,15 +64,46 @@ def init_ray(spec: JobSpec, address: str | None) -> None:
         "logging_level": "ERROR",
         "configure_logging": True,
     }
-    if address:
-        ray.init(address=address, **common)
-    else:
-        # "local": a new embedded Ray even where RAY_ADDRESS is set (to a dashboard, for
-        # `hpo submit`) or another Ray runs on this machine, which address=None would join.
-        with loopback_only():
-            ray.init(
-                address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **common
-            )
+    with _ctrl_c_after_it_starts():
+        if address:
+            ray.init(address=address, **common)
+        else:
+            # "local": a new embedded Ray even where RAY_ADDRESS is set (to a dashboard, for
+            # `hpo submit`) or another Ray runs on this machine, which address=None would join.
+            with loopback_only():
+                ray.init(
+                    address="local",
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    **common,
+                )
+
+
+@contextlib.contextmanager
+def _ctrl_c_after_it_starts() -> Iterator[None]:
+    """A Ctrl-C while Ray starts takes effect once it has: then Ray is stopped and the Ctrl-C
+    goes on. Cut off in the middle of `ray.init`, Ray left processes behind and the driver
+    crashed as it exited (SIGSEGV)."""
+    import ray
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+
+    def later(signum: int, frame: Any) -> None:
+        if not pressed:
+            print("\nstopping as soon as Ray has started...", file=sys.stderr)
+        pressed.append(signum)
+
+    before = signal.signal(signal.SIGINT, later)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+    if pressed:
+        ray.shutdown()
+        raise KeyboardInterrupt
 
 
 def make_trainable(spec: JobSpec, data: PreparedData, experiment_path: str) -> Any:
@@ -332,15 +365,41 @@ def run_search(
         shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
     with driving(location.lockable, "hpo run"):
-        Path(run_dir, SPEC_FILE).write_text(dump_spec(with_data_origins(spec)))
-        environment.record_start(run_dir)
-        write_data_report(run_dir, data)
-        location.push()
-        callbacks = make_callbacks(spec, name, run_dir, show_table)
-        tuner = build_tuner(spec, data, name, location.path, callbacks, run_dir, concurrency)
-        grid = fit(tuner)
+        with _kept_only_if_resumable(location):
+            Path(run_dir, SPEC_FILE).write_text(dump_spec(with_data_origins(spec)))
+            environment.record_start(run_dir)
+            write_data_report(run_dir, data)
+            location.push()
+            callbacks = make_callbacks(spec, name, run_dir, show_table)
+            tuner = build_tuner(spec, data, name, location.path, callbacks, run_dir, concurrency)
+            grid = fit(tuner)
         location.pull()
         return finish(spec, data, grid, run_dir, location, ended_trials(callbacks))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the run directory to resume (None: the search had not started)."""
+
+    def __init__(self, run_dir: str | None) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+
+@contextlib.contextmanager
+def _kept_only_if_resumable(location: RunLocation) -> Iterator[None]:
+    """A Ctrl-C before Tune saved any state leaves no run directory (one that `hpo resume`
+    could not take, and whose name a new run could not have); after, it names the one to
+    resume. (Once the search runs, Tune takes the first Ctrl-C and stops gracefully.)"""
+    from ray import tune
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        if tune.Tuner.can_restore(location.path):
+            raise Interrupted(location.path) from None
+        if not location.remote:
+            shutil.rmtree(location.local, ignore_errors=True)
+        raise Interrupted(None) from None
 
 
 def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
