@@ -21,10 +21,9 @@ def test_ctrl_c_while_ray_starts_waits_for_it_then_stops_it(monkeypatch, capsys)
     stopped = []
     monkeypatch.setattr(ray, "shutdown", lambda: stopped.append(True))
     reached_the_end = False
-    with pytest.raises(KeyboardInterrupt):
-        with hpo.tuner._ctrl_c_after_it_starts():
-            os.kill(os.getpid(), signal.SIGINT)  # as if pressed while ray.init runs
-            reached_the_end = True
+    with pytest.raises(KeyboardInterrupt), hpo.tuner._ctrl_c_after_it_starts():
+        os.kill(os.getpid(), signal.SIGINT)  # as if pressed while ray.init runs
+        reached_the_end = True
     assert reached_the_end and stopped == [True]
     assert "stopping as soon as Ray has started" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -33,10 +32,9 @@ def test_ctrl_c_while_ray_starts_waits_for_it_then_stops_it(monkeypatch, capsys)
 def test_ctrl_c_before_tune_saved_anything_leaves_no_run_directory(tmp_path):
     location = RunLocation(str(tmp_path), "search")
     os.makedirs(location.local)
-    with pytest.raises(Interrupted) as err:
-        with hpo.tuner._kept_only_if_resumable(location):
-            (tmp_path / "search" / "spec.yaml").write_text("model: {}\n")
-            raise KeyboardInterrupt
+    with pytest.raises(Interrupted) as err, hpo.tuner._kept_only_if_resumable(location):
+        (tmp_path / "search" / "spec.yaml").write_text("model: {}\n")
+        raise KeyboardInterrupt
     assert err.value.run_dir is None
     assert not (tmp_path / "search").exists()
 
