@@ -36,3 +36,26 @@ def loopback_only() -> Iterator[None]:
             os.environ.pop(SINGLE_MACHINE_ENV, None)
         else:
             os.environ[SINGLE_MACHINE_ENV] = before_env
+
+
+def cluster_on_loopback(address: str) -> bool:
+    """Does `address` (HOST:PORT) name a cluster that listens on 127.0.0.1 only, as one that
+    cluster/local_cluster.py starts? Ray would connect to it through the machine's routable
+    address instead, where nothing answers. (A cluster listening on every interface answers
+    there too, and connecting through it, as Ray does, is right.)"""
+    import socket
+
+    from ray._common.network_utils import is_localhost
+    from ray._private import services
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit() or not is_localhost(host.strip("[]")):
+        return False
+    routable = services.node_ip_address_from_perspective()
+    if is_localhost(routable):
+        return True
+    try:
+        with socket.create_connection((routable, int(port)), 2.0):
+            return False
+    except OSError:
+        return True

@@ -27,7 +27,7 @@ from hpo.driver_lock import driving, refuse_if_driven
 from hpo.endings import TrialEndings, ended_trials
 from hpo.errors import SpecError
 from hpo.jobs import with_data_origins
-from hpo.loopback import loopback_only
+from hpo.loopback import cluster_on_loopback, loopback_only
 from hpo.paths import is_remote_uri
 from hpo.relocate import follow_moved_run, relocate_callbacks
 from hpo.results import Best, collect, write_results
@@ -66,7 +66,9 @@ def init_ray(spec: JobSpec, address: str | None) -> None:
     }
     with _ctrl_c_after_it_starts():
         if address:
-            ray.init(address=address, **common)
+            on_loopback = cluster_on_loopback(address)
+            with loopback_only() if on_loopback else contextlib.nullcontext():
+                ray.init(address=address, **common)
         else:
             # "local": a new embedded Ray even where RAY_ADDRESS is set (to a dashboard, for
             # `hpo submit`) or another Ray runs on this machine, which address=None would join.

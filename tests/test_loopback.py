@@ -43,3 +43,20 @@ def test_the_embedded_ray_listens_on_loopback_only(monkeypatch):
         assert not off_loopback(listening), listening
     finally:
         driver.communicate("", timeout=60)  # its own shutdown stops what it started
+
+
+def test_a_driver_reaches_a_cluster_the_way_it_listens():
+    """`--address 127.0.0.1:PORT`: a cluster listening on loopback only (as
+    cluster/local_cluster.py starts one) is joined on loopback; one listening on every
+    interface is joined as Ray joins it, through the machine's routable address."""
+    import socket
+
+    from hpo.loopback import cluster_on_loopback
+
+    for bind, on_loopback in (("127.0.0.1", True), ("0.0.0.0", False)):
+        with socket.socket() as server:
+            server.bind((bind, 0))
+            server.listen()
+            port = server.getsockname()[1]
+            assert cluster_on_loopback(f"127.0.0.1:{port}") is on_loopback, bind
+    assert not cluster_on_loopback("10.0.0.7:6379") and not cluster_on_loopback("auto")
