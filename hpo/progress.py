@@ -64,6 +64,15 @@ class TrialTable(Callback):
         self.__dict__.update(state)
         self.console = Console(stderr=True)
 
+    # What the table knows rides with the search's saved state, so that `hpo resume` shows
+    # every trial's evaluations and the best so far, not only what happens after it.
+    def get_state(self) -> dict[str, Any]:
+        return {"rows": self.rows, "best": self.best}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rows = dict(state.get("rows", {}))
+        self.best = state.get("best")
+
     # -- Tune events -------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         row = self.rows.setdefault(trial.trial_id, {"evals": 0, "last": None, "best": None})
@@ -124,7 +133,8 @@ class TrialTable(Callback):
         self._draw(force=True)
 
     def _line(self, trial_id: str, row: dict[str, Any]) -> str:
-        done = sum(1 for r in self.rows.values() if r.get("status") not in ("RUNNING", "PAUSED"))
+        going = ("RUNNING", "PAUSED", "unfinished")
+        done = sum(1 for r in self.rows.values() if r.get("status") not in going)
         config = _by_base_name(row["config"])
         params = " ".join(f"{p}={_fmt(config.get(p))}" for p in self.params if p in config)
         best = f"{self.metric}={_fmt(self.best[0])} ({self.best[1]})" if self.best else "-"
@@ -145,8 +155,10 @@ class TrialTable(Callback):
             f"best so far: {best}"
         )
         table = Table(title=title, title_justify="left")
-        for col in ("trial", "status", *self.params, "evals", f"last {self.metric}", "best"):
-            table.add_column(col, overflow="fold")
+        for col in ("trial", "status"):  # kept whole on a narrow terminal; the values give way
+            table.add_column(col, no_wrap=True)
+        for col in (*self.params, "evals", f"last {self.metric}", "best"):
+            table.add_column(col, overflow="ellipsis")
         for trial_id, r in self.rows.items():
             marker = " *" if self.best and self.best[1] == trial_id else ""
             config = _by_base_name(r["config"])

@@ -582,6 +582,28 @@ def test_live_table_shows_paused_trials():
     assert table.rows["a"]["status"] == "RUNNING"
 
 
+def test_live_table_keeps_its_trials_across_a_resume_and_fits_a_narrow_terminal():
+    import io
+
+    from rich.console import Console
+
+    from hpo.progress import TrialTable
+
+    table = TrialTable(job(), console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    trial = FakeTrial("4f0e9c2a")
+    trial.config = {}  # type: ignore[attr-defined]
+    table.on_trial_start(0, [trial], trial)
+    table.on_trial_result(0, [trial], trial, {"training_iteration": 2, "eval_accuracy": 0.71})
+    resumed = TrialTable(job(), console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    resumed.set_state(table.get_state())  # as Tune restores a callback's state
+    assert resumed.rows["4f0e9c2a"]["evals"] == 2 and resumed.best == (0.71, "4f0e9c2a")
+    resumed.on_experiment_end(trials=[])  # cut off: nothing ended it
+    assert resumed.rows["4f0e9c2a"]["status"] == "unfinished"
+    out = io.StringIO()
+    Console(file=out, width=80).print(resumed.table())
+    assert "4f0e9c2a" in out.getvalue() and "unfinished" in out.getvalue()
+
+
 def test_live_tables_best_takes_the_later_of_equal_scores_as_best_yaml_does():
     from rich.console import Console
 
