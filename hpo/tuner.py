@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -455,13 +456,22 @@ def _already_finished(location: RunLocation, finished: str) -> SearchOutcome:
     return SearchOutcome(location.path, best, counts)
 
 
+def _not_incomplete_trials(record: logging.LogRecord) -> bool:
+    """Tune logs "Trials did not complete: [...]" as an error after a Ctrl-C; hpo says what
+    happened and how to resume, and trials.csv lists those trials as unfinished."""
+    return not str(record.msg).startswith("Trials did not complete")
+
+
 def fit(tuner: Any) -> Any:
     """`Tuner.fit`, handing Ctrl-C back afterwards: Tune takes SIGINT for its graceful stop and
     keeps it, so a Ctrl-C during the export that follows would otherwise be swallowed."""
     handler = signal.getsignal(signal.SIGINT)
+    tune_log = logging.getLogger("ray.tune.tune")
+    tune_log.addFilter(_not_incomplete_trials)
     try:
         return tuner.fit()
     finally:
+        tune_log.removeFilter(_not_incomplete_trials)
         if threading.current_thread() is threading.main_thread() and handler is not None:
             signal.signal(signal.SIGINT, handler)
 

@@ -350,6 +350,7 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
             r["trial_id"]: r["outcome"] for r in read_csv(os.path.join(run_dir, "trials.csv"))
         }
         assert "unfinished" in at_interrupt.values(), at_interrupt
+        assert "Trials did not complete" not in err  # Tune's error line: hpo says it itself
     before = {r["trial_id"]: r for r in _progress(run_dir)}
     if stop == "sigint-moved":  # resumed from where the user moved it (another disk, say)
         moved = f"{run_dir}-moved"
