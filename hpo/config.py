@@ -50,9 +50,20 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
         check_spec(spec, checks)
         problems += [p for p in checks if not _repeats(p, problems)]
     if problems:
-        raise SpecError(problems, source=str(path))
+        raise SpecError(_from_overrides(problems, overrides or []), source=str(path))
     assert spec is not None
     return spec
+
+
+def _from_overrides(problems: list[str], overrides: list[str]) -> list[str]:
+    """A problem with a key that a `--set` gave says so: the file may not have that key."""
+    keys = [item.partition("=")[0] for item in overrides]
+    out = []
+    for problem in problems:
+        key = _key(problem)
+        given = any(key == k or key.startswith((k + ".", k + "[")) for k in keys)
+        out.append(f"--set {problem}" if given and not problem.startswith("--set ") else problem)
+    return out
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

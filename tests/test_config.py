@@ -147,6 +147,11 @@ parameters:
     )
     assert spec.parameters["model.attention_probs_dropout_prob"].max == 0.1
     assert spec.parameters["model.initializer_range"].values == [0.01, 0.02]
+    # A mistake in a --set is said to be one: the file may not have the key at all.
+    with pytest.raises(SpecError) as err:
+        load_spec(path, ["run_capp=3", "training.learning_rate=fast"])
+    assert err.value.problems[0].startswith("--set run_capp: unknown key"), err.value.problems
+    assert err.value.problems[1].startswith("--set training.learning_rate: 'fast'")
 
 
 def test_scientific_notation_is_a_number_everywhere(tmp_path, tiny_bert, sentiment_csv):
