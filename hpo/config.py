@@ -68,6 +68,8 @@ def _from_overrides(problems: list[str], overrides: list[str]) -> list[str]:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise SpecError([f"{path}: a folder; give a spec file (YAML) in it"])
     if not p.is_file():
         raise SpecError([f"{path}: no such file"])
     try:

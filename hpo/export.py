@@ -31,11 +31,11 @@ HYPERPARAMETERS_FILE = "hpo_best.yaml"
 
 
 def read_best(run_dir: str) -> dict[str, Any]:
-    from hpo.runinfo import DAMAGED_RECORD, read_record
+    from hpo.runinfo import DAMAGED_RECORD, not_a_run_dir, read_record
 
     path = os.path.join(run_dir, "best.yaml")
     if not os.path.isdir(run_dir):
-        raise SpecError([f"{run_dir}: no such run directory"])
+        raise SpecError([not_a_run_dir(run_dir)])
     if not os.path.isfile(path):
         raise SpecError([f"{run_dir}: no best.yaml (did the search finish any evaluation?)"])
     best = read_record(path)

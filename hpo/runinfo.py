@@ -15,11 +15,18 @@ SPEC_FILE = "spec.yaml"
 DAMAGED_RECORD = "not the mapping hpo writes (edited or damaged?)"
 
 
+def not_a_run_dir(path: str) -> str:
+    """What is at `path`, where a run directory should be."""
+    if os.path.isfile(path):
+        return f"{path}: a file, not a run directory (give the folder `hpo run` printed)"
+    return f"{path}: no such run directory"
+
+
 def read_run_spec(run_dir: str) -> JobSpec:
     """The spec a search ran with (already resolved and checked when it started)."""
     path = os.path.join(run_dir, SPEC_FILE)
     if not os.path.isdir(run_dir):
-        raise SpecError([f"{run_dir}: no such run directory"])
+        raise SpecError([not_a_run_dir(run_dir)])
     if not os.path.isfile(path):
         raise SpecError([f"{run_dir}: not a run directory (no {SPEC_FILE})"])
     problems: list[str] = []

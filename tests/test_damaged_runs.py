@@ -86,3 +86,17 @@ def test_export_replaces_a_model_folder_and_nothing_else(tmp_path, capsys):
     (earlier / "hpo_best.yaml").write_text("metric: eval_accuracy\n")
     assert main(["export", str(run), "--out", str(earlier)]) == 2
     assert "no best.yaml" in capsys.readouterr().err
+
+
+def test_a_file_where_a_run_directory_goes_and_a_folder_where_a_spec_goes(tmp_path, capsys):
+    spec = ROOT / "search_spaces" / "quickstart.yaml"
+    for argv in (
+        ["resume", str(spec)],
+        ["export", str(spec), "--out", str(tmp_path / "m")],
+        ["report", str(spec), "--out", str(tmp_path / "r")],
+    ):
+        assert main(argv) == 2
+        assert "a file, not a run directory" in capsys.readouterr().err, argv
+    assert main(["validate", str(ROOT / "search_spaces")]) == 2
+    assert "a folder; give a spec file (YAML) in it" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
