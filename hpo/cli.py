@@ -287,12 +287,22 @@ def submit_option(p: argparse.ArgumentParser) -> None:
     job_options(p)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hpo")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpo",
         description="Hyperparameter and fine-tuning-strategy search for Hugging Face models "
         "on Ray Tune.",
     )
+    parser.add_argument("--version", action="version", version=f"hpo {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str, handler: Callable | None) -> argparse.ArgumentParser:

@@ -172,7 +172,7 @@ def confirm_run(
         raise SpecError([f"{run_dir}: already confirmed ({CONFIRM_FILE} exists)"])
     candidates = top_configurations(run, top_k)
     if not candidates:
-        raise SpecError([f"{run_dir}: no trial has a {run.metric} to confirm"])
+        raise SpecError([f"{run_dir}: no trial has a value of {run.metric} to confirm"])
     seed_list = fresh_seeds(run.spec, candidates, seeds)
     spec = confirm_spec(run.spec, candidates, seed_list)
     with driving(location.lockable, "hpo confirm"):  # from its first write to its end

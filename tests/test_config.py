@@ -370,6 +370,15 @@ def test_every_command_says_what_it_does():
     assert all(listed and listed == description for _, listed, description in found), found
 
 
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hpo {version('hpo')}"
+
+
 def test_the_readme_command_table_shows_every_option():
     from hpo.cli import build_parser
 
