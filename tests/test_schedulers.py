@@ -164,7 +164,9 @@ def test_guard_keeps_a_rung_that_predicts_the_next():
         guard.observe(f"t{i}", 1, float(i))
         guard.observe(f"t{i}", 3, float(i) + 0.5)
     assert guard.trusted(1) and guard.grace_period() == 1 and not guard.notes
-    assert guard.summary() == ["rungs 1->3: rank correlation +1.00 over 6 trials (stopping there)"]
+    assert guard.summary() == [
+        "evaluations 1->3: rank correlation +1.00 over 6 trials (stopping there)"
+    ]
 
 
 def test_guard_off_never_distrusts():
@@ -209,7 +211,7 @@ def test_guarded_asha_stops_nothing_at_a_misleading_rung(guard):
     if guard:
         assert action == CONTINUE and scheduler.vetoed == 1
         assert scheduler.notes and "rank correlation -1.00" in scheduler.notes[0]
-        assert "rungs 1->3: rank correlation -1.00" in scheduler.debug_string()
+        assert "evaluations 1->3: rank correlation -1.00" in scheduler.debug_string()
     else:
         assert action == STOP and not scheduler.notes
 
@@ -562,7 +564,7 @@ def test_notes_reach_the_live_table_and_the_run_directory(tmp_path):
     assert table.table().caption == scheduler.notes[-1]
     notes.on_experiment_end(trials=[])
     written = (tmp_path / NOTES_FILE).read_text()
-    assert "rank correlation -1.00" in written and "rungs 1->3" in written
+    assert "rank correlation -1.00" in written and "evaluations 1->3" in written
 
 
 def test_live_table_shows_paused_trials():

@@ -105,7 +105,8 @@ class RungGuard:
                 continue
             verdict = "not stopping there" if low in self.untrusted else "stopping there"
             lines.append(
-                f"rungs {low:g}->{high:g}: rank correlation {rho:+.2f} over {n} trials ({verdict})"
+                f"evaluations {low:g}->{high:g}: rank correlation {rho:+.2f} over {n} trials "
+                f"({verdict})"
             )
         return lines
 
