@@ -390,19 +390,21 @@ class Interrupted(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _kept_only_if_resumable(location: RunLocation) -> Iterator[None]:
-    """A Ctrl-C before Tune saved any state leaves no run directory (one that `hpo resume`
-    could not take, and whose name a new run could not have); after, it names the one to
-    resume. (Once the search runs, Tune takes the first Ctrl-C and stops gracefully.)"""
+    """A Ctrl-C or an error before Tune saved any state leaves no run directory (one that
+    `hpo resume` could not take, and whose name a new run could not have); after, a Ctrl-C
+    names the one to resume. (Once the search runs, Tune takes the first Ctrl-C and stops
+    gracefully.)"""
     from ray import tune
 
     try:
         yield
-    except KeyboardInterrupt:
-        if tune.Tuner.can_restore(location.path):
-            raise Interrupted(location.path) from None
-        if not location.remote:
+    except BaseException as err:
+        resumable = tune.Tuner.can_restore(location.path)
+        if not resumable and not location.remote:
             shutil.rmtree(location.local, ignore_errors=True)
-        raise Interrupted(None) from None
+        if isinstance(err, KeyboardInterrupt):
+            raise Interrupted(location.path if resumable else None) from None
+        raise
 
 
 def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:

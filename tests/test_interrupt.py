@@ -37,6 +37,12 @@ def test_ctrl_c_before_tune_saved_anything_leaves_no_run_directory(tmp_path):
         raise KeyboardInterrupt
     assert err.value.run_dir is None
     assert not (tmp_path / "search").exists()
+    # An error there (a cluster that cannot hold a trial, say) leaves nothing either.
+    os.makedirs(location.local)
+    with pytest.raises(ValueError), hpo.tuner._kept_only_if_resumable(location):
+        (tmp_path / "search" / "spec.yaml").write_text("model: {}\n")
+        raise ValueError("refused")
+    assert not (tmp_path / "search").exists()
 
 
 def test_the_cli_says_there_is_nothing_to_resume(monkeypatch, tmp_path, capsys):
