@@ -56,13 +56,23 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
 
 
 def _from_overrides(problems: list[str], overrides: list[str]) -> list[str]:
-    """A problem with a key that a `--set` gave says so: the file may not have that key."""
+    """A problem with a key that a `--set` gave (or inside it, or a parameter it added) says
+    so: the file may not have that key. `storage` comes from `--storage` (run and submit)."""
     keys = [item.partition("=")[0] for item in overrides]
     out = []
     for problem in problems:
         key = _key(problem)
-        given = any(key == k or key.startswith((k + ".", k + "[")) for k in keys)
-        out.append(f"--set {problem}" if given and not problem.startswith("--set ") else problem)
+        given = any(
+            key == k
+            or key.startswith((k + ".", k + "["))
+            or ("." in key and k.startswith(key + "."))
+            for k in keys
+        )
+        if problem.startswith("storage: ") and "storage" in keys:
+            problem = "--" + problem
+        elif given and not problem.startswith("--set "):
+            problem = f"--set {problem}"
+        out.append(problem)
     return out
 
 
@@ -152,12 +162,20 @@ def _key(problem: str) -> str:
     return problem.split(": ", 1)[0].removeprefix("--set ")
 
 
+# A key that could not be read stands at its default; what is checked against it would
+# mislead (a metric of the default task is not the user's task's).
+_CHECKED_AGAINST = {"task": ("metric",), "method": ("rung_model",)}
+
+
 def _repeats(problem: str, found: list[str]) -> bool:
-    """Is `problem` about a key that one of `found` is about, or one inside or around it?"""
+    """Is `problem` about a key that one of `found` is about, or one inside or around it, or
+    one checked against it? (An unknown key inside a section hides nothing of the section.)"""
     key = _key(problem)
-    for other in map(_key, found):
+    for other in (_key(p) for p in found if ": unknown key" not in p):
         short, long = sorted((key, other), key=len)
         if long == short or long.startswith((short + ".", short + "[")):
+            return True
+        if key.startswith(_CHECKED_AGAINST.get(other, ())):
             return True
     return False
 

@@ -124,11 +124,19 @@ def export_checkpoint(
     return out_dir
 
 
+def _umask() -> int:
+    """This process's umask, read without setting it (os.umask sets it, for every thread)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022  # not Linux: the usual one
+
+
 def _usual_modes(folder: str) -> None:
     """Every file the mode the user's umask gives a new file: transformers writes its weights
     readable by their owner only (0600), and a model folder is for sharing."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _umask()
     for dirpath, _, names in os.walk(folder):
         for name in names:
             os.chmod(os.path.join(dirpath, name), 0o666 & ~umask)

@@ -113,15 +113,31 @@ def convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
 def _convert_items(
     item_tp: Any, items: dict[Any, Any], path: str, where: str, problems: list[str]
 ) -> dict[Any, Any]:
-    """Each item checked against `item_tp`. One that could not be read at all is a problem
-    and left out, so later checks meet no hole (a parameter that is None); one read in part
-    (a parameter with a bad `min`) stays, so checks that name it do not call it unknown."""
+    """Each item checked against `item_tp`, so that later checks meet no hole (a parameter
+    that is None). An item that is not what it should be is a problem; it then stays, read in
+    part or empty (a parameter, a metric, a point), so that checks naming it do not call it
+    unknown and a list keeps its indices; a scalar is left out."""
     out = {}
     for key, value in items.items():
+        before = len(problems)
         converted = convert(item_tp, value, path + where.format(key), problems)
-        if converted is not None or value is None:
+        if len(problems) == before:
             out[key] = converted
+        elif converted is not None and dataclasses.is_dataclass(item_tp):
+            out[key] = converted  # read in part
+        elif (empty := _empty(item_tp)) is not None:
+            out[key] = empty
     return out
+
+
+def _empty(tp: Any) -> Any:
+    """An empty value of a section or container type (None for a scalar type)."""
+    if dataclasses.is_dataclass(tp):
+        return tp()  # type: ignore[operator]
+    origin = typing.get_origin(tp)
+    if origin is dict or tp is dict:
+        return {}
+    return [] if origin is list else None
 
 
 def _convert_union(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
@@ -178,8 +194,11 @@ def build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
         value = raw.get(name, _MISSING)
         if value is _MISSING:
             continue
-        kwargs[name] = convert(hints[name], value, f"{prefix}{name}", problems)
-    return cls(**{k: v for k, v in kwargs.items() if v is not None or raw.get(k) is None})
+        before = len(problems)
+        converted = convert(hints[name], value, f"{prefix}{name}", problems)
+        if len(problems) == before or converted is not None:  # else: it keeps its default
+            kwargs[name] = converted
+    return cls(**kwargs)
 
 
 def to_plain(obj: Any) -> Any:

@@ -160,6 +160,15 @@ class RunLocation:
                     destination_filesystem=pyarrow.fs.LocalFileSystem(),
                 )
 
+    def remove(self) -> None:
+        """Delete the run directory (a bucket run's too, and its local mirror): a search that
+        never started leaves nothing that blocks its name."""
+        shutil.rmtree(self.local, ignore_errors=True)
+        if self.remote:
+            fs, path = self._fs()
+            with contextlib.suppress(OSError):
+                fs.delete_dir(path)
+
     def push(self) -> None:
         """Upload hpo's own files from the local mirror to the bucket."""
         if not self.remote:

@@ -29,6 +29,7 @@ from hpo.endings import TrialEndings, ended_trials
 from hpo.errors import SpecError
 from hpo.jobs import with_data_origins
 from hpo.loopback import cluster_on_loopback, loopback_only
+from hpo.numbers import finite_number
 from hpo.paths import is_remote_uri
 from hpo.relocate import follow_moved_run, relocate_callbacks
 from hpo.results import Best, collect, write_results
@@ -95,8 +96,9 @@ def _ctrl_c_after_it_starts() -> Iterator[None]:
     pressed: list[int] = []
 
     def later(signum: int, frame: Any) -> None:
-        if not pressed:
-            print("\nstopping as soon as Ray has started...", file=sys.stderr)
+        if pressed:  # pressed again: now, whatever Ray leaves behind
+            raise KeyboardInterrupt
+        print("\nstopping as soon as Ray has started (Ctrl-C again: now)...", file=sys.stderr)
         pressed.append(signum)
 
     before = signal.signal(signal.SIGINT, later)
@@ -366,9 +368,9 @@ def run_search(
     run_dir = location.local
     if location.remote:  # the local mirror of a bucket run is a cache: start it clean
         shutil.rmtree(run_dir, ignore_errors=True)
-    os.makedirs(run_dir)
-    with driving(location.lockable, "hpo run"):
-        with _kept_only_if_resumable(location):
+    with _kept_only_if_resumable(location):
+        os.makedirs(run_dir)
+        with driving(location.lockable, "hpo run"):
             Path(run_dir, SPEC_FILE).write_text(dump_spec(with_data_origins(spec)))
             environment.record_start(run_dir)
             write_data_report(run_dir, data)
@@ -376,8 +378,8 @@ def run_search(
             callbacks = make_callbacks(spec, name, run_dir, show_table)
             tuner = build_tuner(spec, data, name, location.path, callbacks, run_dir, concurrency)
             grid = fit(tuner)
-        location.pull()
-        return finish(spec, data, grid, run_dir, location, ended_trials(callbacks))
+            location.pull()
+            return finish(spec, data, grid, run_dir, location, ended_trials(callbacks))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -400,8 +402,8 @@ def _kept_only_if_resumable(location: RunLocation) -> Iterator[None]:
         yield
     except BaseException as err:
         resumable = tune.Tuner.can_restore(location.path)
-        if not resumable and not location.remote:
-            shutil.rmtree(location.local, ignore_errors=True)
+        if not resumable:
+            location.remove()
         if isinstance(err, KeyboardInterrupt):
             raise Interrupted(location.path if resumable else None) from None
         raise
@@ -478,6 +480,19 @@ def fit(tuner: Any) -> Any:
             signal.signal(signal.SIGINT, handler)
 
 
+def target_reached(spec: JobSpec, records: list[Any]) -> bool:
+    """Did a trial reach `metric.target`, so the search ended there (not interrupted)?"""
+    metric = spec.primary
+    if metric.target is None:
+        return False
+    sign = 1.0 if metric.goal == "maximize" else -1.0
+    return any(
+        finite_number(row.get(metric.name)) and sign * (row[metric.name] - metric.target) >= 0
+        for r in records
+        for row in r.history
+    )
+
+
 def _interrupted(grid: Any, run_cap: int, records: list[Any]) -> bool:
     """Whether Tune stopped before every trial finished (Ctrl-C): fewer trials than run_cap
     ended, or a trial never reported (Tune may mark the trials it cut off as terminated)."""
@@ -503,7 +518,8 @@ def finish(
     from hpo.results import best_document
 
     records = collect(grid)
-    if ended is not None:
+    reached = target_reached(spec, records)  # then Tune cut the others off: they stopped
+    if ended is not None and not reached:
         for r in records:
             r.ended = r.trial_id in ended
     if location is not None:
@@ -514,7 +530,7 @@ def finish(
     for r in records:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
     shown = location.path if location is not None else run_dir
-    if _interrupted(grid, spec.run_cap or 0, records):
+    if not reached and _interrupted(grid, spec.run_cap or 0, records):
         if location is not None:
             location.push()
         return SearchOutcome(shown, best, counts, interrupted=True)

@@ -331,7 +331,7 @@ def _replaced(node, path: tuple, value):
 
 
 BUNDLED = sorted((Path(__file__).resolve().parents[1] / "search_spaces").rglob("*.yaml"))
-WRONG = ([[1]], {"x": {}}, "zz", -3)
+WRONG = ([[1]], {"x": {}}, "zz", -3, None)
 
 
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.stem for p in BUNDLED])

@@ -56,3 +56,15 @@ def test_the_cli_says_there_is_nothing_to_resume(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr("hpo.tuner.run_search", interrupted)
     assert main(["run", str(spec)]) == 130
     assert "interrupted before the search started: nothing to resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_once_tune_saved_its_state_names_the_run_to_resume(tmp_path, monkeypatch):
+    """As during the export after the trials (Tune hands Ctrl-C back when it returns)."""
+    from ray import tune
+
+    monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: True))
+    location = RunLocation(str(tmp_path), "search")
+    os.makedirs(location.local)
+    with pytest.raises(Interrupted) as err, hpo.tuner._kept_only_if_resumable(location):
+        raise KeyboardInterrupt
+    assert err.value.run_dir == location.path and os.path.isdir(location.local)

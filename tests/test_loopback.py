@@ -51,8 +51,14 @@ def test_a_driver_reaches_a_cluster_the_way_it_listens():
     interface is joined as Ray joins it, through the machine's routable address."""
     import socket
 
+    import pytest
+    from ray._common.network_utils import is_localhost
+    from ray._private.services import node_ip_address_from_perspective
+
     from hpo.loopback import cluster_on_loopback
 
+    if is_localhost(node_ip_address_from_perspective()):
+        pytest.skip("this machine has no routable address to tell the two apart")
     for bind, on_loopback in (("127.0.0.1", True), ("0.0.0.0", False)):
         with socket.socket() as server:
             server.bind((bind, 0))

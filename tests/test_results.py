@@ -97,3 +97,25 @@ def test_a_trial_cut_off_by_an_interruption_is_unfinished_not_stopped_early():
     assert record("done", 1).outcome == "completed"
     assert record("failed", 0, error="boom").outcome == "errored"
     assert ended_trials([object()]) is None  # a search from before: outcomes as they were
+
+
+def test_a_search_that_reached_its_target_ended_it_was_not_interrupted():
+    """W&B's `metric.target`: once a trial reaches it Tune cuts the others off, with no
+    event per trial; that is the search's end (exported), not a Ctrl-C."""
+    from hpo.results import TrialRecord
+    from hpo.spec import DataSpec, JobSpec, MetricSpec, ModelSpec
+    from hpo.tuner import target_reached
+
+    spec = JobSpec(
+        model=ModelSpec(name_or_path="m"),
+        data=DataSpec(train="d.csv"),
+        metric=MetricSpec(name="eval_accuracy", goal="maximize", target=0.8),
+    )
+    below = TrialRecord("a", {}, [{"eval_accuracy": 0.7}], None, None)
+    above = TrialRecord("b", {}, [{"eval_accuracy": 0.6}, {"eval_accuracy": 0.85}], None, None)
+    assert not target_reached(spec, [below])
+    assert target_reached(spec, [below, above])
+    spec.metric = MetricSpec(name="eval_loss", goal="minimize", target=0.3)
+    assert target_reached(spec, [TrialRecord("c", {}, [{"eval_loss": 0.2}], None, None)])
+    spec.metric = MetricSpec(name="eval_accuracy", goal="maximize")
+    assert not target_reached(spec, [above])  # no target: never
