@@ -243,12 +243,15 @@ tracking: {{wandb: {{mode: disabled}}}}
 
     # `full` ran one epoch and was paused for good; `head` paused at evaluation 1, was promoted
     # once `full` ranked below it, and resumed: its evaluation 2 continues from the checkpoint
-    # (two epochs of steps), not from scratch (one epoch).
+    # (two epochs of steps), not from scratch (one epoch). Alone at rung 2 it paused again;
+    # as no trial had been trained to the end, the search then trained it to the end (run_cap
+    # 2 is below what a rung needs to promote one), again from its checkpoint.
     epoch = steps("full")[1]
     assert epoch > 0 and steps("full") == {1: epoch}
     head = steps("head")
     # Evaluation 1, logged before the pause, is still there (hpo.result_logs: Ray's logger
     # copied the logs back from storage at the resume, which under load lacked that row).
-    assert head == {1: epoch, 2: 2 * epoch}
+    assert head == {1: epoch, 2: 2 * epoch, 3: 3 * epoch, 4: 4 * epoch}
+    assert trials["head"]["outcome"] == "completed"
     notes = (run / "scheduler_notes.txt").read_text()
-    assert "1 paused trials resumed from their checkpoint" in notes
+    assert "2 paused trials resumed from their checkpoint" in notes
