@@ -368,8 +368,8 @@ def run_search(
     run_dir = location.local
     if location.remote:  # the local mirror of a bucket run is a cache: start it clean
         shutil.rmtree(run_dir, ignore_errors=True)
+    os.makedirs(run_dir)  # not in the guard: a run of the same name that won the race is kept
     with _kept_only_if_resumable(location):
-        os.makedirs(run_dir)
         with driving(location.lockable, "hpo run"):
             Path(run_dir, SPEC_FILE).write_text(dump_spec(with_data_origins(spec)))
             environment.record_start(run_dir)
