@@ -369,17 +369,16 @@ def run_search(
     if location.remote:  # the local mirror of a bucket run is a cache: start it clean
         shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)  # not in the guard: a run of the same name that won the race is kept
-    with _kept_only_if_resumable(location):
-        with driving(location.lockable, "hpo run"):
-            Path(run_dir, SPEC_FILE).write_text(dump_spec(with_data_origins(spec)))
-            environment.record_start(run_dir)
-            write_data_report(run_dir, data)
-            location.push()
-            callbacks = make_callbacks(spec, name, run_dir, show_table)
-            tuner = build_tuner(spec, data, name, location.path, callbacks, run_dir, concurrency)
-            grid = fit(tuner)
-            location.pull()
-            return finish(spec, data, grid, run_dir, location, ended_trials(callbacks))
+    with _kept_only_if_resumable(location), driving(location.lockable, "hpo run"):
+        Path(run_dir, SPEC_FILE).write_text(dump_spec(with_data_origins(spec)))
+        environment.record_start(run_dir)
+        write_data_report(run_dir, data)
+        location.push()
+        callbacks = make_callbacks(spec, name, run_dir, show_table)
+        tuner = build_tuner(spec, data, name, location.path, callbacks, run_dir, concurrency)
+        grid = fit(tuner)
+        location.pull()
+        return finish(spec, data, grid, run_dir, location, ended_trials(callbacks))
 
 
 class Interrupted(KeyboardInterrupt):
