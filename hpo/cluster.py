@@ -18,23 +18,32 @@ PROBE_TIMEOUT_S = 120
 CONNECT_TIMEOUT_S = 5.0
 
 
+def host_and_port(address: str) -> tuple[str, int] | None:
+    """HOST:PORT or ray://HOST:PORT as (host, port); None for `auto` and other forms."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    return (host.strip("[]"), int(port)) if sep and port.isdigit() else None
+
+
+def unanswered(host: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why nothing takes a TCP connection at host:port, or None when something does."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout_s):
+            return None
+    except OSError as err:
+        return err.strerror or type(err).__name__
+
+
 def check_ray_address(address: str) -> None:
     """A cluster address (HOST:PORT, ray://HOST:PORT) where nothing answers: said now, in one
     line. Ray itself retries for minutes, printing a warning every few seconds."""
-    import socket
-
-    host_port = address.removeprefix("ray://")
-    host, sep, port = host_port.rpartition(":")
-    if not sep or not port.isdigit():
-        return  # `auto`, or a form Ray explains itself
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S):
-            pass
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
+    where = host_and_port(address)
+    reason = unanswered(*where) if where else None  # `auto`: Ray explains itself
+    if reason is not None:
         raise SpecError(
             [f"--address {address}: no Ray cluster answers there ({reason}); is its head up?"]
-        ) from None
+        )
 
 
 def check_cluster_fits(spec: JobSpec) -> None:

@@ -62,12 +62,7 @@ def _from_overrides(problems: list[str], overrides: list[str]) -> list[str]:
     out = []
     for problem in problems:
         key = _key(problem)
-        given = any(
-            key == k
-            or key.startswith((k + ".", k + "["))
-            or ("." in key and k.startswith(key + "."))
-            for k in keys
-        )
+        given = any(_within(key, k) or ("." in key and _within(k, key)) for k in keys)
         if problem.startswith("storage: ") and "storage" in keys:
             problem = "--" + problem
         elif given and not problem.startswith("--set "):
@@ -162,6 +157,11 @@ def _key(problem: str) -> str:
     return problem.split(": ", 1)[0].removeprefix("--set ")
 
 
+def _within(key: str, outer: str) -> bool:
+    """Is `key` the key `outer` or one inside it (`outer.x`, `outer[0]`)?"""
+    return key == outer or key.startswith((outer + ".", outer + "["))
+
+
 # A key that could not be read stands at its default; what is checked against it would
 # mislead (a metric of the default task is not the user's task's).
 _CHECKED_AGAINST = {"task": ("metric",), "method": ("rung_model",)}
@@ -172,8 +172,7 @@ def _repeats(problem: str, found: list[str]) -> bool:
     one checked against it? (An unknown key inside a section hides nothing of the section.)"""
     key = _key(problem)
     for other in (_key(p) for p in found if ": unknown key" not in p):
-        short, long = sorted((key, other), key=len)
-        if long == short or long.startswith((short + ".", short + "[")):
+        if _within(key, other) or _within(other, key):
             return True
         if key.startswith(_CHECKED_AGAINST.get(other, ())):
             return True

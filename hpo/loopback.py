@@ -43,19 +43,13 @@ def cluster_on_loopback(address: str) -> bool:
     cluster/local_cluster.py starts? Ray would connect to it through the machine's routable
     address instead, where nothing answers. (A cluster listening on every interface answers
     there too, and connecting through it, as Ray does, is right.)"""
-    import socket
-
     from ray._common.network_utils import is_localhost
     from ray._private import services
 
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not port.isdigit() or not is_localhost(host.strip("[]")):
+    from hpo.cluster import host_and_port, unanswered
+
+    where = host_and_port(address)
+    if where is None or not is_localhost(where[0]):
         return False
     routable = services.node_ip_address_from_perspective()
-    if is_localhost(routable):
-        return True
-    try:
-        with socket.create_connection((routable, int(port)), 2.0):
-            return False
-    except OSError:
-        return True
+    return is_localhost(routable) or unanswered(routable, where[1], 2.0) is not None

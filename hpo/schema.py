@@ -121,13 +121,17 @@ def _convert_items(
     for key, value in items.items():
         before = len(problems)
         converted = convert(item_tp, value, path + where.format(key), problems)
-        if len(problems) == before:
+        if _read(converted, before, problems):
             out[key] = converted
-        elif converted is not None and dataclasses.is_dataclass(item_tp):
-            out[key] = converted  # read in part
         elif (empty := _empty(item_tp)) is not None:
             out[key] = empty
     return out
+
+
+def _read(converted: Any, problems_before: int, problems: list[str]) -> bool:
+    """Was a value read, wholly (no new problem) or in part (a section or a container with
+    some wrong keys or items)? A value that was not keeps its default, or stays out."""
+    return len(problems) == problems_before or converted is not None
 
 
 def _empty(tp: Any) -> Any:
@@ -196,7 +200,7 @@ def build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
             continue
         before = len(problems)
         converted = convert(hints[name], value, f"{prefix}{name}", problems)
-        if len(problems) == before or converted is not None:  # else: it keeps its default
+        if _read(converted, before, problems):
             kwargs[name] = converted
     return cls(**kwargs)
 

@@ -220,18 +220,13 @@ def _target_stopper(spec: JobSpec) -> Any:
     """W&B's `metric.target`: stop the search once any trial reaches it."""
     if spec.primary.target is None:
         return None
-    target = float(spec.primary.target)
     from ray.tune.stopper import Stopper
-
-    sign = 1.0 if spec.primary.goal == "maximize" else -1.0
-    name = spec.primary.name
 
     class TargetReached(Stopper):
         reached = False
 
         def __call__(self, trial_id: str, result: dict) -> bool:
-            value = result.get(name)
-            if isinstance(value, int | float) and sign * (value - target) >= 0:
+            if reaches_target(spec, result):
                 self.reached = True
             return False
 
@@ -479,17 +474,19 @@ def fit(tuner: Any) -> Any:
             signal.signal(signal.SIGINT, handler)
 
 
-def target_reached(spec: JobSpec, records: list[Any]) -> bool:
-    """Did a trial reach `metric.target`, so the search ended there (not interrupted)?"""
+def reaches_target(spec: JobSpec, result: dict[str, Any]) -> bool:
+    """Does one evaluation reach `metric.target` (W&B's stop target)?"""
     metric = spec.primary
-    if metric.target is None:
+    value = result.get(metric.name)
+    if metric.target is None or not finite_number(value):
         return False
     sign = 1.0 if metric.goal == "maximize" else -1.0
-    return any(
-        finite_number(row.get(metric.name)) and sign * (row[metric.name] - metric.target) >= 0
-        for r in records
-        for row in r.history
-    )
+    return sign * (value - metric.target) >= 0
+
+
+def target_reached(spec: JobSpec, records: list[Any]) -> bool:
+    """Did a trial reach `metric.target`, so the search ended there (not interrupted)?"""
+    return any(reaches_target(spec, row) for r in records for row in r.history)
 
 
 def _interrupted(grid: Any, run_cap: int, records: list[Any]) -> bool:

@@ -220,8 +220,13 @@ class PromotionASHA(FIFOScheduler):
             ]
             if not candidates:
                 return
-            rung, trial_id = max(candidates, key=lambda c: (c[0], self.guard.scores[c[0]][c[1]]))
+            rung, trial_id = max(candidates, key=self._standing)
             self._promote(tune_controller, rung, trial_id)
+
+    def _standing(self, waiting: tuple[float, str]) -> tuple[float, float]:
+        """How a paused (rung, trial) ranks for promotion: highest rung first, then score."""
+        rung, trial_id = waiting
+        return rung, self.guard.scores[rung][trial_id]
 
     def _promote(self, tune_controller: Any, rung: float, trial_id: str) -> None:
         """A paused trial goes on: `choose_trial_to_run` hands it to Tune to resume."""
@@ -238,10 +243,7 @@ class PromotionASHA(FIFOScheduler):
         goes on, rung by rung, so that the exported model is a fully trained one."""
         if self.guard.scores[self.guard.rungs[-1]]:
             return None  # some trial was trained to the end
-        rung, trial_id = max(
-            ((rung, t) for t, rung in self._paused.items()),
-            key=lambda c: (c[0], self.guard.scores[c[0]][c[1]]),
-        )
+        rung, trial_id = max(((rung, t) for t, rung in self._paused.items()), key=self._standing)
         trial = next((t for t in trials if t.trial_id == trial_id), None)
         if trial is None:
             return None
