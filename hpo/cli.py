@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from hpo.errors import SpecError
+from hpo.errors import SpecError, of_spec
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
@@ -32,14 +32,12 @@ def _quiet_environment() -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from hpo.config import dump_spec, load_spec
 
-    spec = load_spec(args.spec, args.set)
+    spec = load_spec(args.spec, args.set, read_data=args.data)
     if args.data:
         from hpo.data import prepare
 
-        try:
+        with of_spec(args.spec):
             data = prepare(spec)
-        except SpecError as err:  # the data the spec names: say which spec
-            raise SpecError(err.problems, source=args.spec) from None
         stats = ", ".join(f"{k}={v}" for k, v in data.stats.items())
         print(f"# data: {stats}; fingerprint {data.fingerprint}", file=sys.stderr)
     print(dump_spec(spec), end="")
@@ -55,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.storage:
         overrides.append(f"storage={args.storage}")
-    spec = load_spec(args.spec, overrides)
+    spec = load_spec(args.spec, overrides, read_data=True)
     with _results_only_on_stdout():
         outcome = run_search(
             spec, spec_path=args.spec, name=args.name, address=address, show_table=not args.quiet
@@ -309,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         """A subcommand whose `--help` opens with the line `hpo --help` lists it by."""
         p = sub.add_parser(name, help=help_text, description=help_text)
         if handler is not None:
-            p.set_defaults(handler=handler)
+            p.set_defaults(handler=handler, parser=p)
         return p
 
     def spec_command(name: str, help_text: str, handler: Callable) -> argparse.ArgumentParser:
@@ -362,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         if verb != "list":
             p.add_argument("job_id", help="the id `hpo submit` printed")
         p.add_argument("--address", help=address_help)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, parser=p)
         if verb == "logs":
             p.add_argument("--follow", action="store_true", help="follow until the job ends")
         if verb == "fetch":
@@ -405,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_environment()
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # said by the subcommand, so its usage (not hpo's) is what the user sees
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.handler(args))
     except SpecError as err:

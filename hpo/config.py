@@ -35,8 +35,11 @@ _PARAM_KEYS = {f.name for f in dataclasses.fields(ParamSpec)}
 REMOVED_TRAINING_ARGS = {"warmup_ratio": "removed in transformers 5; use warmup_steps below 1"}
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
-    """Read, override, check and resolve a spec file; raises SpecError listing every problem."""
+def load_spec(
+    path: str | Path, overrides: list[str] | None = None, *, read_data: bool = False
+) -> JobSpec:
+    """Read, override, check and resolve a spec file; raises SpecError listing every problem
+    (`read_data`: with the local data files' own, when the spec has others)."""
     raw = read_yaml(path)
     problems: list[str] = []
     for item in overrides or []:
@@ -49,10 +52,32 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
         checks: list[str] = []
         check_spec(spec, checks)
         problems += [p for p in checks if not _repeats(p, problems)]
+        if problems and read_data:
+            problems += _data_problems(spec, problems)
     if problems:
         raise SpecError(_from_overrides(problems, overrides or []), source=str(path))
     assert spec is not None
     return spec
+
+
+# The keys that say how the data files are read: while one is wrong, so would their reading be.
+_DATA_KEYS = ("data", "task", "seed")
+
+
+def _data_problems(spec: JobSpec, problems: list[str]) -> list[str]:
+    """What is wrong with the local data files themselves (a missing column, one label class),
+    so that it comes in the same message as the spec's problems. Read only here, where the
+    command stops: a valid spec's data is read once, by the command."""
+    keys = [_key(p) for p in problems]
+    if spec.data.dataset is not None or any(_within(k, d) for k in keys for d in _DATA_KEYS):
+        return []
+    from hpo.data import check_frames
+
+    try:
+        check_frames(spec)
+    except SpecError as err:
+        return err.problems
+    return []
 
 
 def _from_overrides(problems: list[str], overrides: list[str]) -> list[str]:

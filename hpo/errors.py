@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 
 class SpecError(Exception):
@@ -23,6 +24,16 @@ class SpecError(Exception):
         lines = [f"{lead}{len(self.problems)} problems"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def of_spec(source: str) -> Iterator[None]:
+    """Problems found in what a spec names (its data files) are reported as that spec's, so
+    the message says which file to fix."""
+    try:
+        yield
+    except SpecError as err:
+        raise SpecError(err.problems, source=err.source or source) from None
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

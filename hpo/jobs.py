@@ -30,7 +30,7 @@ from typing import Any, TextIO
 import yaml
 
 from hpo.config import apply_override, load_spec, read_yaml
-from hpo.errors import SpecError
+from hpo.errors import SpecError, of_spec
 from hpo.paths import DATA_SHIPPED_ENV, PACKAGE_SCHEME, is_remote_uri
 from hpo.spec import JobSpec
 
@@ -132,7 +132,8 @@ def submit(
     from hpo.tuner import search_name
 
     overrides = list(overrides) + ([f"storage={storage}"] if storage else [])
-    spec = load_spec(spec_path, overrides)  # bad input stops here: nothing is submitted
+    # bad input stops here: nothing is submitted
+    spec = load_spec(spec_path, overrides, read_data=True)
     _check_local_data(spec, spec_path)
     name = search_name(spec, spec_path, name)
     run_dir = f"{spec.storage.rstrip('/')}/{name}"
@@ -157,10 +158,8 @@ def _check_local_data(spec: JobSpec, spec_path: str) -> None:
 
     if spec.data.dataset is not None:
         return
-    try:
+    with of_spec(spec_path):
         check_frames(spec)
-    except SpecError as err:
-        raise SpecError(err.problems, source=spec_path) from None
 
 
 def submit_for_run(

@@ -92,3 +92,42 @@ def test_a_run_name_is_one_folder_in_storage(command, tmp_path, tiny_bert, capsy
         assert main([*argv, "--quiet"] if command == "run" else argv) == 2
         assert f"--name: `{name}` is not a folder name" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
+
+
+@pytest.mark.parametrize("command", ["run", "submit", "validate"])
+def test_the_data_files_problems_come_with_the_specs(
+    command, tmp_path, tiny_bert, capsys, monkeypatch
+):
+    """A spec with problems of its own and a data file without the label column: one message
+    names both, so the user does not fix the spec to be told about the data next."""
+    monkeypatch.setattr(hpo.tuner, "init_ray", lambda *a, **k: pytest.fail("Ray started"))
+    monkeypatch.setattr(hpo.jobs, "client", lambda *a, **k: pytest.fail("cluster contacted"))
+    good = CORPUS / "data" / "good.csv"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"model: {{name_or_path: {tiny_bert}}}\n"
+        f"data: {{train: {good}, label_column: sentiment}}\n"
+        "parameters: {learning_rate: {min: 1.0e-3, max: 1.0e-5}}\n"
+    )
+    argv = [command, str(spec)] + (["--data"] if command == "validate" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "2 problems" in err, err
+    assert "parameters.learning_rate: min" in err, err
+    assert f"data.label_column: `sentiment` is not a column of `{good}`" in err, err
+
+
+def test_the_data_files_are_not_read_while_a_data_key_is_wrong(
+    tmp_path, tiny_bert, capsys, monkeypatch
+):
+    """How the files are read is itself wrong (here the task): reading them would mislead."""
+    monkeypatch.setattr(hpo.tuner, "init_ray", lambda *a, **k: pytest.fail("Ray started"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"model: {{name_or_path: {tiny_bert}}}\n"
+        f"data: {{train: {CORPUS / 'data' / 'good.csv'}, label_column: sentiment}}\n"
+        "task: [causal-lm]\n"  # unreadable: the default task would want a label column
+    )
+    assert main(["run", str(spec), "--quiet", "--storage", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "task: " in err and "sentiment" not in err, err

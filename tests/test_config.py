@@ -379,6 +379,24 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"hpo {version('hpo')}"
 
 
+@pytest.mark.parametrize(
+    "argv, usage",
+    [
+        (["run", "spec.yaml", "--bogus"], "usage: hpo run "),
+        (["jobs", "logs", "ID", "--bogus"], "usage: hpo jobs logs "),
+        (["export", "runs/x", "--out", "m", "--bogus"], "usage: hpo export "),
+    ],
+)
+def test_an_unknown_option_is_answered_with_its_commands_usage(capsys, argv, usage):
+    """argparse would print hpo's top-level usage, which lists commands, not the options."""
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage), err
+    assert "unrecognized arguments: --bogus" in err
+
+
 def test_the_readme_command_table_shows_every_option():
     from hpo.cli import build_parser
 
