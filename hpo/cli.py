@@ -130,6 +130,8 @@ def _print_outcome(outcome: Any) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    if outcome.target_reached:
+        print("metric.target reached: the search ended there", file=sys.stderr)
     if best is not None:
         print(
             f"best: {best.metric} = {best.value:.6g} (trial {best.trial_id}, evaluation "

@@ -22,7 +22,15 @@ from hpo.spec import JobSpec
 from hpo.trial.reporter import FINAL, NODE, OUTCOME, TRAIN_SECONDS
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its remote tracebacks
-OUTCOMES = ("completed", "stopped_early", "patience", "diverged", "errored", "unfinished")
+OUTCOMES = (
+    "completed",
+    "reached_target",  # reached `metric.target`, which ended the search there
+    "stopped_early",
+    "patience",
+    "diverged",
+    "errored",
+    "unfinished",
+)
 
 
 def outcome_of(last: dict[str, Any] | None, errored: bool) -> str:
@@ -46,6 +54,7 @@ class TrialRecord:
     checkpoints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     traceback: str | None = None  # the whole remote traceback of an errored trial
     ended: bool = True  # False: cut off by an interruption (hpo.endings), not stopped
+    reached_target: bool = False  # an evaluation reached `metric.target`
 
     @property
     def last(self) -> dict[str, Any]:
@@ -55,6 +64,8 @@ class TrialRecord:
     def outcome(self) -> str:
         if self.error is None and not self.history:
             return "unfinished"
+        if self.reached_target:
+            return "reached_target"
         outcome = outcome_of(self.last, self.error is not None)
         return "unfinished" if outcome == "stopped_early" and not self.ended else outcome
 
@@ -141,11 +152,19 @@ def trial_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any]
         row["stopped_early"] = r.outcome == "stopped_early"
         row["wall_seconds"] = round(float(last.get("time_total_s", 0.0) or 0.0), 3)
         row["train_seconds"] = round(float(last.get(TRAIN_SECONDS, 0.0) or 0.0), 3)
-        row["node"] = last.get(NODE, "")
+        row["node"] = node_label(last)
         row["error"] = r.error or ""
         row["traceback"] = f"errors/{r.trial_id}.txt" if r.traceback else ""
         rows.append(row)
     return rows
+
+
+def node_label(result: dict[str, Any]) -> str:
+    """The node a trial ran on as `IP id8`: the address says which machine; the head of Ray's
+    56-character node id (as `ray list nodes` prints it) tells apart nodes on one machine."""
+    node_id = str(result.get(NODE) or "")
+    ip = str(result.get("node_ip") or "")
+    return " ".join(part for part in (ip, node_id[:8]) if part)
 
 
 @dataclass

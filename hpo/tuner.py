@@ -44,6 +44,7 @@ class SearchOutcome:
     best: Best | None
     counts: dict[str, int]
     interrupted: bool = False
+    target_reached: bool = False  # a trial reached `metric.target`, which ended the search
 
 
 def search_name(spec: JobSpec, spec_path: str | None, name: str | None) -> str:
@@ -167,6 +168,7 @@ def build_tuner(
     callbacks.append(ForgetFinishedTrialStats(m.name for m in spec.metrics))
     # The guard's notes: to the live table, and to a file at the end.
     callbacks.append(SchedulerNotes(scheduler, local_dir or run_dir, callbacks))
+    stopper = _target_stopper(spec)
     return tune.Tuner(
         make_trainable(spec, data, run_dir),
         tune_config=tune.TuneConfig(
@@ -187,9 +189,9 @@ def build_tuner(
                 checkpoint_score_order="max" if metric.goal == "maximize" else "min",
             ),
             failure_config=tune.FailureConfig(max_failures=spec.retries),
-            callbacks=callbacks,
+            callbacks=callbacks + ([stopper] if stopper else []),
             verbose=0,
-            stop=_target_stopper(spec),
+            stop=stopper,
         ),
     )
 
@@ -217,18 +219,34 @@ def _no_tensorboard() -> Any:
 
 
 def _target_stopper(spec: JobSpec) -> Any:
-    """W&B's `metric.target`: stop the search once any trial reaches it."""
+    """W&B's `metric.target`: the search ends once a trial reaches it (a stopper that is
+    also one of the callbacks)."""
     if spec.primary.target is None:
         return None
+    from ray.tune import Callback
     from ray.tune.stopper import Stopper
 
-    class TargetReached(Stopper):
-        reached = False
+    class TargetReached(Stopper, Callback):
+        """The trial that reaches the target stops there (before the scheduler could pause
+        it: a paused trial's checkpoint is kept for its resumption, not as one to export);
+        the others stop once it has. Stopping all at once would lose its checkpoint: Tune
+        drops a save still in flight when a stopper ends the experiment."""
+
+        def __init__(self) -> None:
+            self.reaching: set[str] = set()
+            self.reached = False
 
         def __call__(self, trial_id: str, result: dict) -> bool:
             if reaches_target(spec, result):
-                self.reached = True
+                self.reaching.add(trial_id)
+                return True
             return False
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.reached = self.reached or trial.trial_id in self.reaching
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.on_trial_complete(iteration, trials, trial)
 
         def stop_all(self) -> bool:
             return self.reached
@@ -514,7 +532,9 @@ def finish(
     from hpo.results import best_document
 
     records = collect(grid)
-    reached = target_reached(spec, records)  # then Tune cut the others off: they stopped
+    for r in records:
+        r.reached_target = target_reached(spec, [r])
+    reached = any(r.reached_target for r in records)  # then Tune cut the others off: stopped
     if ended is not None and not reached:
         for r in records:
             r.ended = r.trial_id in ended
@@ -551,4 +571,4 @@ def finish(
     environment.record_finish(run_dir)
     if location is not None:
         location.push()
-    return SearchOutcome(shown, best, counts)
+    return SearchOutcome(shown, best, counts, target_reached=reached)

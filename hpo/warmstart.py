@@ -20,7 +20,12 @@ from hpo.schema import load_yaml
 from hpo.space import Param, Space, base_name
 from hpo.spec import JobSpec
 
-_USABLE = {"completed": "COMPLETE", "patience": "COMPLETE", "stopped_early": "PRUNED"}
+_USABLE = {
+    "completed": "COMPLETE",
+    "reached_target": "COMPLETE",
+    "patience": "COMPLETE",
+    "stopped_early": "PRUNED",
+}
 
 
 def _read_csv(path: str) -> list[dict[str, str]]:

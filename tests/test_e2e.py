@@ -86,6 +86,9 @@ def test_run_directory_contract(finished_run):
     ):
         assert column in rows[0], column
     assert all(r["status"] == "TERMINATED" and r["error"] == "" for r in rows)
+    # the embedded Ray's one node, by its loopback address and the head of its id
+    assert {r["node"].split(" ")[0] for r in rows} == {"127.0.0.1"}, rows
+    assert len({r["node"] for r in rows}) == 1 and len(rows[0]["node"]) == len("127.0.0.1 ") + 8
     # ASHA stopped some trials before their 4th evaluation.
     stopped = [r for r in rows if r["stopped_early"] == "True"]
     assert stopped and all(int(r["evaluations"]) < 4 for r in stopped)
@@ -200,3 +203,36 @@ def test_no_secret_reaches_the_run_directory(finished_run):
         for name in files:
             with open(os.path.join(dirpath, name), "rb") as f:
                 assert SECRET.encode() not in f.read(), os.path.join(dirpath, name)
+
+
+def test_a_search_ends_where_a_trial_reaches_the_target(
+    tmp_path, tiny_bert, sentiment_csv, local_ray, capfd
+):
+    """W&B's `metric.target`: the first evaluation within it ends the search, which is finished
+    (not interrupted: nothing to resume) and exports that trial's model."""
+    spec = write_spec(
+        tmp_path / "target.yaml",
+        f"""
+model: {{name_or_path: {tiny_bert}}}
+data: {{train: {sentiment_csv}, max_length: 32, max_train_samples: 64}}
+metric: {{name: eval_loss, target: 50.0}}   # any finite loss is below it
+parameters:
+  learning_rate: {{distribution: log_uniform_values, min: 1.0e-4, max: 3.0e-3}}
+training: {{num_train_epochs: 3}}
+run_cap: 6
+max_concurrent: 1
+tracking: {{wandb: {{mode: disabled}}}}
+""",
+    )
+    code = main(["run", spec, "--name", "t", "--storage", str(tmp_path / "runs"), "--quiet"])
+    err = capfd.readouterr().err
+    assert code == 0, err
+    assert "metric.target reached: the search ended there" in err
+    assert "interrupted" not in err
+    run = tmp_path / "runs" / "t"
+    rows = read_csv(str(run / "trials.csv"))
+    assert len(rows) < 6, rows  # the search stopped well short of run_cap
+    assert rows[0]["evaluations"] == "1", rows  # at the evaluation that reached it
+    assert rows[0]["outcome"] == "reached_target" and rows[0]["stopped_early"] == "False"
+    assert "finished" in read_yaml(str(run / "environment.yaml"))
+    assert (run / "best_model" / "config.json").is_file()

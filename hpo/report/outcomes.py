@@ -10,6 +10,7 @@ from hpo.spec import JobSpec
 # Colour-blind-safe (Okabe-Ito); ASHA's rungs get their own shades of one hue.
 COLOURS = {
     "completed": "#009E73",
+    "reached_target": "#0072B2",
     "patience": "#56B4E9",
     "diverged": "#D55E00",
     "errored": "#7F7F7F",
@@ -56,8 +57,8 @@ def outcome_colour(label: str) -> str:
 
 def label_order(label: str) -> tuple[int, str]:
     """Legend order: completed first, then rungs high to low, then failures."""
-    if label == "completed":
-        return (0, "")
+    if label in ("completed", "reached_target"):
+        return (0, label)
     if label.startswith("stopped"):
         return (1, label)
     return (2, label)
