@@ -180,8 +180,13 @@ class RunLog:
             best = value
         return best
 
-    def epochs_to_reach(self, target: float) -> float:
+    def epochs_to_reach(self, target: float, budget: int) -> float:
+        """Epochs spent when the incumbent first reached `target`; inf if not within the
+        budget (trials running when the budget ran out finish past it, and do not count,
+        as they do not count for the regret)."""
         for at, value in self.curve:
+            if at > budget:
+                break
             if value <= target + 1e-12:
                 return at
         return math.inf
@@ -397,7 +402,7 @@ def summarize(logs: dict[str, list[RunLog]]) -> dict[str, Any]:
     rows = {}
     for name, runs in logs.items():
         regrets = [log.best_at(budget) - OPTIMUM for log in runs]
-        reach = [log.epochs_to_reach(target) for log in runs]
+        reach = [log.epochs_to_reach(target, budget) for log in runs]
         median_reach = statistics.median(reach)
         rows[name] = {
             "regret_mean": statistics.mean(regrets),

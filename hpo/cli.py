@@ -14,6 +14,7 @@ from hpo.errors import SpecError, of_spec
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
+EXIT_SEARCH_FAILED = 1  # no trial produced a model: every one errored
 
 
 def _quiet_environment() -> None:
@@ -68,7 +69,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from hpo.tuner import resume_search
 
     with _results_only_on_stdout():
-        outcome = resume_search(args.run_dir, address=_driver_address(args))
+        outcome = resume_search(
+            args.run_dir, address=_driver_address(args), show_table=not args.quiet
+        )
     return _print_outcome(outcome)
 
 
@@ -141,6 +144,14 @@ def _print_outcome(outcome: Any) -> int:
     else:
         print("best: no trial finished an evaluation", file=sys.stderr)
     print(outcome.run_dir)
+    if best is None and outcome.counts.get("errored"):
+        # A search whose every trial failed has nothing to show: scripts must see it fail.
+        print(
+            f"every trial failed; the first: {outcome.first_error or 'see trials.csv'}\n"
+            f"  tracebacks: {outcome.run_dir}/errors/",
+            file=sys.stderr,
+        )
+        return EXIT_SEARCH_FAILED
     return 0
 
 
@@ -255,8 +266,18 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from hpo.schema import field_help
     from hpo.spec import JobSpec, ParamSpec
+    from hpo.tasks import RECIPE_PARAMS
 
     rows = field_help(JobSpec) + field_help(ParamSpec, "parameters.<name>.")
+    rows += [  # what <name> may be
+        ("parameters.<TrainingArguments field>", "e.g. learning_rate, weight_decay, warmup_steps"),
+        ("parameters.model.<config field>", "a field of the model's config (hidden_dropout_prob)"),
+        (
+            "parameters.<name>@<variant>",
+            "<name>'s own range under its own `when` (learning_rate@lora)",
+        ),
+    ]
+    rows += [(f"parameters.{name}", text) for name, text in RECIPE_PARAMS.items()]
     width = max(len(k) for k, _ in rows)
     for key, text in rows:
         print(f"{key:<{width}}  {text}")
@@ -373,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("run_dir", help="the run directory of the search")
     resume.add_argument("--address", help=run_address_help)
+    resume.add_argument("--quiet", action="store_true", help="no live trial table")
     submit_option(resume)
 
     export = command("export", "(re)export the best checkpoint of a search", cmd_export)

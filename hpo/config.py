@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from hpo.errors import SpecError, did_you_mean
-from hpo.numbers import finite_number
+from hpo.model_config import read_model_config
 from hpo.paths import (
     REMOTE_SCHEMES,
     carries_credentials,
@@ -19,8 +19,9 @@ from hpo.paths import (
     looks_like_path,
     resolve_path,
 )
+from hpo.recipe_checks import check_recipe
 from hpo.schema import build, load_yaml, to_plain
-from hpo.space import Space, base_name, compile_space
+from hpo.space import Param, Space, base_name, compile_space
 from hpo.spec import DataSpec, EarlyTerminateSpec, JobSpec, MetricSpec, ModelSpec, ParamSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
 from hpo.training_values import check_training_values
@@ -225,6 +226,8 @@ def check_spec(spec: JobSpec, problems: list[str]) -> None:
     _check_metrics(spec, problems)
     if spec.rung_model and len(spec.metrics) > 1:
         problems.append("rung_model: a one-metric option; trials with several report no rungs")
+    if spec.method == "cmaes" and len(spec.metrics) > 1:
+        problems.append("method: cmaes optimizes one metric; with several use tpe or random")
     space = compile_space(spec.parameters, problems)
     _check_parameter_names(spec, problems)
     _check_points(spec, space, problems)
@@ -233,6 +236,7 @@ def check_spec(spec: JobSpec, problems: list[str]) -> None:
     check_training_values(spec, problems)
     _check_resources(spec, problems)
     _check_model(spec, problems)
+    check_recipe(spec, space, problems)
     _check_data(spec, problems)
     _check_storage(spec, problems)
     _check_warm_start(spec, problems)
@@ -328,6 +332,19 @@ def _check_points(spec: JobSpec, space: Space, problems: list[str]) -> None:
                 problems.append(f"{key}.{name}: not a parameter{did_you_mean(name, space.names)}")
             elif not param.contains(value):
                 problems.append(f"{key}.{name}: {value!r} is outside the parameter's range")
+            elif _inactive_in(param, point):
+                conditions = " and ".join(map(str, param.conditions))
+                problems.append(
+                    f"{key}.{name}: inactive in this point (it needs {conditions}); the "
+                    "value would be dropped"
+                )
+
+
+def _inactive_in(param: Param, point: dict[str, Any]) -> bool:
+    """Does the point itself rule the parameter out? (A condition on a parameter the point
+    leaves to the sampler may yet hold.)"""
+    decided = all(c.param in point for c in param.conditions)
+    return decided and not param.active(point)
 
 
 def _write_down_promotion(et: EarlyTerminateSpec) -> None:
@@ -433,65 +450,32 @@ def _check_model(spec: JobSpec, problems: list[str]) -> None:
     resolved = resolve_path(model.name_or_path, problems, "model.name_or_path")
     if resolved is None:
         return
-    if os.path.isdir(resolved):
-        model.name_or_path = resolved
-        config = _read_local_config(resolved)
-        if config is not None:
-            fields = [f"model.{k}" for k in model.config] + [
-                base_name(n) for n in spec.parameters if n.startswith("model.")
-            ]
-            for name in fields:
-                attr = name.split(".", 1)[1]
-                if attr not in config:
-                    key = (
-                        f"model.config.{attr}"
-                        if name in [f"model.{k}" for k in model.config]
-                        else f"parameters.{name}"
-                    )
-                    problems.append(
-                        f"{key}: the model's config has no field `{attr}`"
-                        f"{did_you_mean(attr, config)}"
-                    )
-            _check_freeze_layers(spec, {**config, **model.config}, problems)
-    elif looks_like_path(model.name_or_path) or not _HUB_ID.match(model.name_or_path):
-        problems.append(f"model.name_or_path: no such model folder `{model.name_or_path}`")
     gguf = os.path.join(resolved, model.gguf_file or "")
     if model.gguf_file and os.path.isdir(resolved) and not os.path.isfile(gguf):
         problems.append(f"model.gguf_file: `{model.gguf_file}` is not in {resolved}")
+    if os.path.isdir(resolved):
+        model.name_or_path = resolved
+        config = read_model_config(model)
+        if config is not None:
+            _check_config_fields(spec, config, problems)
+    elif looks_like_path(model.name_or_path) or not _HUB_ID.match(model.name_or_path):
+        problems.append(f"model.name_or_path: no such model folder `{model.name_or_path}`")
 
 
-def _check_freeze_layers(spec: JobSpec, config: dict[str, Any], problems: list[str]) -> None:
-    """`freeze.layers` above the model's block count freezes them all, as its count does: a
-    search would spend trials on copies of one configuration."""
-    blocks = next(
-        (config[k] for k in ("num_hidden_layers", "n_layer", "num_layers") if k in config), None
-    )
-    if not isinstance(blocks, int):
-        return
-    for qualified, entry in spec.parameters.items():
-        if base_name(qualified) != "freeze.layers":
-            continue
-        given = [entry.value, entry.max, *(entry.values or [])]
-        highest = max((v for v in given if finite_number(v)), default=None)
-        if highest is not None and highest > blocks:
+def _check_config_fields(spec: JobSpec, config: dict[str, Any], problems: list[str]) -> None:
+    """`model.config` entries and `model.<field>` parameters must be fields of the model's
+    config: transformers would otherwise set an attribute no layer reads."""
+    given = [(f"model.config.{k}", k) for k in spec.model.config]
+    given += [
+        (f"parameters.{n}", base_name(n).removeprefix("model."))
+        for n in spec.parameters
+        if base_name(n).startswith("model.")
+    ]
+    for key, attr in given:
+        if attr not in config:
             problems.append(
-                f"parameters.{qualified}: {highest:g} is above the model's {blocks} transformer "
-                f"blocks (freezing more than {blocks} is freezing {blocks})"
+                f"{key}: the model's config has no field `{attr}`{did_you_mean(attr, config)}"
             )
-
-
-def _read_local_config(folder: str) -> dict[str, Any] | None:
-    import json
-
-    path = os.path.join(folder, "config.json")
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _check_data(spec: JobSpec, problems: list[str]) -> None:
@@ -517,6 +501,19 @@ def _check_data(spec: JobSpec, problems: list[str]) -> None:
         value = getattr(data, name)
         if value is not None and value < 1:
             problems.append(f"data.{name}: must be at least 1, got {value}")
+    if spec.task == "causal-lm":
+        _check_causal_lm_data(data, problems)
+
+
+def _check_causal_lm_data(data: DataSpec, problems: list[str]) -> None:
+    """A language model trains on `text_column` alone: a classification key it would ignore."""
+    if data.text_pair_column is not None:
+        problems.append("data.text_pair_column: causal-lm trains on text_column alone")
+    if data.label_column != "label" and not data.labels:
+        problems.append(
+            "data.label_column: causal-lm reads labels only to keep the rows `data.labels` "
+            "lists; give labels, or drop label_column"
+        )
 
 
 def _resolve_files(value: Any, key: str, problems: list[str]) -> list[str]:
@@ -591,7 +588,9 @@ def _check_warm_start(spec: JobSpec, problems: list[str]) -> None:
     from hpo.warmstart import check_warm_start
 
     spec.warm_start = os.path.abspath(os.path.expanduser(spec.warm_start))
-    problems += check_warm_start(spec.warm_start)
+    task = TASKS.get(spec.task)
+    known = [m.name for m in spec.metrics if task and m.name in task.all_metrics]  # else: told
+    problems += check_warm_start(spec.warm_start, known)
 
 
 def dump_spec(spec: JobSpec) -> str:

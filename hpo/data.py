@@ -140,7 +140,7 @@ def check_columns(frames: dict[str, pd.DataFrame], spec: JobSpec) -> None:
     needed = [("text_column", data.text_column)]
     if data.text_pair_column:
         needed.append(("text_pair_column", data.text_pair_column))
-    if spec.task == "sequence-classification":
+    if spec.task == "sequence-classification" or data.labels:
         needed.append(("label_column", data.label_column))
     problems = []
     for split, frame in frames.items():
@@ -255,8 +255,7 @@ def check_frames(spec: JobSpec) -> CheckedFrames:
     check_columns(frames, spec)
     stats: dict[str, int] = {}
     frames = {k: clean(f, data, k, stats) for k, f in frames.items()}
-    if spec.task == "sequence-classification":
-        frames = keep_labels(frames, data, stats)
+    frames = keep_labels(frames, data, stats)  # causal-lm too: an LM of some classes' texts
     for split, frame in frames.items():
         if len(frame) == 0:
             raise SpecError([f"data.{split}: no rows left after dropping empty texts"])

@@ -16,6 +16,7 @@ from hpo.export import update_card
 from hpo.paths import looks_like_path
 from hpo.report.rundata import RunData, load_run
 from hpo.report.tables import best_run, compute_spent
+from hpo.tasks import is_cost
 
 CARD_FILE = "README.md"
 AUTO_CLASSES = {
@@ -72,11 +73,6 @@ def _metric_line(run: RunData, best: dict[str, Any]) -> str:
     return line
 
 
-def _is_cost(metric: str) -> bool:
-    """Timing and speed entries of an evaluation: not scores of the model."""
-    return any(w in metric for w in ("runtime", "per_second", "preparation_time"))
-
-
 def _sources(spec: Any) -> str:
     data = spec.data
     if data.dataset:
@@ -127,7 +123,7 @@ def render_card(run: RunData) -> str:
     lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in data.items() if k != "fingerprint"]
     lines += ["", "## Result", _metric_line(run, best)]
     if best.get("test_metrics"):
-        scores = {k: v for k, v in best["test_metrics"].items() if not _is_cost(k)}
+        scores = {k: v for k, v in best["test_metrics"].items() if not is_cost(k)}  # older runs
         lines += ["", "Held-out test split:", *_table(scores)]
     lines += ["", "## Hyperparameters", *_table(best.get("hyperparameters") or {})]
     lines += [
@@ -148,6 +144,27 @@ def render_card(run: RunData) -> str:
         f'model = {auto}.from_pretrained("path/to/this/folder")',
         'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
         "```",
-        "",
     ]
-    return "\n".join(lines)
+    if (best.get("hyperparameters") or {}).get("strategy") == "lora":
+        lines += _adapter_use(run, auto)
+    return "\n".join([*lines, ""])
+
+
+def _adapter_use(run: RunData, auto: str) -> list[str]:
+    """The LoRA winner is exported merged, and as its adapter alone (`adapter/`), which loads
+    onto the base as the search loaded it: a GGUF base by its file, a head by its labels."""
+    model = run.spec.model
+    extra = f', gguf_file="{model.gguf_file}"' if model.gguf_file else ""
+    labels = (run.best or {}).get("labels")
+    if labels:
+        extra += f", num_labels={len(labels)}"
+    return [
+        "",
+        "The LoRA adapter alone (a few MB) is in `adapter/`; it loads onto the base model:",
+        "```python",
+        "from peft import PeftModel",
+        f"from transformers import {auto}",
+        f'base = {auto}.from_pretrained("{model.name_or_path}"{extra})',
+        'model = PeftModel.from_pretrained(base, "path/to/this/folder/adapter")',
+        "```",
+    ]

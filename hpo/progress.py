@@ -33,6 +33,11 @@ def _by_base_name(config: dict[str, Any]) -> dict[str, Any]:
     return {base_name(key): value for key, value in config.items()}
 
 
+# Parameter columns of the live table: a strategy search's (strategy, learning rate, batch
+# size, freeze.layers, three LoRA ones) fit; past that, values would shrink to ellipses.
+TABLE_PARAMS = 8
+
+
 class TrialTable(Callback):
     """Ray Tune callback that shows the search as it runs."""
 
@@ -43,7 +48,7 @@ class TrialTable(Callback):
         self.run_cap = spec.run_cap or 0
         # One column per parameter: its variants (`learning_rate@lora`) share the column.
         searched = (base_name(n) for n, p in spec.parameters.items() if p.value is None)
-        self.params = list(dict.fromkeys(searched))[:5]
+        self.params = list(dict.fromkeys(searched))  # all on a line; the table shows the first
         self.rows: dict[str, dict[str, Any]] = {}
         self.best: tuple[float, str] | None = None
         self.refresh_s = refresh_s
@@ -157,7 +162,7 @@ class TrialTable(Callback):
         table = Table(title=title, title_justify="left")
         for col in ("trial", "status"):  # kept whole on a narrow terminal; the values give way
             table.add_column(col, no_wrap=True)
-        for col in (*self.params, "evals", f"last {self.metric}", "best"):
+        for col in (*self.params[:TABLE_PARAMS], "evals", f"last {self.metric}", "best"):
             table.add_column(col, overflow="ellipsis")
         for trial_id, r in self.rows.items():
             marker = " *" if self.best and self.best[1] == trial_id else ""
@@ -165,7 +170,7 @@ class TrialTable(Callback):
             table.add_row(
                 trial_id + marker,
                 r.get("status", ""),
-                *(_fmt(config.get(p, "")) for p in self.params),
+                *(_fmt(config.get(p, "")) for p in self.params[:TABLE_PARAMS]),
                 str(r.get("evals", 0)),
                 _fmt(r.get("last")),
                 _fmt(r.get("best")),

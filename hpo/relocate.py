@@ -47,13 +47,16 @@ def relocate_callbacks(tuner: Any, run_dir: str, experiment_path: str) -> list[A
     """Point the restored callbacks at this machine's run directory, and the checkpoint budget
     at the bar the resumed trials read (keyed by the experiment path, which changes when a
     local run directory was moved). Reached through Tune's private run config; if Ray moves it,
-    the callbacks keep their old paths, as before. Returns the restored callbacks."""
+    the callbacks keep their old paths, as before. Returns the restored callbacks: Tune's own
+    list, which the resumed search runs."""
     from hpo.checkpoint_bar import bar_key
     from hpo.checkpoints import CheckpointBudget
 
     internal = getattr(tuner, "_local_tuner", None)
     run_config = internal.get_run_config() if internal is not None else None
-    callbacks = list(getattr(run_config, "callbacks", None) or [])
+    callbacks = getattr(run_config, "callbacks", None)
+    if callbacks is None:
+        return []
     for callback in callbacks:
         if hasattr(callback, "relocate"):
             callback.relocate(run_dir)

@@ -19,6 +19,7 @@ import yaml
 
 from hpo.numbers import finite_number
 from hpo.spec import JobSpec
+from hpo.tasks import is_cost
 from hpo.trial.reporter import FINAL, NODE, OUTCOME, TRAIN_SECONDS
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its remote tracebacks
@@ -265,7 +266,10 @@ def record_test_metrics(run_dir: str, metrics: dict[str, float]) -> None:
     path = os.path.join(run_dir, "best.yaml")
     with open(path) as f:
         document = yaml.safe_load(f)
-    document["test_metrics"] = {k: v for k, v in metrics.items() if k.startswith("eval_")}
+    # Scores only, under the names the search's metrics have (its speed is no score).
+    document["test_metrics"] = {
+        k: v for k, v in metrics.items() if k.startswith("eval_") and not is_cost(k)
+    }
     write_text_atomic(path, yaml.safe_dump(document, sort_keys=False))
 
 

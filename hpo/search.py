@@ -12,6 +12,7 @@ The space is sampled define-by-run, so conditional parameters keep their structu
 from __future__ import annotations
 
 import pickle
+import sys
 import warnings
 from typing import Any
 
@@ -253,5 +254,10 @@ def make_searcher(spec: JobSpec, space: Space) -> OptunaSearcher:
     if spec.warm_start:
         from hpo.warmstart import seed_study
 
-        seed_study(searcher.study, space, spec, spec.warm_start)
+        seeded = seed_study(searcher.study, space, spec, spec.warm_start)
+        print(
+            f"warm_start: {len(seeded.trials)} of {seeded.earlier} earlier trials seed the "
+            "sampler (not: errored, unfinished, or outside this space)",
+            file=sys.stderr,
+        )
     return searcher

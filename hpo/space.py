@@ -20,6 +20,7 @@ from typing import Any
 from hpo.errors import did_you_mean
 from hpo.schema import load_yaml
 from hpo.spec import ParamSpec
+from hpo.tasks import STRATEGIES
 
 DISTRIBUTIONS = (
     "constant",
@@ -276,6 +277,8 @@ def _check_condition_values(p: Param, c: Condition, parent: Param, problems: lis
     choices = parent.grid_values()
     if choices is None:
         return  # a continuous parent: any value is possible, if unlikely
+    if base_name(parent.name) == "strategy" and not all(c in STRATEGIES for c in choices):
+        return  # a misspelt strategy has its own problem; a hint here would point at it
     for value in c.values:
         if value not in choices:
             shown = ", ".join(map(str, choices))
@@ -399,7 +402,7 @@ def _compile_numeric(
     return Param(name, kind, low=low, high=high, q=q, conditions=conditions)
 
 
-_WHEN = re.compile(r"^\s*([\w.\-]+)\s*(==|!=|=|not in|in)\s*(.+?)\s*$")
+_WHEN = re.compile(r"^\s*([\w.\-]+(?:@[\w.\-]+)?)\s*(==|!=|=|not in|in)\s*(.+?)\s*$")
 
 
 def _parse_when(when: Any, key: str, problems: list[str]) -> tuple[Condition, ...]:

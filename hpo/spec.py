@@ -116,7 +116,9 @@ class DataSpec:
     text_column: str = doc("the text column", "text")
     text_pair_column: str | None = doc("a second text column (sentence pairs)")
     label_column: str = doc("the label column (strings or integers)", "label")
-    labels: list[str] | None = doc("keep only rows with these labels, ids in this order")
+    labels: list[str] | None = doc(
+        "keep only rows with these labels (classification: ids in this order)"
+    )
     validation_fraction: float = doc("share of train carved as validation when none is given", 0.1)
     test_fraction: float = doc("share of train carved as test when none is given", 0.0)
     max_length: int = doc("tokens per example (classification) or per block (causal-lm)", 128)

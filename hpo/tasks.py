@@ -32,6 +32,12 @@ TASKS = {
     "causal-lm": TaskInfo("causal-lm", ("eval_perplexity",), "eval_loss"),
 }
 
+
+def is_cost(metric: str) -> bool:
+    """Timing and speed entries of an evaluation: not scores of the model."""
+    return any(w in metric for w in ("runtime", "per_second", "preparation_time"))
+
+
 _MINIMIZED = ("loss", "perplexity", "runtime", "params", "latency", "error")
 
 
@@ -45,10 +51,11 @@ STRATEGIES = ("full", "freeze", "head", "lora")
 RECIPE_PARAMS = {
     "strategy": "how to fine-tune: full, freeze (embeddings + lowest N blocks), head, lora",
     "freeze.layers": "with strategy freeze: number of lowest transformer blocks frozen",
-    "lora.r": "LoRA rank",
-    "lora.lora_alpha": "LoRA scaling numerator",
-    "lora.lora_dropout": "dropout on the LoRA branch",
-    "lora.target_modules": "module names (or 'all-linear') that get adapters",
+    "lora.r": "with strategy lora: the adapters' rank (default 8)",
+    "lora.lora_alpha": "with strategy lora: scaling numerator (default 16)",
+    "lora.lora_dropout": "with strategy lora: dropout on the adapter branch (default 0)",
+    "lora.target_modules": "with strategy lora: a list of module names, or 'all-linear' "
+    "(default: PEFT's for the architecture)",
     "early_stopping.patience": "stop a trial after this many evaluations without improvement",
     "early_stopping.threshold": "smallest change that counts as an improvement",
     "seed": "the trial's training seed (default: the search's seed)",

@@ -45,6 +45,7 @@ class SearchOutcome:
     counts: dict[str, int]
     interrupted: bool = False
     target_reached: bool = False  # a trial reached `metric.target`, which ended the search
+    first_error: str = ""  # the first errored trial's `trial_id: error`, when any erred
 
 
 def search_name(spec: JobSpec, spec_path: str | None, name: str | None) -> str:
@@ -421,7 +422,9 @@ def _kept_only_if_resumable(location: RunLocation) -> Iterator[None]:
         raise
 
 
-def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
+def resume_search(
+    run_dir: str, *, address: str | None = None, show_table: bool = True
+) -> SearchOutcome:
     """Finish an interrupted or crashed search: finished trials stay finished, unfinished ones
     continue from their latest checkpoint, and the searcher, the scheduler's rungs, the
     checkpoint budget and the W&B runs pick up where they were."""
@@ -452,9 +455,26 @@ def resume_search(run_dir: str, *, address: str | None = None) -> SearchOutcome:
             resume_unfinished=True,
         )
         callbacks = relocate_callbacks(tuner, location.local, location.path)
+        _table_as_asked(callbacks, spec, show_table)
         grid = fit(tuner)
         location.pull()  # pull and the push in finish touch only a bucket run
         return finish(spec, data, grid, location.local, location, ended_trials(callbacks))
+
+
+def _table_as_asked(callbacks: list[Any], spec: JobSpec, show_table: bool) -> None:
+    """The live table as this resume asks (`--quiet` or not), whatever the search started
+    with: the restored callbacks (Tune's own list, changed in place) keep or lose theirs."""
+    from hpo.progress import TrialTable
+    from hpo.schedulers.notes import SchedulerNotes
+
+    shown = [c for c in callbacks if isinstance(c, TrialTable)]
+    if show_table and not shown:
+        table = TrialTable(spec)  # a search started with --quiet: its trials as they come
+        for notes in (c for c in callbacks if isinstance(c, SchedulerNotes)):
+            notes.share([table])
+        callbacks.append(table)
+    for table in [] if show_table else shown:
+        callbacks.remove(table)
 
 
 def _already_finished(location: RunLocation, finished: str) -> SearchOutcome:
@@ -571,4 +591,6 @@ def finish(
     environment.record_finish(run_dir)
     if location is not None:
         location.push()
-    return SearchOutcome(shown, best, counts, target_reached=reached)
+    erred = next((r for r in records if r.error), None)
+    first_error = f"{erred.trial_id}: {erred.error}" if erred else ""
+    return SearchOutcome(shown, best, counts, target_reached=reached, first_error=first_error)

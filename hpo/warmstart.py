@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -39,39 +40,64 @@ def _cell(text: str) -> Any:
     return None if text == "" else load_yaml(text)
 
 
-def check_warm_start(run_dir: str) -> list[str]:
-    """Problems with a warm-start run directory (named by its key)."""
+def check_warm_start(run_dir: str, metrics: list[str]) -> list[str]:
+    """Problems with a warm-start run directory (named by its key): it must be a finished
+    run that recorded every metric this search optimizes."""
     if not os.path.isfile(os.path.join(run_dir, "trials.csv")):
         return [f"warm_start: `{run_dir}` is not a finished run directory (no trials.csv)"]
+    recorded = _header(os.path.join(run_dir, "evaluations.csv"))
+    missing = [m for m in metrics if m not in recorded]
+    if missing:
+        return [
+            f"warm_start: `{run_dir}` did not record {', '.join(missing)} (its evaluations.csv "
+            "has no such column): its trials cannot say how they fared on this search's metric"
+        ]
     return []
 
 
-def earlier_trials(space: Space, spec: JobSpec, run_dir: str) -> list[optuna.trial.FrozenTrial]:
+def _header(path: str) -> list[str]:
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
+
+
+@dataclass
+class Seeded:
+    """What a warm start took from the earlier run."""
+
+    trials: list[optuna.trial.FrozenTrial]
+    earlier: int  # trials in the earlier run
+
+
+def earlier_trials(space: Space, spec: JobSpec, run_dir: str) -> Seeded:
     """The previous search's usable trials as Optuna trials of the new space."""
-    metric = spec.primary.name
+    objectives = [(m.name, m.goal or "maximize") for m in spec.metrics]
     rows = _read_csv(os.path.join(run_dir, "trials.csv"))
-    curves: dict[str, dict[int, float]] = {}
+    scores: dict[str, dict[int, dict[str, float]]] = {}  # trial -> evaluation -> metric
     evaluations = os.path.join(run_dir, "evaluations.csv")
-    if os.path.isfile(evaluations):
-        for e in _read_csv(evaluations):
-            value = _cell(e.get(metric, ""))
-            if finite_number(value):
-                step = int(float(e["training_iteration"]))
-                curves.setdefault(e["trial_id"], {})[step] = float(value)
+    for e in _read_csv(evaluations) if os.path.isfile(evaluations) else []:
+        values = {name: _cell(e.get(name, "")) for name, _ in objectives}
+        if all(finite_number(v) for v in values.values()):
+            step = int(float(e["training_iteration"]))
+            scores.setdefault(e["trial_id"], {})[step] = {k: float(v) for k, v in values.items()}
     trials = []
     for row in rows:
-        trial = _as_trial(row, space, metric, curves.get(row["trial_id"], {}))
+        trial = _as_trial(row, space, objectives, scores.get(row["trial_id"], {}))
         if trial is not None:
             trials.append(trial)
-    return trials
+    return Seeded(trials, len(rows))
 
 
 def _as_trial(
-    row: dict[str, str], space: Space, metric: str, curve: dict[int, float]
+    row: dict[str, str],
+    space: Space,
+    objectives: list[tuple[str, str]],
+    scores: dict[int, dict[str, float]],
 ) -> optuna.trial.FrozenTrial | None:
     state = _USABLE.get(row.get("outcome", ""))
-    best = _cell(row.get(f"best_{metric}", ""))
-    if state is None or not finite_number(best):
+    values = _final_values(row, objectives, scores) if state == "COMPLETE" else None
+    if state is None or (state == "COMPLETE" and values is None):
         return None
     params, dists = {}, {}
     config: dict[str, Any] = {}  # the trial's values so far, for the next ones' conditions
@@ -84,14 +110,31 @@ def _as_trial(
         params[p.name] = p.to_internal(value)
         dists[p.name] = p.distribution()
         config[p.name] = value
+    primary = objectives[0][0]
+    # Optuna keeps intermediate values for one objective only (pruning is single-objective).
+    curve = {step: s[primary] for step, s in scores.items()} if len(objectives) == 1 else {}
     return optuna.trial.create_trial(
         params=params,
         distributions=dists,
-        value=float(best) if state == "COMPLETE" else None,
+        values=values,
         intermediate_values=curve,
         state=getattr(optuna.trial.TrialState, state),
         user_attrs={"warm_start_trial": row["trial_id"]},
     )
+
+
+def _final_values(
+    row: dict[str, str], objectives: list[tuple[str, str]], scores: dict[int, dict[str, float]]
+) -> list[float] | None:
+    """A finished trial's objectives at its best evaluation of the first, as the search that
+    ran it told its own sampler; trials.csv's best value where no evaluation is recorded."""
+    primary, goal = objectives[0]
+    if scores:
+        sign = 1.0 if goal == "maximize" else -1.0
+        best = max(scores.values(), key=lambda s: sign * s[primary])
+        return [best[name] for name, _ in objectives]
+    value = _cell(row.get(f"best_{primary}", ""))
+    return [float(value)] if len(objectives) == 1 and finite_number(value) else None
 
 
 def _value_of(p: Param, row: dict[str, str], config: dict[str, Any]) -> Any:
@@ -105,13 +148,11 @@ def _value_of(p: Param, row: dict[str, str], config: dict[str, Any]) -> Any:
     return next((v for v in map(_cell, (row[k] for k in others)) if v is not None), None)
 
 
-def seed_study(study: optuna.Study, space: Space, spec: JobSpec, run_dir: str) -> int:
-    """Add the earlier trials to `study`; returns how many were added."""
-    problems = check_warm_start(run_dir)
+def seed_study(study: optuna.Study, space: Space, spec: JobSpec, run_dir: str) -> Seeded:
+    """Add the earlier trials to `study`; returns what was added, of how many."""
+    problems = check_warm_start(run_dir, [m.name for m in spec.metrics])
     if problems:
         raise SpecError(problems)
-    if len(spec.metrics) > 1:
-        return 0  # trials.csv keeps the first objective only: nothing honest to tell
-    trials = earlier_trials(space, spec, run_dir)
-    study.add_trials(trials)
-    return len(trials)
+    seeded = earlier_trials(space, spec, run_dir)
+    study.add_trials(seeded.trials)
+    return seeded

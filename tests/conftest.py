@@ -61,6 +61,21 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer GPT-2 (n_embd 64) with random weights and MiniLM's real tokenizer."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    out = tmp_path_factory.mktemp("tiny-gpt2")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
+    config = GPT2Config(
+        vocab_size=tokenizer.vocab_size, n_embd=64, n_layer=2, n_head=2, n_positions=128
+    )
+    GPT2LMHeadModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
 def sentiment_csv(tmp_path_factory: pytest.TempPathFactory) -> str:
     """400 real Rotten Tomatoes snippets (fresh/rotten) as a local CSV."""
     path = tmp_path_factory.mktemp("data") / "sentiment.csv"

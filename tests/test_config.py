@@ -254,6 +254,11 @@ def test_every_spec_key_is_documented(capsys):
     out = capsys.readouterr().out
     assert "early_terminate.eta" in out and "parameters.<name>.when" in out
     assert "metric.goal" in out, "a key whose value may be a list of sections is listed too"
+    from hpo.tasks import RECIPE_PARAMS
+
+    # What a parameter's name may be: every recipe parameter, and the variant syntax.
+    assert all(f"parameters.{name} " in out for name in RECIPE_PARAMS)
+    assert "parameters.<name>@<variant>" in out
 
 
 def test_training_values_are_checked_before_ray_all_at_once(tmp_path, tiny_bert, sentiment_csv):

@@ -359,9 +359,12 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
 
     if stop == "sigint":
         _refused_on_other_data(run_dir, env)
-    resumed = _hpo("resume", run_dir, env_extra=env)
+    quiet = ["--quiet"] if stop == "sigint-moved" else []
+    resumed = _hpo("resume", run_dir, *quiet, env_extra=env)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
+    # The table as the resume asks, whatever the run started with (--quiet here).
+    assert ("evaluation(s): best" in err) != bool(quiet), err
     record = read_yaml(os.path.join(run_dir, "environment.yaml"))
     assert [r["versions"] for r in record["resumes"]] == [record["versions"]]
     assert "other versions" not in err
@@ -434,3 +437,28 @@ def _progress(run_dir):
             }
         )
     return out
+
+
+def test_a_search_whose_every_trial_fails_exits_1_and_the_report_says_why(
+    tmp_path, tiny_bert, sentiment_csv, local_ray, capsys
+):
+    """No trial produced a model: a script must see the search fail, and the report must
+    show why (the error, grouped, and where its tracebacks are)."""
+    extra = f"""
+parameters: {{{DROPOUT}: {{value: 1.5}}}}
+run_cap: 2
+tracking: {{wandb: {{mode: disabled}}}}
+"""
+    spec = write_spec(tmp_path / "broken.yaml", tiny_spec(tiny_bert, sentiment_csv, extra))
+    code = main(["run", spec, "--name", "broken", "--storage", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "trials: 2 errored" in err
+    assert "every trial failed; the first: " in err and "dropout probability" in err
+    assert main(["report", str(tmp_path / "broken")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 │ ValueError: dropout probability" in printed, printed  # the terminal's table
+    page = Path(printed.strip().splitlines()[-1]).read_text()
+    failed = page.split("<h2>Failed trials</h2>", 1)[1]
+    assert "dropout probability has to be between 0 and 1" in failed
+    assert "errors/" in failed

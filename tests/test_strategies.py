@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+from pathlib import Path
 
 import pytest
 from conftest import read_csv, read_yaml, write_spec
@@ -48,22 +49,6 @@ def test_strategies_train_what_they_say(tiny_bert):
 
 
 # -- causal LM: full and LoRA in one conditional space ---------------------------------------
-
-
-@pytest.fixture(scope="session")
-def tiny_gpt2(tmp_path_factory):
-    """A 2-layer GPT-2 (n_embd 64) with random weights and MiniLM's real tokenizer."""
-    from conftest import minilm_folder
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    out = tmp_path_factory.mktemp("tiny-gpt2")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
-    config = GPT2Config(
-        vocab_size=tokenizer.vocab_size, n_embd=64, n_layer=2, n_head=2, n_positions=128
-    )
-    GPT2LMHeadModel(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +185,14 @@ def test_lora_winner_exports_adapter_and_merged_model(lora_run):
         a = adapter(**{k: v for k, v in batch.items() if k != "labels"}).logits
         m = merged.eval()(**{k: v for k, v in batch.items() if k != "labels"}).logits
     assert torch.allclose(a, m, atol=1e-4), "adapter on base == merged model"
+    # The model card's own recipe for the adapter, run as written.
+    card = Path(merged_dir, "README.md").read_text()
+    recipe = card.split("onto the base model:\n```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(recipe.replace("path/to/this/folder", merged_dir), scope)
+    with torch.no_grad():
+        c = scope["model"].eval()(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    assert torch.allclose(c, m, atol=1e-4), "the card's adapter recipe gives the merged model"
 
 
 # -- frozen layers, several objectives, and a warm start from that run -----------------------
@@ -256,7 +249,7 @@ def test_frozen_trials_and_pareto_front(pareto_run):
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_warm_start_feeds_the_previous_run_to_the_sampler(
-    pareto_run, tmp_path, tiny_bert, sentiment_csv
+    pareto_run, tmp_path, tiny_bert, sentiment_csv, capsys
 ):
     run_dir, _ = pareto_run
     spec_path = write_spec(
@@ -273,9 +266,7 @@ warm_start: {run_dir}
 """,
     )
     spec = load_spec(spec_path, [f"storage={tmp_path}"])
-    problems: list[str] = []
-    searcher = make_searcher(spec, compile_space(spec.parameters, problems))
-    told = searcher.study.trials
+    told = make_searcher(spec, spec_space(spec)).study.trials
     assert len(told) == 4
     assert {t.params["strategy"] for t in told} == {"full", "freeze", "head"}
     assert all(t.value is not None for t in told)
@@ -284,3 +275,19 @@ warm_start: {run_dir}
         for r in read_csv(os.path.join(run_dir, "trials.csv"))
     }
     assert sorted(t.value for t in told) == pytest.approx(sorted(previous.values()))
+    assert "warm_start: 4 of 4 earlier trials seed the sampler" in capsys.readouterr().err
+    # Both of its objectives seed a two-objective search: each trial as its own point, so
+    # the earlier Pareto front is among them.
+    both = "metric=[{name: eval_loss}, {name: trainable_params}]"
+    spec = load_spec(spec_path, [f"storage={tmp_path}", both])
+    points = {tuple(t.values) for t in make_searcher(spec, spec_space(spec)).study.trials}
+    front = read_csv(os.path.join(run_dir, "pareto.csv"))
+    assert len(points) == 4
+    assert {(float(r["eval_loss"]), float(r["trainable_params"])) for r in front} <= points
+
+
+def spec_space(spec):
+    problems: list[str] = []
+    space = compile_space(spec.parameters, problems)
+    assert not problems
+    return space

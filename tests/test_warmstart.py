@@ -9,7 +9,7 @@ import pytest
 
 from hpo.space import compile_space
 from hpo.spec import DataSpec, JobSpec, MetricSpec, ModelSpec, ParamSpec
-from hpo.warmstart import earlier_trials
+from hpo.warmstart import check_warm_start, earlier_trials
 
 State = optuna.trial.TrialState
 
@@ -63,7 +63,7 @@ def test_trials_keep_their_state_value_and_evaluations(tmp_path):
             row("t3", "errored", "", strategy="full", **{"learning_rate@full": "3e-05"}),
         ],
     )
-    pruned, done = earlier_trials(space(**VARIANTS), spec(), run)
+    pruned, done = earlier_trials(space(**VARIANTS), spec(), run).trials
     assert pruned.state == State.PRUNED and pruned.intermediate_values == {1: 0.6}
     assert pruned.params == {"strategy": "lora", "learning_rate@lora": 0.001}
     assert done.state == State.COMPLETE and done.value == pytest.approx(0.8)
@@ -79,7 +79,7 @@ def test_an_earlier_search_without_variants_seeds_one_with_them(tmp_path):
             row("t3", "completed", "0.5", strategy="full", learning_rate="0.001"),
         ],
     )
-    lora, full = earlier_trials(space(**VARIANTS), spec(), run)
+    lora, full = earlier_trials(space(**VARIANTS), spec(), run).trials
     assert lora.params == {"strategy": "lora", "learning_rate@lora": 0.001}
     assert full.params == {"strategy": "full", "learning_rate@full": 3e-05}
     # ... and the reverse: variants then, one learning rate now.
@@ -90,5 +90,34 @@ def test_an_earlier_search_without_variants_seeds_one_with_them(tmp_path):
         run2,
         [row("t1", "completed", "0.7", strategy="lora", **{"learning_rate@lora": "0.002"})],
     )
-    (trial,) = earlier_trials(shared, spec(), str(run2))
+    (trial,) = earlier_trials(shared, spec(), str(run2)).trials
     assert trial.params == {"strategy": "lora", "learning_rate": 0.002}
+
+
+def test_several_objectives_are_seeded_at_the_best_evaluation_of_the_first(tmp_path):
+    """Each objective as the search that ran the trial told its sampler: at the evaluation
+    best on the first objective. Stopped trials carry no curve (Optuna prunes one objective)."""
+    with open(tmp_path / "trials.csv", "w") as f:
+        f.write("trial_id,outcome,learning_rate\nt1,completed,0.001\nt2,stopped_early,0.002\n")
+    with open(tmp_path / "evaluations.csv", "w") as f:
+        f.write(
+            "trial_id,training_iteration,eval_accuracy,trainable_params\n"
+            "t1,1,0.7,500\nt1,2,0.9,500\nt1,3,0.8,500\nt2,1,0.6,900\n"
+        )
+    two = spec()
+    two.metric = [
+        MetricSpec(name="eval_accuracy", goal="maximize"),
+        MetricSpec(name="trainable_params", goal="minimize"),
+    ]
+    seeded = earlier_trials(space(learning_rate={"min": 1e-4, "max": 1e-2}), two, str(tmp_path))
+    done, pruned = seeded.trials
+    assert done.state == State.COMPLETE and done.values == [0.9, 500.0]
+    assert pruned.state == State.PRUNED and pruned.intermediate_values == {}
+    assert seeded.earlier == 2
+    assert check_warm_start(str(tmp_path), ["eval_accuracy", "trainable_params"]) == []
+
+
+def test_an_earlier_run_without_this_searchs_metric_is_refused(tmp_path):
+    write_run(tmp_path, [row("t1", "completed", "0.8", learning_rate="0.001")])
+    (problem,) = check_warm_start(str(tmp_path), ["eval_f1"])
+    assert problem.startswith(f"warm_start: `{tmp_path}` did not record eval_f1")

@@ -6,7 +6,7 @@ import html
 from typing import Any
 
 from hpo.report.rundata import RunData
-from hpo.report.tables import confirm_table, headline, top_trials
+from hpo.report.tables import confirm_table, failures, headline, top_trials
 
 CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto;
@@ -61,8 +61,10 @@ def render(run: RunData, figures: list[tuple[str, str, str]]) -> str:
         f"<h1>Search {_esc(run.name)}</h1>",
         _facts(run),
         "<h2>Top trials</h2>",
-        _table(*top_trials(run)),
+        _table(*top) if (top := top_trials(run))[1] else "<p>No trial finished an evaluation.</p>",
     ]
+    if failed := failures(run):
+        parts += ["<h2>Failed trials</h2>", _table(*failed)]
     section = ""
     for title, name, caption in figures:
         if title != section:

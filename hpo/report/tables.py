@@ -49,6 +49,23 @@ def top_trials(run: RunData, n: int = TOP_N) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
+def failures(run: RunData) -> tuple[list[str], list[list[str]]] | None:
+    """The errored trials grouped by their error (the traceback's last line), most common
+    first, with where the full tracebacks are; None when no trial errored."""
+    erred = run.trials[run.trials["outcome"] == "errored"]
+    if erred.empty:
+        return None
+    groups: dict[str, list[str]] = {}
+    for r in erred.to_dict("records"):
+        where = fmt(r.get("traceback")) or str(r["trial_id"])
+        groups.setdefault(fmt(r.get("error")) or "(no message)", []).append(where)
+    rows = [
+        [str(len(found)), error, ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")]
+        for error, found in sorted(groups.items(), key=lambda g: -len(g[1]))
+    ]
+    return ["trials", "error", "tracebacks"], rows
+
+
 def best_run(best: dict[str, Any]) -> str:
     """Which run the best is: a search trial, or (after `hpo confirm`) a confirmation run."""
     where = f"evaluation {best.get('evaluation')}"

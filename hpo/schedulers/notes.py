@@ -54,7 +54,10 @@ class SchedulerNotes(Callback):
     def __init__(self, scheduler: Any, run_dir: str, callbacks: list[Any]) -> None:
         self.scheduler = scheduler
         self.run_dir = run_dir
-        notes = getattr(scheduler, "notes", None)
+        self.share(callbacks)
+
+    def share(self, callbacks: list[Any]) -> None:
+        notes = getattr(self.scheduler, "notes", None)
         if isinstance(notes, list):
             for callback in callbacks:
                 if isinstance(getattr(callback, "notes", None), list):

@@ -65,6 +65,11 @@ def apply_strategy(model: Any, task: str, recipe: dict[str, Any]) -> Any:
     if strategy == "head":
         for p in base.parameters():
             p.requires_grad = False
+        if not trainable_parameters(model):  # a head tied to the embeddings froze with them
+            raise ValueError(
+                "strategy head: this model's head shares its weights with the input "
+                "embeddings, so nothing is left to train; use freeze or lora"
+            )
         return model
     if strategy == "freeze":
         blocks = transformer_blocks(base)

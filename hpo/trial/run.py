@@ -96,7 +96,7 @@ def build_trainer(
         reporter,
         metric=spec.primary.name,
         goal=spec.primary.goal or "maximize",
-        extra={"trainable_params": float(trainable_parameters(model))},
+        extra={"trainable_params": trainable_parameters(model)},  # a count: 770, not 770.0
         patience=int(patience) if patience else None,
         threshold=float(hp.recipe.get("early_stopping.threshold", 0.0)),
         perplexity=is_lm,
