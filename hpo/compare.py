@@ -46,6 +46,7 @@ def rows(runs: list[RunData]) -> list[dict[str, Any]]:
                 f"best {run.metric}": (
                     float(scored[run.best_column].iloc[0]) if len(scored) else None
                 ),
+                **_front_size(run, runs),
                 "trials": len(run.trials),
                 "completed": int(counts.get("completed", 0)),
                 "stopped early": int(counts.get("stopped_early", 0)),
@@ -56,6 +57,13 @@ def rows(runs: list[RunData]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _front_size(run: RunData, runs: list[RunData]) -> dict[str, Any]:
+    """A column for the Pareto front's size when any search has several metrics."""
+    if all(r.pareto is None for r in runs):
+        return {}
+    return {"pareto front": len(run.pareto) if run.pareto is not None else None}
 
 
 def plot_best_so_far(runs: list[RunData], out_dir: str) -> str:

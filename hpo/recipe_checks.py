@@ -44,13 +44,11 @@ def check_recipe(spec: JobSpec, space: Space, problems: list[str]) -> None:
     known = all(s in STRATEGIES for s in strategies)  # else the strategy's own problem says so
     for p in space.params:
         name = base_name(p.name)
-        if (
-            known
-            and name in USED_BY
-            and USED_BY[name] not in strategies_of(p, strategies)
-            and not _when_misnames_a_strategy(p)
-        ):
-            problems.append(_unused(p, USED_BY[name], strategies))
+        # Active with no strategy of this search (`--set` narrowed them, or a typo the space
+        # names), it is never sampled: harmless. Active only without its own, it does nothing.
+        active_with = strategies_of(p, strategies)
+        if known and name in USED_BY and active_with and USED_BY[name] not in active_with:
+            problems.append(_unused(p, USED_BY[name], active_with))
             continue
         if name in _ACCEPTS:
             _check_values(p, name, problems)
@@ -75,20 +73,14 @@ def strategies_of(p: Param, strategies: list[str]) -> list[str]:
     return strategies
 
 
-def _when_misnames_a_strategy(p: Param) -> bool:
-    """`when: {strategy: lorra}`: the space's check names the typo; the parameter is not
-    unused, it is misconditioned."""
-    named = [v for c in p.conditions if base_name(c.param) == "strategy" for v in c.values]
-    return any(v not in STRATEGIES for v in named)
-
-
-def _unused(p: Param, strategy: str, strategies: list[str]) -> str:
-    if strategy not in strategies:
-        where = f"this search's strategies are {', '.join(strategies)}"
-        if strategies == ["full"]:
-            where = "this search sets no strategy (full fine-tuning)"
-        return f"parameters.{p.name}: only used with strategy {strategy}; {where}"
-    return f"parameters.{p.name}: only used with strategy {strategy}; its `when` excludes it"
+def _unused(p: Param, strategy: str, active_with: list[str]) -> str:
+    if p.conditions:
+        where = f"its `when` makes it active only with {', '.join(active_with)}"
+    elif active_with == ["full"]:
+        where = "this search sets no strategy (full fine-tuning)"
+    else:
+        where = f"this search's strategies are {', '.join(active_with)}"
+    return f"parameters.{p.name}: only used with strategy {strategy}; {where}"
 
 
 def _domain(p: Param) -> list[Any]:
@@ -118,7 +110,8 @@ def _check_against_model(
     config = {**config, **spec.model.config}
     blocks = block_count(config)
     for p in space.params:
-        if base_name(p.name) == "freeze.layers" and blocks is not None:
+        sampled = strategies_of(p, strategies)
+        if base_name(p.name) == "freeze.layers" and blocks is not None and sampled:
             _check_freeze_layers(p, blocks, problems)
     # Tied, the causal LM's head is the input embeddings: freezing the base freezes it too.
     tied = config.get("tie_word_embeddings", True)  # transformers' default

@@ -280,6 +280,8 @@ def _check_condition_values(p: Param, c: Condition, parent: Param, problems: lis
     if base_name(parent.name) == "strategy" and not all(c in STRATEGIES for c in choices):
         return  # a misspelt strategy has its own problem; a hint here would point at it
     for value in c.values:
+        if base_name(parent.name) == "strategy" and value in STRATEGIES:
+            continue  # a strategy this search leaves out (`--set` narrowed them): never sampled
         if value not in choices:
             shown = ", ".join(map(str, choices))
             problems.append(

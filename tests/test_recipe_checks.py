@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import write_spec
+from conftest import ROOT, write_spec
 
 from hpo.config import load_spec
 from hpo.errors import SpecError
@@ -42,7 +42,7 @@ def test_a_recipe_parameter_counts_only_where_its_strategy_can_run(
     assert check("parameters: {strategy: {values: [full, lora]}, lora.r: {values: [4, 8]}}") == []
     excluded = "lora.r: {values: [4, 8], when: {strategy: full}}"
     assert check(f"parameters: {{strategy: {{values: [full, lora]}}, {excluded}}}") == [
-        "parameters.lora.r: only used with strategy lora; its `when` excludes it"
+        "parameters.lora.r: only used with strategy lora; its `when` makes it active only with full"
     ]
     assert check("parameters: {strategy: {value: freeze}, lora.lora_alpha: {value: 16}}") == [
         "parameters.lora.lora_alpha: only used with strategy lora; this search's strategies "
@@ -141,3 +141,18 @@ def test_a_gguf_models_config_is_checked_too(tmp_path):
         "parameters.freeze.layers: 40 is above the model's 30 transformer blocks (freezing "
         "more than 30 is freezing 30)",
     ]
+
+
+def test_narrowing_the_strategies_leaves_the_others_parameters_unsampled(tmp_path, tiny_bert):
+    """`--set parameters.strategy.values=[full,lora]` on a spec made for three strategies:
+    the freeze trials' parameters are never sampled, which is what was asked."""
+    from hpo.space import compile_space
+
+    bundled = ROOT / "search_spaces" / "bert" / "classification_strategy.yaml"
+    spec = load_spec(
+        bundled,
+        ["parameters.strategy.values=[full,lora]", f"model.name_or_path={tiny_bert}"],
+    )
+    space = compile_space(spec.parameters, [])
+    assert not space.by_name["freeze.layers"].active({"strategy": "full"})
+    assert not space.by_name["freeze.layers"].active({"strategy": "lora"})

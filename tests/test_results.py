@@ -119,3 +119,26 @@ def test_a_search_that_reached_its_target_ended_it_was_not_interrupted():
     assert target_reached(spec, [TrialRecord("c", {}, [{"eval_loss": 0.2}], None, None)])
     spec.metric = MetricSpec(name="eval_accuracy", goal="maximize")
     assert not target_reached(spec, [above])  # no target: never
+
+
+def test_held_out_scores_are_scores_not_timings(tmp_path):
+    """best.yaml's test_metrics keep the search's metric names (eval_accuracy is the metric
+    `eval_accuracy` on the test split) and leave out how fast the evaluation ran."""
+    import yaml
+
+    from hpo.results import record_test_metrics
+
+    (tmp_path / "best.yaml").write_text(yaml.safe_dump({"metric": "eval_accuracy"}))
+    record_test_metrics(
+        str(tmp_path),
+        {
+            "eval_accuracy": 0.8,
+            "eval_loss": 0.4,
+            "eval_runtime": 1.2,
+            "eval_samples_per_second": 90.0,
+            "eval_model_preparation_time": 0.01,
+            "epoch": 1.0,
+        },
+    )
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best["test_metrics"] == {"eval_accuracy": 0.8, "eval_loss": 0.4}

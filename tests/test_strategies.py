@@ -248,6 +248,26 @@ def test_frozen_trials_and_pareto_front(pareto_run):
 
 @pytest.mark.e2e
 @pytest.mark.slow
+def test_the_report_shows_both_objectives_and_the_front(pareto_run, tmp_path):
+    from hpo.compare import rows as compare_rows
+    from hpo.report import build_report, load_run
+    from hpo.report.pareto import objective_points
+
+    run_dir, _ = pareto_run
+    report = build_report(run_dir, str(tmp_path))
+    assert os.path.join(str(tmp_path), "pareto_front.png") in report.figures
+    front = {r["trial_id"] for r in read_csv(os.path.join(run_dir, "pareto.csv"))}
+    points = objective_points(report.run)
+    assert len(points) == 4 and set(points[points["on_front"]]["trial_id"]) == front
+    page = Path(report.html).read_text()
+    assert "eval_loss (minimize), trainable_params (minimize)" in page
+    table = page.split('<img src="pareto_front.png"', 1)[1]  # the front's table follows
+    assert all(f"<td>{trial}</td>" in table for trial in front)
+    assert compare_rows([load_run(run_dir)])[0]["pareto front"] == len(front)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_warm_start_feeds_the_previous_run_to_the_sampler(
     pareto_run, tmp_path, tiny_bert, sentiment_csv, capsys
 ):

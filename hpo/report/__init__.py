@@ -43,6 +43,13 @@ def build_report(run_dir: str, out_dir: str | None = None) -> Report:
             "pose as importance",
         ),
     ]
+    front = plots.pareto_front(run, out_dir)
+    if front:
+        caption = (
+            "Every trial on the first two objectives; the front: trials no other beats on "
+            "every objective (pareto.csv)"
+        )
+        figures.append(("Objectives", front, caption))
     spread = plots.seed_spread(run, out_dir)
     if spread:
         caption = "hpo confirm: the top configurations retrained with fresh seeds"

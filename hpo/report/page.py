@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from hpo.report.pareto import front_table
 from hpo.report.rundata import RunData
 from hpo.report.tables import confirm_table, failures, headline, top_trials
 
@@ -73,5 +74,7 @@ def render(run: RunData, figures: list[tuple[str, str, str]]) -> str:
         parts.append(_figure(name, caption))
         if name == "seed_spread.png" and (seeds := confirm_table(run)):
             parts.append(_table(*seeds))
+        if name == "pareto_front.png" and (front := front_table(run)):
+            parts.append(_table(*front))
     parts.append("</body></html>")
     return "\n".join(parts)

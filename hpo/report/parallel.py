@@ -2,6 +2,9 @@
 
 Numeric axes keep their scale (log for log-sampled parameters); categorical axes space their
 choices evenly. The metric is the last axis and colours every line, the best trial drawn on top.
+Variants of a parameter (`learning_rate@lora`) share its axis; a trial in which a parameter
+was inactive (a conditional one, `freeze.layers` in a LoRA trial) passes through the axis's
+"unused" mark below it, so that every trial stays one unbroken line.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import numpy as np
 import pandas as pd
 
 from hpo.report.rundata import RunData
+from hpo.space import base_name
+
+UNUSED = -0.14  # where a line crosses an axis whose parameter its trial did not use
 
 
 @dataclass
 class Axis:
     name: str
-    positions: list[float]  # per trial, in [0, 1]; NaN where the parameter was inactive
+    positions: list[float]  # per trial, in [0, 1]; UNUSED where the parameter was inactive
     ticks: list[tuple[float, str]]
 
 
@@ -28,23 +34,36 @@ def _numeric_axis(name: str, values: pd.Series, log: bool) -> Axis:
     log = log and bool((x.dropna() > 0).all())
     t = np.log10(x) if log else x
     low, high = float(np.nanmin(t)), float(np.nanmax(t))
-    span = (high - low) or 1.0
-    positions = ((t - low) / span).tolist()
-    ticks = []
-    for q in (0.0, 0.5, 1.0):
-        raw = low + q * span
-        ticks.append((q, f"{(10**raw if log else raw):.3g}"))
-    return Axis(name, positions, ticks)
+    span = high - low
+    if span == 0:  # one value: one mark, mid-axis
+        return Axis(
+            name, [0.5 if math.isfinite(v) else UNUSED for v in t], [(0.5, _label(x.max()))]
+        )
+    positions = ((t - low) / span).fillna(UNUSED).tolist()
+    ticks = [(q, _label(10 ** (low + q * span) if log else low + q * span)) for q in (0, 0.5, 1)]
+    return Axis(name, positions, ticks + _unused_tick(x))
 
 
 def _categorical_axis(name: str, values: pd.Series) -> Axis:
-    choices = sorted({str(v) for v in values.dropna()}, key=_natural)
+    labels = [None if _missing(v) else _label(v) for v in values]
+    choices = sorted({v for v in labels if v is not None}, key=_natural)
     step = 1.0 / max(1, len(choices) - 1)
     where = {c: (i * step if len(choices) > 1 else 0.5) for i, c in enumerate(choices)}
-    positions = [
-        where[str(v)] + _jitter(i) if not _missing(v) else math.nan for i, v in enumerate(values)
-    ]
-    return Axis(name, positions, [(where[c], c) for c in choices])
+    positions = [UNUSED if v is None else where[v] + _jitter(i) for i, v in enumerate(labels)]
+    return Axis(name, positions, [(where[c], c) for c in choices] + _unused_tick(values))
+
+
+def _unused_tick(values: pd.Series) -> list[tuple[float, str]]:
+    return [(UNUSED, "unused")] if values.isna().any() else []
+
+
+def _label(value: Any) -> str:
+    """8 for an integer read back as 8.0 (a column with blanks is read as floats)."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return f"{value:.3g}"
+    return str(value)
 
 
 def _jitter(i: int) -> float:
@@ -65,17 +84,29 @@ def _missing(value: Any) -> bool:
 
 def build_axes(run: RunData, frame: pd.DataFrame) -> list[Axis]:
     axes = []
-    for name in run.params:
-        entry = run.spec.parameters[name]
-        column = frame[name]
+    searched = {base_name(p) for p in run.params}
+    # A constant variant (learning_rate@freeze: 1e-4) is still its trials' value on the axis.
+    shown = [p for p in run.spec.parameters if base_name(p) in searched and p in frame.columns]
+    for name, variants in _by_base_name(shown).items():
+        entries = [run.spec.parameters[v] for v in variants]
+        column = frame[variants].bfill(axis=1).iloc[:, 0]  # the variant each trial used
         numeric = pd.to_numeric(column, errors="coerce")
-        is_range = entry.values is None and numeric.notna().sum() == column.notna().sum()
+        ranged = all(e.values is None for e in entries)  # a constant counts as a range's point
+        is_range = ranged and numeric.notna().sum() == column.notna().sum()
         if is_range and numeric.nunique() > 1:
-            axes.append(_numeric_axis(name, numeric, "log" in (entry.distribution or "")))
+            log = any("log" in (e.distribution or "") for e in entries)
+            axes.append(_numeric_axis(name, numeric, log))
         else:
             axes.append(_categorical_axis(name, column))
     axes.append(_numeric_axis(run.metric, frame[run.best_column].astype(float), log=False))
     return axes
+
+
+def _by_base_name(params: list[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for name in params:
+        groups.setdefault(base_name(name), []).append(name)
+    return groups
 
 
 def draw_parallel(fig: Any, ax: Any, run: RunData, frame: pd.DataFrame) -> None:
@@ -115,7 +146,7 @@ def draw_parallel(fig: Any, ax: Any, run: RunData, frame: pd.DataFrame) -> None:
     ax.set_xticks(xs, [a.name for a in axes], rotation=12)
     ax.set_yticks([])
     ax.set_xlim(-0.2, len(axes) - 0.6)
-    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylim(UNUSED - 0.06, 1.05)
     for side in ("left", "bottom"):
         ax.spines[side].set_visible(False)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"best {run.metric}")

@@ -214,6 +214,18 @@ def importance_bars(run: RunData, result: Importance, out_dir: str) -> str:
         return _save(fig, out_dir, "importance.png")
 
 
+def pareto_front(run: RunData, out_dir: str) -> str | None:
+    """A several-metric search's trials on its first two objectives, the front through them."""
+    from hpo.report.pareto import draw_front
+
+    if len(run.spec.metrics) < 2:
+        return None
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        draw_front(ax, run)
+        return _save(fig, out_dir, "pareto_front.png")
+
+
 def seed_spread(run: RunData, out_dir: str) -> str | None:
     """`hpo confirm`'s result: each configuration's value per seed, mean and spread."""
     configs = (run.confirm or {}).get("ranking") or []

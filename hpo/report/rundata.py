@@ -28,6 +28,7 @@ class RunData:
     evaluations: pd.DataFrame  # one row per evaluation, plus `wall_s` since the search began
     best: dict[str, Any] | None
     confirm: dict[str, Any] | None
+    pareto: pd.DataFrame | None = None  # pareto.csv: the front of a several-metric search
 
     @property
     def name(self) -> str:
@@ -109,7 +110,15 @@ def load_run(run_dir: str) -> RunData:
         evaluations=evaluations,
         best=read_record(os.path.join(run_dir, "best.yaml")),
         confirm=read_record(os.path.join(run_dir, CONFIRM_FILE)),
+        pareto=_front(run_dir, spec),
     )
+
+
+def _front(run_dir: str, spec: JobSpec) -> pd.DataFrame | None:
+    path = os.path.join(run_dir, "pareto.csv")
+    if len(spec.metrics) < 2 or not os.path.isfile(path):
+        return None
+    return _read_csv(path)
 
 
 def _with_wall_clock(evaluations: pd.DataFrame | None, metric: str) -> pd.DataFrame:

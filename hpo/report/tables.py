@@ -95,12 +95,16 @@ def headline(run: RunData) -> dict[str, str]:
         "search": run.name,
         "model": run.spec.model.name_or_path,
         "task": run.spec.task,
-        "metric": f"{run.metric} ({'maximize' if run.maximize else 'minimize'})",
+        "metric": ", ".join(f"{m.name} ({m.goal or 'maximize'})" for m in run.spec.metrics),
         "method": f"{run.spec.method}, early stopping: {run.spec.early_terminate.type}",
         "trials": ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
         "wall time": f"{run.wall_seconds():.0f} s",
         "compute": compute_spent(run),
     }
+    if run.pareto is not None:
+        facts["pareto front"] = (
+            f"{len(run.pareto)} trials (pareto.csv); the export follows the first"
+        )
     if run.best:
         facts["best"] = f"{run.best['value']:.4g} ({best_run(run.best)})"
     confirm = run.confirm or {}

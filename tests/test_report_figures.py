@@ -1,0 +1,63 @@
+"""The report's figures over spaces with conditional parameters, variants and several
+objectives, on hand-made run data (the figures' end-to-end tests are in test_report.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from hpo.report.parallel import UNUSED, build_axes
+from hpo.report.rundata import RunData
+from hpo.spec import DataSpec, JobSpec, MetricSpec, ModelSpec, ParamSpec
+
+
+def strategy_run() -> RunData:
+    spec = JobSpec(
+        model=ModelSpec(name_or_path="m"),
+        data=DataSpec(train="d.csv"),
+        metric=MetricSpec(name="eval_accuracy", goal="maximize"),
+        parameters={
+            "strategy": ParamSpec(values=["full", "freeze", "lora"]),
+            "learning_rate@full": ParamSpec(
+                distribution="log_uniform_values", min=1e-5, max=1e-4, when={"strategy": "full"}
+            ),
+            "learning_rate@lora": ParamSpec(
+                distribution="log_uniform_values", min=1e-4, max=1e-2, when={"strategy": "lora"}
+            ),
+            "freeze.layers": ParamSpec(min=1, max=9, when={"strategy": "freeze"}),
+            "learning_rate@freeze": ParamSpec(value=1e-4, when={"strategy": "freeze"}),
+        },
+    )
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c", "d"],
+            "strategy": ["full", "lora", "freeze", "freeze"],
+            "learning_rate@full": [2e-5, None, None, None],
+            "learning_rate@lora": [None, 1e-3, None, None],
+            "learning_rate@freeze": [None, None, 1e-4, 1e-4],
+            "freeze.layers": [None, None, 8.0, 2.0],  # blanks make pandas read floats
+            "best_eval_accuracy": [0.8, 0.85, 0.7, 0.75],
+        }
+    )
+    return RunData("run", spec, trials, pd.DataFrame(), None, None)
+
+
+def test_every_trial_is_one_unbroken_line_on_one_axis_per_parameter():
+    run = strategy_run()
+    axes = {a.name: a for a in build_axes(run, run.trials)}
+    # Variants share their parameter's axis; a constant variant is no axis of its own.
+    assert list(axes) == ["strategy", "learning_rate", "freeze.layers", "eval_accuracy"]
+    assert all(math.isfinite(y) for a in axes.values() for y in a.positions)
+    lr = axes["learning_rate"].positions
+    assert lr[0] < lr[2] == lr[3] < lr[1]  # freeze trials at their constant 1e-4
+    layers = axes["freeze.layers"]
+    assert layers.positions[:2] == [UNUSED, UNUSED] and layers.positions[2] > layers.positions[3]
+    assert {text for _, text in layers.ticks} == {"2", "5", "8", "unused"}  # not 8.0
+
+
+def test_a_one_value_axis_has_one_mark():
+    run = strategy_run()
+    run.trials["best_eval_accuracy"] = 0.8
+    metric = build_axes(run, run.trials)[-1]
+    assert metric.ticks == [(0.5, "0.8")] and set(metric.positions) == {0.5}
