@@ -14,7 +14,7 @@ from hpo.errors import SpecError, of_spec
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
-EXIT_SEARCH_FAILED = 1  # no trial produced a model: every one errored
+EXIT_NO_MODEL = 3  # the search ran, and no trial produced a model (every one errored)
 
 
 def _quiet_environment() -> None:
@@ -122,7 +122,8 @@ def _driver_address(args: argparse.Namespace) -> str | None:
 
 
 def _print_outcome(outcome: Any) -> int:
-    """The closing summary; exit code 130 when the search was interrupted."""
+    """The closing summary; exit code 130 when the search was interrupted, 3 when it ended
+    without a model."""
     best = outcome.best
     summary = ", ".join(f"{n} {k}" for k, n in sorted(outcome.counts.items()))
     print(f"trials: {summary}", file=sys.stderr)
@@ -141,18 +142,20 @@ def _print_outcome(outcome: Any) -> int:
             f"{best.evaluation})",
             file=sys.stderr,
         )
-    else:
-        print("best: no trial finished an evaluation", file=sys.stderr)
     print(outcome.run_dir)
-    if best is None and outcome.counts.get("errored"):
-        # A search whose every trial failed has nothing to show: scripts must see it fail.
-        print(
-            f"every trial failed; the first: {outcome.first_error or 'see trials.csv'}\n"
-            f"  tracebacks: {outcome.run_dir}/errors/",
-            file=sys.stderr,
-        )
-        return EXIT_SEARCH_FAILED
+    if best is None:  # no model to show for it: a script must see that, not exit code 0
+        print(_no_model(outcome), file=sys.stderr)
+        return EXIT_NO_MODEL
     return 0
+
+
+def _no_model(outcome: Any) -> str:
+    if set(outcome.counts) == {"errored"}:
+        return (
+            f"every trial failed; the first: {outcome.first_error or 'see trials.csv'}\n"
+            f"  tracebacks: {outcome.run_dir}/errors/"
+        )
+    return "no model: no trial finished an evaluation with a finite score"
 
 
 def cmd_export(args: argparse.Namespace) -> int:

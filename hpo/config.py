@@ -21,7 +21,7 @@ from hpo.paths import (
 )
 from hpo.recipe_checks import check_recipe
 from hpo.schema import build, load_yaml, to_plain
-from hpo.space import Param, Space, base_name, compile_space
+from hpo.space import Condition, Space, base_name, compile_space
 from hpo.spec import DataSpec, EarlyTerminateSpec, JobSpec, MetricSpec, ModelSpec, ParamSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
 from hpo.training_values import check_training_values
@@ -51,7 +51,10 @@ def load_spec(
         # (every problem in one round); what they say about such a key, or about one inside or
         # around it, would repeat it.
         checks: list[str] = []
-        check_spec(spec, checks)
+        narrowed = any(
+            _within(item.partition("=")[0], "parameters.strategy") for item in overrides or []
+        )
+        check_spec(spec, checks, strategies_narrowed=narrowed)
         problems += [p for p in checks if not _repeats(p, problems)]
         if problems and read_data:
             problems += _data_problems(spec, problems)
@@ -213,8 +216,9 @@ def run_name_problem(name: str, key: str) -> str | None:
     return None
 
 
-def check_spec(spec: JobSpec, problems: list[str]) -> None:
-    """Cross-field checks and path resolution, in place."""
+def check_spec(spec: JobSpec, problems: list[str], strategies_narrowed: bool = False) -> None:
+    """Cross-field checks and path resolution, in place (`strategies_narrowed`: see
+    `compile_space`)."""
     if spec.name is not None and (problem := run_name_problem(spec.name, "name")):
         problems.append(problem)
     spec.method = METHOD_ALIASES.get(spec.method, spec.method)
@@ -228,7 +232,7 @@ def check_spec(spec: JobSpec, problems: list[str]) -> None:
         problems.append("rung_model: a one-metric option; trials with several report no rungs")
     if spec.method == "cmaes" and len(spec.metrics) > 1:
         problems.append("method: cmaes optimizes one metric; with several use tpe or random")
-    space = compile_space(spec.parameters, problems)
+    space = compile_space(spec.parameters, problems, strategies_narrowed)
     _check_parameter_names(spec, problems)
     _check_points(spec, space, problems)
     _check_budget(spec, space, problems)
@@ -298,7 +302,9 @@ def _check_parameter_names(spec: JobSpec, problems: list[str]) -> None:
         key, name = f"parameters.{qualified}", base_name(qualified)
         if name.startswith("model."):
             continue  # checked against the model's config in _check_model
-        if name in MANAGED_TRAINING_ARGS:
+        if name in RECIPE_PARAMS:
+            pass  # hpo's own (`seed` is a TrainingArguments field too, which the trial sets)
+        elif name in MANAGED_TRAINING_ARGS:
             problems.append(f"{key}: set by hpo ({MANAGED_TRAINING_ARGS[name]})")
         elif name in REMOVED_TRAINING_ARGS:
             problems.append(f"{key}: {REMOVED_TRAINING_ARGS[name]}")
@@ -324,6 +330,7 @@ def _check_points(spec: JobSpec, space: Space, problems: list[str]) -> None:
         if not isinstance(point, dict):
             problems.append(f"{key}: expected a mapping of parameter values")
             continue
+        inactive = _ruled_out(space, point)
         for name, value in point.items():
             param = space.by_name.get(name)
             if param is None and name in spec.parameters:
@@ -332,19 +339,38 @@ def _check_points(spec: JobSpec, space: Space, problems: list[str]) -> None:
                 problems.append(f"{key}.{name}: not a parameter{did_you_mean(name, space.names)}")
             elif not param.contains(value):
                 problems.append(f"{key}.{name}: {value!r} is outside the parameter's range")
-            elif _inactive_in(param, point):
-                conditions = " and ".join(map(str, param.conditions))
+            elif name in inactive:
+                needs = " and ".join(_as_written(c) for c in param.conditions)
                 problems.append(
-                    f"{key}.{name}: inactive in this point (it needs {conditions}); the "
-                    "value would be dropped"
+                    f"{key}.{name}: inactive in this point (its `when`: {needs}), so the value "
+                    "would be dropped; remove it from the point, or give the point values "
+                    "that activate it"
                 )
 
 
-def _inactive_in(param: Param, point: dict[str, Any]) -> bool:
-    """Does the point itself rule the parameter out? (A condition on a parameter the point
-    leaves to the sampler may yet hold.)"""
-    decided = all(c.param in point for c in param.conditions)
-    return decided and not param.active(point)
+def _ruled_out(space: Space, point: dict[str, Any]) -> set[str]:
+    """The parameters the point's own values make inactive, through a chain of conditions
+    too (`lora.lora_alpha` needs `lora.r`, which needs `strategy: lora`). A condition on a
+    parameter the point leaves to the sampler may yet hold."""
+    out: set[str] = set()
+    known: dict[str, Any] = {}
+    for p in space.params:  # in order: a condition's parameter comes first
+        parents = [c.param for c in p.conditions]
+        if any(q in out for q in parents) or (
+            all(q in known for q in parents) and not p.active(known)
+        ):
+            out.add(p.name)
+        elif p.name in point and all(q in known for q in parents):
+            known[p.name] = point[p.name]
+    return out
+
+
+def _as_written(c: Condition) -> str:
+    """A condition as a spec writes it: `strategy == lora`, `strategy not in [full, head]`."""
+    values = [str(v) for v in c.values]
+    if len(values) == 1:
+        return f"{c.param} {'!=' if c.negate else '=='} {values[0]}"
+    return f"{c.param} {'not in' if c.negate else 'in'} [{', '.join(values)}]"
 
 
 def _write_down_promotion(et: EarlyTerminateSpec) -> None:
@@ -450,8 +476,8 @@ def _check_model(spec: JobSpec, problems: list[str]) -> None:
     resolved = resolve_path(model.name_or_path, problems, "model.name_or_path")
     if resolved is None:
         return
-    gguf = os.path.join(resolved, model.gguf_file or "")
-    if model.gguf_file and os.path.isdir(resolved) and not os.path.isfile(gguf):
+    gguf = os.path.join(resolved, model.gguf_file) if model.gguf_file else None
+    if gguf and os.path.isdir(resolved) and not os.path.isfile(gguf):
         problems.append(f"model.gguf_file: `{model.gguf_file}` is not in {resolved}")
     if os.path.isdir(resolved):
         model.name_or_path = resolved

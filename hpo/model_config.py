@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 from hpo.spec import ModelSpec
 
@@ -25,7 +25,8 @@ def read_model_config(model: ModelSpec) -> dict[str, Any] | None:
     source = os.path.join(folder, model.gguf_file or "config.json")
     if not os.path.isfile(source):
         return None
-    return _read(folder, model.gguf_file, os.path.getmtime(source))
+    config = _read(folder, model.gguf_file, os.path.getmtime(source))
+    return dict(config) if config is not None else None  # the cached one stays as read
 
 
 @functools.lru_cache(maxsize=8)
@@ -55,21 +56,28 @@ def block_count(config: dict[str, Any]) -> int | None:
     return blocks if isinstance(blocks, int) else None
 
 
-def module_names(config: dict[str, Any], task: str) -> tuple[list[str], list[str]]:
-    """(every module's qualified name, the short names of the linear layers) of the task's
-    model built from `config` on the meta device: structure only, no weights, no memory."""
+class Module(NamedTuple):
+    name: str  # qualified: `bert.encoder.layer.0.attention.self.query`
+    kind: str  # its class: Linear, BertAttention, ...
+    adaptable: bool  # a layer LoRA can adapt (PEFT refuses the others)
+
+
+def model_modules(config: dict[str, Any], task: str) -> list[Module]:
+    """The modules of the task's model built from `config` on the meta device: structure
+    only, no weights, no memory."""
     import torch
     from transformers import AutoConfig
+    from transformers.pytorch_utils import Conv1D
 
     from hpo.trial.model import model_class
 
+    adaptable = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, Conv1D)
     fields = {k: v for k, v in config.items() if k != "model_type"}
     model_config = AutoConfig.for_model(config["model_type"], **fields)
     with torch.device("meta"):
         model = model_class(task).from_config(model_config)
-    names, linear = [], set()
-    for name, module in model.named_modules():
-        names.append(name)
-        if isinstance(module, torch.nn.Linear):
-            linear.add(name.rsplit(".", 1)[-1])
-    return names, sorted(linear)
+    return [
+        Module(name, type(module).__name__, isinstance(module, adaptable))
+        for name, module in model.named_modules()
+        if name
+    ]

@@ -23,6 +23,7 @@ AUTO_CLASSES = {
     "sequence-classification": "AutoModelForSequenceClassification",
     "causal-lm": "AutoModelForCausalLM",
 }
+BASE_PLACEHOLDER = "path/to/the/base/model"
 PIPELINES = {"sequence-classification": "text-classification", "causal-lm": "text-generation"}
 
 
@@ -158,13 +159,18 @@ def _adapter_use(run: RunData, auto: str) -> list[str]:
     labels = (run.best or {}).get("labels")
     if labels:
         extra += f", num_labels={len(labels)}"
+    extra += "".join(f", {k}={v!r}" for k, v in model.config.items())
+    base = model.name_or_path
+    local = looks_like_path(base) or os.path.exists(base)  # this machine's path: not the reader's
+    shown = BASE_PLACEHOLDER if local else base
     return [
         "",
-        "The LoRA adapter alone (a few MB) is in `adapter/`; it loads onto the base model:",
+        "The LoRA adapter alone (a few MB) is in `adapter/`; it loads onto the base model"
+        + (f" (the search's: `{base}`):" if local else ":"),
         "```python",
         "from peft import PeftModel",
         f"from transformers import {auto}",
-        f'base = {auto}.from_pretrained("{model.name_or_path}"{extra})',
+        f'base = {auto}.from_pretrained("{shown}"{extra})',
         'model = PeftModel.from_pretrained(base, "path/to/this/folder/adapter")',
         "```",
     ]

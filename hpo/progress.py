@@ -48,7 +48,8 @@ class TrialTable(Callback):
         self.run_cap = spec.run_cap or 0
         # One column per parameter: its variants (`learning_rate@lora`) share the column.
         searched = (base_name(n) for n, p in spec.parameters.items() if p.value is None)
-        self.params = list(dict.fromkeys(searched))  # all on a line; the table shows the first
+        self.params = list(dict.fromkeys(searched))  # each finished trial's line shows all
+        self.columns = self.params[:TABLE_PARAMS]  # the live table, the first few
         self.rows: dict[str, dict[str, Any]] = {}
         self.best: tuple[float, str] | None = None
         self.refresh_s = refresh_s
@@ -68,6 +69,7 @@ class TrialTable(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.console = Console(stderr=True)
+        self.__dict__.setdefault("columns", self.params[:TABLE_PARAMS])  # pickled without it
 
     # What the table knows rides with the search's saved state, so that `hpo resume` shows
     # every trial's evaluations and the best so far, not only what happens after it.
@@ -162,7 +164,7 @@ class TrialTable(Callback):
         table = Table(title=title, title_justify="left")
         for col in ("trial", "status"):  # kept whole on a narrow terminal; the values give way
             table.add_column(col, no_wrap=True)
-        for col in (*self.params[:TABLE_PARAMS], "evals", f"last {self.metric}", "best"):
+        for col in (*self.columns, "evals", f"last {self.metric}", "best"):
             table.add_column(col, overflow="ellipsis")
         for trial_id, r in self.rows.items():
             marker = " *" if self.best and self.best[1] == trial_id else ""
@@ -170,7 +172,7 @@ class TrialTable(Callback):
             table.add_row(
                 trial_id + marker,
                 r.get("status", ""),
-                *(_fmt(config.get(p, "")) for p in self.params[:TABLE_PARAMS]),
+                *(_fmt(config.get(p, "")) for p in self.columns),
                 str(r.get("evals", 0)),
                 _fmt(r.get("last")),
                 _fmt(r.get("best")),

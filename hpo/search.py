@@ -12,7 +12,6 @@ The space is sampled define-by-run, so conditional parameters keep their structu
 from __future__ import annotations
 
 import pickle
-import sys
 import warnings
 from typing import Any
 
@@ -87,6 +86,7 @@ class OptunaSearcher(Searcher):
         self._parked: dict[str, optuna.trial.FrozenTrial] = {}
         self._paused: set[str] = set()
         self._max_concurrent = 0  # 0: no limit of its own (Ray's ConcurrencyLimiter counts)
+        self.warm_started: Any = None  # hpo.warmstart.Seeded: what `warm_start` added
 
     @property
     def study(self) -> optuna.Study:
@@ -254,10 +254,5 @@ def make_searcher(spec: JobSpec, space: Space) -> OptunaSearcher:
     if spec.warm_start:
         from hpo.warmstart import seed_study
 
-        seeded = seed_study(searcher.study, space, spec, spec.warm_start)
-        print(
-            f"warm_start: {len(seeded.trials)} of {seeded.earlier} earlier trials seed the "
-            "sampler (not: errored, unfinished, or outside this space)",
-            file=sys.stderr,
-        )
+        searcher.warm_started = seed_study(searcher.study, space, spec, spec.warm_start)
     return searcher

@@ -160,6 +160,15 @@ class Param:
             return [self._quantize(self.low + i * self.q) for i in range(steps + 1)]
         return None
 
+    def extremes(self) -> list[Any]:
+        """The values that bound what this parameter draws: its choices, or its range's ends
+        as sampled (quantized: `q_uniform` 1..16 by 4 draws 0). Unbounded (normal): none."""
+        if self.kind in ("constant", "categorical"):
+            return list(self.values)
+        if self.kind in _NORMALS:
+            return []
+        return [self._quantize(self.low), self._quantize(self.high)]
+
     def _choices(self) -> list[Any]:
         # Optuna's categorical choices must be None/bool/int/float/str; lists become JSON text.
         return [v if _is_primitive(v) else json.dumps(v) for v in self.values]
@@ -249,8 +258,12 @@ def infer_distribution(spec: ParamSpec) -> str | None:
     return None
 
 
-def compile_space(parameters: dict[str, ParamSpec], problems: list[str]) -> Space:
-    """Check every entry (adding to `problems`) and return the ordered space."""
+def compile_space(
+    parameters: dict[str, ParamSpec], problems: list[str], strategies_narrowed: bool = False
+) -> Space:
+    """Check every entry (adding to `problems`) and return the ordered space.
+    `strategies_narrowed`: a `--set` changed the strategy's values, so a `when` on a strategy
+    it left out is no mistake (that parameter is then never sampled)."""
     params = []
     for name, spec in parameters.items():
         param = _compile_param(name, spec, f"parameters.{name}", problems)
@@ -266,12 +279,14 @@ def compile_space(parameters: dict[str, ParamSpec], problems: list[str]) -> Spac
                     + did_you_mean(c.param, names)
                 )
             elif c.param in by_name:
-                _check_condition_values(p, c, by_name[c.param], problems)
+                _check_condition_values(p, c, by_name[c.param], problems, strategies_narrowed)
     _check_variants(params, problems)
     return Space(_order(params, problems))
 
 
-def _check_condition_values(p: Param, c: Condition, parent: Param, problems: list[str]) -> None:
+def _check_condition_values(
+    p: Param, c: Condition, parent: Param, problems: list[str], strategies_narrowed: bool
+) -> None:
     """A value the parent never takes (`strategy: lorra`): the parameter would silently never
     be sampled, or always be."""
     choices = parent.grid_values()
@@ -280,8 +295,8 @@ def _check_condition_values(p: Param, c: Condition, parent: Param, problems: lis
     if base_name(parent.name) == "strategy" and not all(c in STRATEGIES for c in choices):
         return  # a misspelt strategy has its own problem; a hint here would point at it
     for value in c.values:
-        if base_name(parent.name) == "strategy" and value in STRATEGIES:
-            continue  # a strategy this search leaves out (`--set` narrowed them): never sampled
+        if strategies_narrowed and base_name(parent.name) == "strategy" and value in STRATEGIES:
+            continue
         if value not in choices:
             shown = ", ".join(map(str, choices))
             problems.append(

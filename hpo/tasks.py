@@ -72,4 +72,6 @@ MANAGED_TRAINING_ARGS = {
     "push_to_hub": "export with `hpo export`",
     "run_name": "each trial is named after its Ray trial id",
     "disable_tqdm": "the live trial table replaces progress bars",
+    "seed": "set the spec's `seed`, or search `seed` as a parameter",
+    "data_seed": "it follows the trial's seed",
 }

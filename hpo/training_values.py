@@ -23,7 +23,7 @@ from typing import Any
 from hpo.schema import type_name
 from hpo.space import base_name
 from hpo.spec import JobSpec
-from hpo.tasks import MANAGED_TRAINING_ARGS
+from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS
 
 # Fields that a run with 0 or less would fail on (or loop on), and those that cannot be negative.
 POSITIVE = {
@@ -60,6 +60,8 @@ def _given_values(spec: JobSpec) -> Iterator[tuple[str, str, Any]]:
         yield f"training.{name}", name, value
     for qualified, entry in spec.parameters.items():
         key, name = f"parameters.{qualified}", base_name(qualified)
+        if name in RECIPE_PARAMS:
+            continue  # hpo's, not TrainingArguments' (`seed` is both: the trial sets it)
         if entry.value is not None:
             yield f"{key}.value", name, entry.value
         for value in entry.values or []:

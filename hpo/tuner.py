@@ -170,10 +170,13 @@ def build_tuner(
     # The guard's notes: to the live table, and to a file at the end.
     callbacks.append(SchedulerNotes(scheduler, local_dir or run_dir, callbacks))
     stopper = _target_stopper(spec)
+    searcher = make_searcher(spec, space)
+    if searcher.warm_started is not None:
+        print(searcher.warm_started.summary(), file=sys.stderr)
     return tune.Tuner(
         make_trainable(spec, data, run_dir),
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(spec, space),
+            search_alg=searcher,
             scheduler=scheduler,
             num_samples=spec.run_cap or 10,
             max_concurrent_trials=concurrency or spec.max_concurrent or trial_slots(spec),

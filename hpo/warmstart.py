@@ -43,16 +43,24 @@ def _cell(text: str) -> Any:
 def check_warm_start(run_dir: str, metrics: list[str]) -> list[str]:
     """Problems with a warm-start run directory (named by its key): it must be a finished
     run that recorded every metric this search optimizes."""
-    if not os.path.isfile(os.path.join(run_dir, "trials.csv")):
+    trials = os.path.join(run_dir, "trials.csv")
+    if not os.path.isfile(trials):
         return [f"warm_start: `{run_dir}` is not a finished run directory (no trials.csv)"]
-    recorded = _header(os.path.join(run_dir, "evaluations.csv"))
+    evaluations = os.path.join(run_dir, "evaluations.csv")
+    recorded = set(_header(evaluations))
+    if len(metrics) == 1:  # a finished trial's best value of the first metric is in trials.csv
+        recorded |= {c.removeprefix("best_") for c in _header(trials) if c.startswith("best_")}
     missing = [m for m in metrics if m not in recorded]
-    if missing:
-        return [
-            f"warm_start: `{run_dir}` did not record {', '.join(missing)} (its evaluations.csv "
-            "has no such column): its trials cannot say how they fared on this search's metric"
-        ]
-    return []
+    if not missing:
+        return []
+    where = "its evaluations.csv has no such column"
+    if not os.path.isfile(evaluations) or not _header(evaluations):
+        where = "it has no evaluations recorded"
+    return [
+        f"warm_start: `{run_dir}` did not record {', '.join(missing)} ({where}): its trials "
+        "cannot tell the sampler how they fared on this search's metrics; warm-start from a "
+        "run that optimized or recorded them"
+    ]
 
 
 def _header(path: str) -> list[str]:
@@ -68,6 +76,12 @@ class Seeded:
 
     trials: list[optuna.trial.FrozenTrial]
     earlier: int  # trials in the earlier run
+
+    def summary(self) -> str:
+        line = f"warm_start: {len(self.trials)} of {self.earlier} earlier trials seed the sampler"
+        if len(self.trials) < self.earlier:
+            line += " (the others errored, ran unfinished, lack a metric or lie outside this space)"
+        return line
 
 
 def earlier_trials(space: Space, spec: JobSpec, run_dir: str) -> Seeded:

@@ -41,13 +41,24 @@ def test_a_recipe_parameter_counts_only_where_its_strategy_can_run(
     # Unconditional, lora.r is sampled in full trials too: harmless, since some trials use it.
     assert check("parameters: {strategy: {values: [full, lora]}, lora.r: {values: [4, 8]}}") == []
     excluded = "lora.r: {values: [4, 8], when: {strategy: full}}"
+    fix = "Add lora to the strategies and `when: {strategy: lora}` to it, or remove it"
     assert check(f"parameters: {{strategy: {{values: [full, lora]}}, {excluded}}}") == [
-        "parameters.lora.r: only used with strategy lora; its `when` makes it active only with full"
+        "parameters.lora.r: only used with strategy lora; its `when` makes it active only "
+        f"with full. {fix}"
     ]
     assert check("parameters: {strategy: {value: freeze}, lora.lora_alpha: {value: 16}}") == [
         "parameters.lora.lora_alpha: only used with strategy lora; this search's strategies "
-        "are freeze"
+        f"are freeze. {fix}"
     ]
+    # A `when` on another parameter says nothing of strategies; one mistake, one problem.
+    other = "lora.r: {values: [4, 8], when: {per_device_train_batch_size: 8}}"
+    body = f"parameters: {{per_device_train_batch_size: {{values: [8, 16]}}, {other}}}"
+    assert check(body) == [
+        "parameters.lora.r: only used with strategy lora; this search sets no strategy (full "
+        f"fine-tuning). {fix}"
+    ]
+    narrowed = "lora.target_modules: {value: [q_proj], when: {strategy: full}}"
+    assert len(check(f"parameters: {{strategy: {{values: [full, lora]}}, {narrowed}}}")) == 1
 
 
 def test_a_misspelt_strategy_is_named_once_and_never_suggested(tmp_path, tiny_bert, sentiment_csv):

@@ -8,6 +8,7 @@ import math
 import pandas as pd
 
 from hpo.report.parallel import UNUSED, build_axes
+from hpo.report.pareto import objective_points
 from hpo.report.rundata import RunData
 from hpo.spec import DataSpec, JobSpec, MetricSpec, ModelSpec, ParamSpec
 
@@ -61,3 +62,45 @@ def test_a_one_value_axis_has_one_mark():
     run.trials["best_eval_accuracy"] = 0.8
     metric = build_axes(run, run.trials)[-1]
     assert metric.ticks == [(0.5, "0.8")] and set(metric.positions) == {0.5}
+
+
+def two_objective_run(evaluations: pd.DataFrame, pareto: pd.DataFrame | None) -> RunData:
+    spec = JobSpec(
+        model=ModelSpec(name_or_path="m"),
+        data=DataSpec(train="d.csv"),
+        metric=[
+            MetricSpec(name="eval_accuracy", goal="maximize"),
+            MetricSpec(name="trainable_params", goal="minimize"),
+        ],
+        parameters={"learning_rate": ParamSpec(min=1e-5, max=1e-3)},
+    )
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "outcome": ["completed"] * 3,
+            "learning_rate": [1e-4, 2e-4, 3e-4],
+            "best_eval_accuracy": [0.8, 0.7, 0.6],
+            "best_evaluation": [2.0, 1.0, 1.0],
+        }
+    )
+    return RunData("run", spec, trials, evaluations, {"trial_id": "a"}, None, pareto)
+
+
+def test_the_front_is_found_without_pareto_csv_and_a_run_without_scores_draws_none():
+    evaluations = pd.DataFrame(
+        {
+            "trial_id": ["a", "a", "b", "c"],
+            "training_iteration": [1, 2, 1, 1],
+            "eval_accuracy": [0.5, 0.8, 0.7, 0.6],
+            "trainable_params": [900, 900, 100, 500],
+        }
+    )
+    points = objective_points(two_objective_run(evaluations, pareto=None))
+    # a at its best evaluation (2); c is beaten by b on both objectives
+    assert dict(zip(points["trial_id"], points["on_front"], strict=True)) == {
+        "a": True,
+        "b": True,
+        "c": False,
+    }
+    empty = pd.DataFrame(columns=["trial_id", "training_iteration", "eval_accuracy"])
+    assert objective_points(two_objective_run(empty, pareto=None)).empty  # all errored

@@ -310,6 +310,21 @@ def test_promotion_pauses_the_first_trial_unlike_rays_asha():
     assert report(ray_asha, ray_ctrl, ray_ctrl.add(ray_asha, "a"), 1, 0.9) == CONTINUE
 
 
+def test_a_trial_tune_keeps_paused_unknown_to_the_scheduler_is_resumed():
+    """Else the search never ends: Tune waits for a paused trial that nothing will promote
+    (seen after `hpo resume` of a killed driver, whose two saved states disagreed)."""
+    scheduler = promotion(max_concurrent=2)
+    ctrl = FakeController(scheduler)
+    known = ctrl.add(scheduler, "known")
+    assert report(scheduler, ctrl, known, 1, 0.5) == PAUSE
+    known.status = "PAUSED"
+    stray = ctrl.add(scheduler, "stray")
+    stray.status = "PAUSED"  # as Tune restored it; the scheduler believes it runs
+    assert scheduler.choose_trial_to_run(ctrl) is stray
+    stray.status = "RUNNING"
+    assert scheduler.choose_trial_to_run(ctrl) is None  # the known one still waits its turn
+
+
 def test_paused_trial_is_promoted_once_it_ranks_in_the_top_third():
     scheduler = promotion(max_concurrent=1)
     ctrl = FakeController(scheduler)

@@ -15,6 +15,7 @@ from hpo.cli import main
 from hpo.config import load_spec
 from hpo.data import prepare
 from hpo.evaluate import evaluate_folder
+from hpo.modelcard import BASE_PLACEHOLDER
 from hpo.paths import package_folder
 from hpo.runinfo import read_run_spec
 from hpo.search import make_searcher
@@ -187,9 +188,13 @@ def test_lora_winner_exports_adapter_and_merged_model(lora_run):
     assert torch.allclose(a, m, atol=1e-4), "adapter on base == merged model"
     # The model card's own recipe for the adapter, run as written.
     card = Path(merged_dir, "README.md").read_text()
-    recipe = card.split("onto the base model:\n```python\n", 1)[1].split("```", 1)[0]
+    recipe = card.split("```python\nfrom peft", 1)[1].split("```", 1)[0]
+    recipe = recipe.replace("path/to/this/folder", merged_dir)
     scope: dict = {}
-    exec(recipe.replace("path/to/this/folder", merged_dir), scope)
+    exec(
+        "from peft" + recipe.replace(BASE_PLACEHOLDER, read_run_spec(lora_run).model.name_or_path),
+        scope,
+    )
     with torch.no_grad():
         c = scope["model"].eval()(**{k: v for k, v in batch.items() if k != "labels"}).logits
     assert torch.allclose(c, m, atol=1e-4), "the card's adapter recipe gives the merged model"
@@ -269,7 +274,7 @@ def test_the_report_shows_both_objectives_and_the_front(pareto_run, tmp_path):
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_warm_start_feeds_the_previous_run_to_the_sampler(
-    pareto_run, tmp_path, tiny_bert, sentiment_csv, capsys
+    pareto_run, tmp_path, tiny_bert, sentiment_csv
 ):
     run_dir, _ = pareto_run
     spec_path = write_spec(
@@ -286,7 +291,8 @@ warm_start: {run_dir}
 """,
     )
     spec = load_spec(spec_path, [f"storage={tmp_path}"])
-    told = make_searcher(spec, spec_space(spec)).study.trials
+    searcher = make_searcher(spec, spec_space(spec))
+    told = searcher.study.trials
     assert len(told) == 4
     assert {t.params["strategy"] for t in told} == {"full", "freeze", "head"}
     assert all(t.value is not None for t in told)
@@ -295,7 +301,7 @@ warm_start: {run_dir}
         for r in read_csv(os.path.join(run_dir, "trials.csv"))
     }
     assert sorted(t.value for t in told) == pytest.approx(sorted(previous.values()))
-    assert "warm_start: 4 of 4 earlier trials seed the sampler" in capsys.readouterr().err
+    assert searcher.warm_started.summary() == "warm_start: 4 of 4 earlier trials seed the sampler"
     # Both of its objectives seed a two-objective search: each trial as its own point, so
     # the earlier Pareto front is among them.
     both = "metric=[{name: eval_loss}, {name: trainable_params}]"

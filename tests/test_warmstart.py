@@ -121,3 +121,17 @@ def test_an_earlier_run_without_this_searchs_metric_is_refused(tmp_path):
     write_run(tmp_path, [row("t1", "completed", "0.8", learning_rate="0.001")])
     (problem,) = check_warm_start(str(tmp_path), ["eval_f1"])
     assert problem.startswith(f"warm_start: `{tmp_path}` did not record eval_f1")
+
+
+def test_an_earlier_run_without_evaluations_seeds_from_its_trials_table(tmp_path):
+    """A run whose evaluations.csv is missing or empty still has each trial's best value of
+    its first metric in trials.csv: enough for a one-metric search, not for two."""
+    write_run(tmp_path, [row("t1", "completed", "0.8", learning_rate="0.001")])
+    (tmp_path / "evaluations.csv").write_text("")
+    assert check_warm_start(str(tmp_path), ["eval_accuracy"]) == []
+    (trial,) = earlier_trials(
+        space(learning_rate={"min": 1e-4, "max": 1e-2}), spec(), str(tmp_path)
+    ).trials
+    assert trial.value == pytest.approx(0.8)
+    (problem,) = check_warm_start(str(tmp_path), ["eval_accuracy", "trainable_params"])
+    assert "did not record eval_accuracy, trainable_params (it has no evaluations" in problem

@@ -62,8 +62,9 @@ def render(run: RunData, figures: list[tuple[str, str, str]]) -> str:
         f"<h1>Search {_esc(run.name)}</h1>",
         _facts(run),
         "<h2>Top trials</h2>",
-        _table(*top) if (top := top_trials(run))[1] else "<p>No trial finished an evaluation.</p>",
     ]
+    header, rows = top_trials(run)
+    parts.append(_table(header, rows) if rows else "<p>No trial finished an evaluation.</p>")
     if failed := failures(run):
         parts += ["<h2>Failed trials</h2>", _table(*failed)]
     section = ""

@@ -91,7 +91,9 @@ def build_axes(run: RunData, frame: pd.DataFrame) -> list[Axis]:
         entries = [run.spec.parameters[v] for v in variants]
         column = frame[variants].bfill(axis=1).iloc[:, 0]  # the variant each trial used
         numeric = pd.to_numeric(column, errors="coerce")
-        ranged = all(e.values is None for e in entries)  # a constant counts as a range's point
+        # A scale when every value is a number and some variant samples a range; a parameter
+        # chosen from a few values (batch size 16 or 32) spaces its choices evenly.
+        ranged = any(e.values is None and e.value is None for e in entries)
         is_range = ranged and numeric.notna().sum() == column.notna().sum()
         if is_range and numeric.nunique() > 1:
             log = any("log" in (e.distribution or "") for e in entries)

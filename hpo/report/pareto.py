@@ -1,10 +1,12 @@
-"""A several-metric search: every trial on its first two objectives, the Pareto front drawn
-through the trials no other beats on every objective (pareto.csv), the exported one marked."""
+"""A several-metric search: every trial on its first two objectives, the Pareto front (the
+trials no other beats on every objective, as pareto.csv lists them) drawn through them, the
+exported one marked."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hpo.report.rundata import RunData
@@ -12,45 +14,63 @@ from hpo.report.rundata import RunData
 
 def objective_points(run: RunData) -> pd.DataFrame:
     """Each scored trial's objectives at its best evaluation of the first (the checkpoint it
-    would export, as pareto.csv judges it), and whether it is on the front."""
+    would export, as pareto.csv judges it), and whether it is on the front. Trials without
+    every objective there are left out, as pareto.csv leaves them out."""
     names = [m.name for m in run.spec.metrics]
+    columns = ["trial_id", *names, "on_front"]
+    if any(n not in run.evaluations.columns for n in names):
+        return pd.DataFrame(columns=columns)  # nothing recorded (every trial errored)
     at_best = run.scored_trials()[["trial_id", "best_evaluation"]].dropna()
     at_best["best_evaluation"] = at_best["best_evaluation"].astype(int)
-    evaluations = run.evaluations.dropna(subset=names)
     points = at_best.merge(
-        evaluations[["trial_id", "training_iteration", *names]],
+        run.evaluations.dropna(subset=names)[["trial_id", "training_iteration", *names]],
         left_on=["trial_id", "best_evaluation"],
         right_on=["trial_id", "training_iteration"],
     )
-    front = set(run.pareto["trial_id"]) if run.pareto is not None else set()
-    points["on_front"] = points["trial_id"].isin(front)
-    return points[["trial_id", *names, "on_front"]]
+    signs = np.array([1.0 if m.goal == "maximize" else -1.0 for m in run.spec.metrics])
+    scores = points[names].to_numpy(dtype=float) * signs
+    points["on_front"] = [not _dominated(s, scores) for s in scores]
+    return points[columns]
+
+
+def _dominated(score: np.ndarray, scores: np.ndarray) -> bool:
+    return bool(np.any(np.all(scores >= score, axis=1) & np.any(scores > score, axis=1)))
 
 
 def draw_front(ax: Any, run: RunData) -> None:
-    from hpo.report.plots import BEST_COLOUR
+    from hpo.report.plots import BEST_COLOUR, _empty
 
-    x, y = (m.name for m in run.spec.metrics[:2])
+    metrics = run.spec.metrics
+    x, y = metrics[0].name, metrics[1].name
     points = objective_points(run)
-    others = points[~points["on_front"]]
+    if points.empty:
+        _empty(ax, "no trial has a score on every objective")
+        return
     front = points[points["on_front"]].sort_values(x)
-    ax.scatter(others[x], others[y], s=36, color="#999999", label="dominated trials", zorder=2)
-    ax.plot(front[x], front[y], "o-", color="#D55E00", ms=7, lw=1.8, label="Pareto front", zorder=3)
+    others = points[~points["on_front"]]
     exported = points[points["trial_id"] == (run.best or {}).get("trial_id")]
-    ax.scatter(
-        exported[x],
-        exported[y],
-        s=190,
-        facecolors="none",
-        edgecolors=BEST_COLOUR,
-        lw=2.4,
-        label=f"exported (best {x})",
-        zorder=4,
-    )
-    goals = {m.name: m.goal or "maximize" for m in run.spec.metrics}
-    ax.set_xlabel(f"{x} ({goals[x]})")
-    ax.set_ylabel(f"{y} ({goals[y]})")
-    ax.set_title("Objectives: one point per trial at its exported evaluation")
+    if not others.empty:
+        ax.scatter(others[x], others[y], s=36, color="#999999", label="dominated", zorder=2)
+    # On two objectives the front is a staircase; on more, its trials need not be one in 2-D.
+    style = "o-" if len(metrics) == 2 else "o"
+    ax.plot(front[x], front[y], style, color="#D55E00", ms=7, lw=1.8, label="Pareto front")
+    if not exported.empty:
+        ax.scatter(
+            exported[x],
+            exported[y],
+            s=190,
+            facecolors="none",
+            edgecolors=BEST_COLOUR,
+            lw=2.4,
+            label=f"exported (best {x})",
+            zorder=4,
+        )
+    ax.set_xlabel(f"{x} ({metrics[0].goal})")
+    ax.set_ylabel(f"{y} ({metrics[1].goal})")
+    title = "One point per trial, at its exported evaluation"
+    if len(metrics) > 2:
+        title += f"; the front is over all {len(metrics)} objectives"
+    ax.set_title(title)
     ax.legend(loc="best")
 
 

@@ -12,11 +12,13 @@ def print_summary(run: RunData, file: Any = None) -> None:
     from rich.console import Console
 
     console = Console(file=file, width=140)
-    for key, value in headline(run).items():
-        console.print(f"[bold]{key:>10}[/bold]  {value}", highlight=False)
+    facts = headline(run)
+    width = max(len(key) for key in facts)
+    for key, value in facts.items():
+        console.print(f"[bold]{key:>{width}}[/bold]  {value}", highlight=False)
     header, rows = top_trials(run)
     if rows:
-        top = _table("top trials", header, rows, left=("trial", "outcome"), bold_first=True)
+        top = _table("top trials", header, rows, left=("trial", "outcome"), whole=True)
         console.print(top)
     else:
         console.print("top trials: no trial finished an evaluation")
@@ -29,8 +31,10 @@ def _table(
     header: list[str],
     rows: list[list[str]],
     left: tuple[str, ...],
-    bold_first: bool = False,
+    whole: bool = False,
 ) -> Any:
+    """`left`: the text columns; `whole`: keep them unwrapped and the first row bold (the
+    top trials' ids and outcomes; an error message may wrap)."""
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -38,8 +42,8 @@ def _table(
         table.add_column(
             column,
             justify="left" if column in left else "right",
-            no_wrap=column in ("trial", "outcome"),
+            no_wrap=whole and column in left,
         )
     for i, row in enumerate(rows):
-        table.add_row(*row, style="bold" if bold_first and i == 0 else None)
+        table.add_row(*row, style="bold" if whole and i == 0 else None)
     return table

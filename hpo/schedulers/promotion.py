@@ -143,6 +143,7 @@ class PromotionASHA(FIFOScheduler):
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         trials = tune_controller.get_trials()
+        self._resume_strays(trials)
         by_id = {t.trial_id: t for t in trials}
         for trial_id in self._to_resume:
             trial = by_id.get(trial_id)
@@ -157,6 +158,20 @@ class PromotionASHA(FIFOScheduler):
                 return finisher
             self._stop_leftovers(tune_controller, trials)
         return None
+
+    def _resume_strays(self, trials: list[Trial]) -> None:
+        """A trial Tune holds paused that this scheduler neither keeps paused nor is about to
+        resume would wait for ever, and the search with it: Tune ends only when no trial is
+        paused. Seen after `hpo resume` of a killed driver (Tune's saved state and this
+        scheduler's are written at different moments). Such a trial is resumed: at worst it
+        trains further than ASHA would have let it."""
+        for trial in trials:
+            tid = trial.trial_id
+            tracked = tid in self._paused or tid in self._to_resume
+            if trial.status == Trial.PAUSED and not tracked:
+                logger.warning("trial %s was paused unknown to the scheduler: resuming it", tid)
+                self._running.add(tid)
+                self._to_resume.append(tid)
 
     # -- promotion -----------------------------------------------------------------------------
     def _promotable(self, trial_id: str, rung: float) -> bool:

@@ -111,11 +111,17 @@ def _with_lora(model: Any, task: str, recipe: dict[str, Any]) -> Any:
     config = LoraConfig(
         task_type=TaskType.CAUSAL_LM if task == "causal-lm" else TaskType.SEQ_CLS,
         r=int(recipe.get("lora.r", 8)),
-        lora_alpha=int(recipe.get("lora.lora_alpha", 16)),
+        # PEFT annotates an int; its scaling (alpha / r) takes any number.
+        lora_alpha=_whole_if_whole(float(recipe.get("lora.lora_alpha", 16))),  # type: ignore[arg-type]
         lora_dropout=float(recipe.get("lora.lora_dropout", 0.0)),
         target_modules=target,
     )
     return get_peft_model(model, config)
+
+
+def _whole_if_whole(x: float) -> float | int:
+    """An alpha of 0.5 stays 0.5 (int() made it 0: a LoRA branch scaled to nothing)."""
+    return int(x) if x.is_integer() else x
 
 
 def trainable_parameters(model: Any) -> int:
