@@ -148,7 +148,8 @@ def draw_parallel(fig: Any, ax: Any, run: RunData, frame: pd.DataFrame) -> None:
     ax.set_xticks(xs, [a.name for a in axes], rotation=12)
     ax.set_yticks([])
     ax.set_xlim(-0.2, len(axes) - 0.6)
-    ax.set_ylim(UNUSED - 0.06, 1.05)
+    unused = any(y == UNUSED for a in axes for y in a.positions)
+    ax.set_ylim(UNUSED - 0.06 if unused else -0.05, 1.05)
     for side in ("left", "bottom"):
         ax.spines[side].set_visible(False)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"best {run.metric}")
