@@ -157,16 +157,18 @@ def _adapter_use(run: RunData, auto: str) -> list[str]:
     model = run.spec.model
     extra = f', gguf_file="{model.gguf_file}"' if model.gguf_file else ""
     labels = (run.best or {}).get("labels")
-    if labels:
-        extra += f", num_labels={len(labels)}"
+    if labels:  # the head's size and names, as the search loaded the base
+        extra += f", id2label={dict(enumerate(labels))!r}"
+        label2id = {name: i for i, name in enumerate(labels)}
+        extra += f", label2id={label2id!r}"
     extra += "".join(f", {k}={v!r}" for k, v in model.config.items())
     base = model.name_or_path
     local = looks_like_path(base) or os.path.exists(base)  # this machine's path: not the reader's
     shown = BASE_PLACEHOLDER if local else base
     return [
         "",
-        "The LoRA adapter alone (a few MB) is in `adapter/`; it loads onto the base model"
-        + (f" (the search's: `{base}`):" if local else ":"),
+        "The LoRA adapter alone (its own weights only) is in `adapter/`; it loads onto the "
+        "base model" + (f" (the search's: `{base}`):" if local else ":"),
         "```python",
         "from peft import PeftModel",
         f"from transformers import {auto}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 import traceback
@@ -189,14 +190,19 @@ def pick_best(records: list[TrialRecord], spec: JobSpec) -> Best | None:
     if not scored:
         return None
 
-    def rank(candidate: tuple[TrialRecord, dict[str, Any]]) -> tuple[float, bool, float]:
-        # A tie between trials goes to the one with a checkpoint on disk: the budget keeps
-        # only the later of equal scores, and Ray still lists the deleted one.
+    later = [(m.name, 1.0 if m.goal == "maximize" else -1.0) for m in spec.metrics[1:]]
+
+    def rank(candidate: tuple[TrialRecord, dict[str, Any]]) -> tuple[Any, ...]:
+        # A tie between trials goes to the one with a checkpoint on disk (the budget keeps
+        # only the later of equal scores, and Ray still lists the deleted one), then to the
+        # better on the later objectives (else a tie could export a dominated trial).
         record, row = candidate
         saved = _checkpoint_at(record, int(row.get("training_iteration", 0))) is not None
-        return sign * float(row[metric]), saved, float(row.get("timestamp") or 0.0)
+        others = [s * float(row[n]) if finite_number(row.get(n)) else -math.inf for n, s in later]
+        return sign * float(row[metric]), saved, *others, float(row.get("timestamp") or 0.0)
 
     record, row = max(scored, key=rank)
+    objectives = {m.name for m in spec.metrics}  # trainable_params is no eval_ metric
     evaluation = int(row.get("training_iteration", 0))
     return Best(
         trial_id=record.trial_id,
@@ -205,7 +211,11 @@ def pick_best(records: list[TrialRecord], spec: JobSpec) -> Best | None:
         value=float(row[metric]),
         evaluation=evaluation,
         hyperparameters=dict(record.config),
-        metrics={k: float(v) for k, v in row.items() if k.startswith("eval_") and finite_number(v)},
+        metrics={
+            k: float(v)
+            for k, v in row.items()
+            if (k.startswith("eval_") or k in objectives) and finite_number(v)
+        },
         checkpoint=_checkpoint_at(record, evaluation),
     )
 
@@ -259,6 +269,16 @@ def read_outcome(run_dir: str) -> tuple[Best | None, dict[str, int]]:
         return None, counts
     fields: dict[str, Any] = {name: document.get(name) for name in Best.__dataclass_fields__}
     return Best(**fields), counts
+
+
+def read_first_error(run_dir: str) -> str:
+    """`trial_id: error` of the first errored trial in trials.csv ('' when none erred)."""
+    path = os.path.join(run_dir, "trials.csv")
+    if not os.path.isfile(path):
+        return ""
+    with open(path, newline="") as f:
+        erred = next((r for r in csv.DictReader(f) if r.get("error")), None)
+    return f"{erred['trial_id']}: {erred['error']}" if erred else ""
 
 
 def record_test_metrics(run_dir: str, metrics: dict[str, float]) -> None:

@@ -483,7 +483,7 @@ def _table_as_asked(callbacks: list[Any], spec: JobSpec, show_table: bool) -> No
 def _already_finished(location: RunLocation, finished: str) -> SearchOutcome:
     """A finished search resumes to nothing: no Ray, no data, and its best model (which `hpo
     confirm` may have replaced) stays as it is."""
-    from hpo.results import read_outcome
+    from hpo.results import read_first_error, read_outcome
 
     print(
         f"hpo resume: {location.path} finished at {finished}; nothing to resume",
@@ -492,7 +492,7 @@ def _already_finished(location: RunLocation, finished: str) -> SearchOutcome:
     if location.remote:
         location.download(location.local, ("trials.csv", "best.yaml"))
     best, counts = read_outcome(location.local)
-    return SearchOutcome(location.path, best, counts)
+    return SearchOutcome(location.path, best, counts, first_error=read_first_error(location.local))
 
 
 def _not_incomplete_trials(record: logging.LogRecord) -> bool:

@@ -455,6 +455,10 @@ tracking: {{wandb: {{mode: disabled}}}}
     assert code == 3, err  # not 1: that is a crash of hpo itself
     assert "trials: 2 errored" in err
     assert "every trial failed; the first: " in err and "dropout probability" in err
+    # A resume of it says the same, from trials.csv: the search has finished.
+    assert main(["resume", str(tmp_path / "broken"), "--quiet"]) == 3
+    resumed = capsys.readouterr().err
+    assert "every trial failed; the first: " in resumed and "dropout probability" in resumed
     assert main(["report", str(tmp_path / "broken")]) == 0
     printed = capsys.readouterr().out
     assert "2 │ ValueError: dropout probability" in printed, printed  # the terminal's table

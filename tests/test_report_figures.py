@@ -104,3 +104,21 @@ def test_the_front_is_found_without_pareto_csv_and_a_run_without_scores_draws_no
     }
     empty = pd.DataFrame(columns=["trial_id", "training_iteration", "eval_accuracy"])
     assert objective_points(two_objective_run(empty, pareto=None)).empty  # all errored
+
+
+def test_importance_of_trials_that_all_scored_the_same_is_a_reason_not_a_crash():
+    """Tiny searches often tie (every trial predicts the majority class): fANOVA then raises
+    "zero total variance"; the report must still be written."""
+    from hpo.report.importance import importance
+
+    run = strategy_run()
+    run.trials["best_eval_accuracy"] = 0.4333
+    run.evaluations = pd.DataFrame(
+        {
+            "trial_id": list(run.trials["trial_id"]) * 2,
+            "training_iteration": [1] * 4 + [2] * 4,
+            "eval_accuracy": [0.4333] * 8,
+        }
+    )
+    result = importance(run)
+    assert result.scores == {} and "scored the same" in result.reason

@@ -27,6 +27,30 @@ def test_a_history_that_never_goes_back_is_kept_whole():
     assert latest_timeline(history) == history
 
 
+def spec_of(*metrics: str) -> SimpleNamespace:
+    """What pick_best reads of a spec: its objectives, the first the primary."""
+    goals = [
+        SimpleNamespace(name=m, goal="maximize" if "acc" in m else "minimize") for m in metrics
+    ]
+    return SimpleNamespace(primary=goals[0], metrics=goals)
+
+
+def test_a_tie_on_the_first_objective_goes_to_the_better_on_the_next(tmp_path):
+    """Else a tie (every tiny trial at the majority-class accuracy) could export a trial the
+    Pareto front leaves out: as accurate, and ten times the trainable parameters."""
+    big = {**row(1, 45, 0.43), "trainable_params": 22_000_000, "timestamp": 2}
+    small = {**row(1, 45, 0.43), "trainable_params": 1_900_000, "timestamp": 1}
+    first, first_checkpoint = _trial(tmp_path, "big", [big])
+    second, second_checkpoint = _trial(tmp_path, "small", [small])
+    first_checkpoint.mkdir()
+    second_checkpoint.mkdir()
+    best = pick_best(collect([first, second]), spec_of("eval_accuracy", "trainable_params"))  # type: ignore[arg-type]
+    assert best is not None and best.trial_id == "small"
+    assert best.metrics["trainable_params"] == 1_900_000  # every objective in best.yaml
+    one = pick_best(collect([first, second]), spec_of("eval_accuracy"))  # type: ignore[arg-type]
+    assert one is not None and one.trial_id == "big"  # one objective: the later, as before
+
+
 def _trial(tmp_path, trial_id, history):
     """A finished trial as Ray's ResultGrid gives it, listing one checkpoint (not yet on disk)."""
     listed = tmp_path / trial_id / "checkpoint_000000"
@@ -43,7 +67,7 @@ def _trial(tmp_path, trial_id, history):
 
 
 def test_a_tie_between_trials_goes_to_the_checkpoint_the_budget_kept(tmp_path):
-    spec = SimpleNamespace(primary=SimpleNamespace(name="eval_accuracy", goal="maximize"))
+    spec = spec_of("eval_accuracy")
     first, first_checkpoint = _trial(tmp_path, "a", [{**row(1, 45, 0.8), "timestamp": 2}])
     second, second_checkpoint = _trial(tmp_path, "b", [{**row(1, 45, 0.8), "timestamp": 1}])
     second_checkpoint.mkdir()  # the budget deleted a's equal checkpoint
@@ -68,7 +92,7 @@ def test_the_best_is_never_an_evaluation_whose_checkpoint_was_lost(tmp_path):
     )
     records = collect([result])
     assert [h["eval_accuracy"] for h in records[0].history] == [0.6, 0.7]
-    spec = SimpleNamespace(primary=SimpleNamespace(name="eval_accuracy", goal="maximize"))
+    spec = spec_of("eval_accuracy")
     best = pick_best(records, spec)  # type: ignore[arg-type]
     assert best is not None
     assert best.value == 0.7 and best.checkpoint == str(kept)

@@ -198,6 +198,7 @@ def test_lora_winner_exports_adapter_and_merged_model(lora_run):
     with torch.no_grad():
         c = scope["model"].eval()(**{k: v for k, v in batch.items() if k != "labels"}).logits
     assert torch.allclose(c, m, atol=1e-4), "the card's adapter recipe gives the merged model"
+    assert scope["model"].config.id2label == {0: "fresh", 1: "rotten"}  # the labels too
 
 
 # -- frozen layers, several objectives, and a warm start from that run -----------------------

@@ -103,6 +103,9 @@ def importance(run: RunData) -> Importance:
     if len(values) < MIN_TRIALS:
         result.reason = f"needs {MIN_TRIALS} trials with a value at evaluation {budget}"
         return result
+    if values.nunique() == 1:  # fANOVA fails on zero variance; there is nothing to explain
+        result.reason = f"every trial scored the same at evaluation {budget}"
+        return result
     study, names = _study(run, values)
     if not names:
         result.reason = "every trial used the same values"
@@ -110,6 +113,10 @@ def importance(run: RunData) -> Importance:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for label, make in EVALUATORS.items():
-            scores = optuna.importance.get_param_importances(study, evaluator=make())
+            try:
+                scores = optuna.importance.get_param_importances(study, evaluator=make())
+            except (RuntimeError, ValueError) as err:  # an evaluator's own limit: the others go on
+                result.reason = f"{label}: {err}"
+                continue
             result.scores[label] = {k: float(v) for k, v in scores.items()}
     return result

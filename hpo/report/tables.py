@@ -103,7 +103,8 @@ def headline(run: RunData) -> dict[str, str]:
     }
     if run.pareto is not None:
         facts["pareto front"] = (
-            f"{len(run.pareto)} trials (pareto.csv); the export follows the first"
+            f"{len(run.pareto)} trials (pareto.csv); the exported model is the best on "
+            f"{run.metric}, ties going to the later objectives"
         )
     if run.best:
         facts["best"] = f"{run.best['value']:.4g} ({best_run(run.best)})"
