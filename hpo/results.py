@@ -347,20 +347,24 @@ def pareto_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any
         if best and all(finite_number(best.get(name)) for name, _ in objectives):
             points.append((r, best, [sign * float(best[name]) for name, sign in objectives]))
 
-    def dominated(score: list[float]) -> bool:
-        return any(
-            all(o >= s for o, s in zip(other, score, strict=True)) and other != score
-            for _, _, other in points
-        )
-
+    scores = [score for _, _, score in points]
     rows = []
     for r, best, score in points:
-        if not dominated(score):
+        if not dominated(score, scores):
             row = {"trial_id": r.trial_id, **{p: r.config.get(p, "") for p in spec.parameters}}
             row.update({name: best[name] for name, _ in objectives})
             row["evaluation"] = best.get("training_iteration", "")
             rows.append(row)
     return rows
+
+
+def dominated(score: list[float], scores: list[list[float]]) -> bool:
+    """Does another of `scores` (each objective signed so that higher is better) beat `score`:
+    as good on every objective, and not the same point?"""
+    return any(
+        all(o >= s for o, s in zip(other, score, strict=True)) and other != score
+        for other in scores
+    )
 
 
 def write_tracebacks(records: list[TrialRecord], run_dir: str) -> None:

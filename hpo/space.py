@@ -292,10 +292,11 @@ def _check_condition_values(
     choices = parent.grid_values()
     if choices is None:
         return  # a continuous parent: any value is possible, if unlikely
-    if base_name(parent.name) == "strategy" and not all(c in STRATEGIES for c in choices):
+    on_strategy = base_name(parent.name) == "strategy"
+    if on_strategy and not all(c in STRATEGIES for c in choices):
         return  # a misspelt strategy has its own problem; a hint here would point at it
     for value in c.values:
-        if strategies_narrowed and base_name(parent.name) == "strategy" and value in STRATEGIES:
+        if on_strategy and strategies_narrowed and value in STRATEGIES:
             continue
         if value not in choices:
             shown = ", ".join(map(str, choices))

@@ -46,16 +46,14 @@ def check_warm_start(run_dir: str, metrics: list[str]) -> list[str]:
     trials = os.path.join(run_dir, "trials.csv")
     if not os.path.isfile(trials):
         return [f"warm_start: `{run_dir}` is not a finished run directory (no trials.csv)"]
-    evaluations = os.path.join(run_dir, "evaluations.csv")
-    recorded = set(_header(evaluations))
+    header = _header(os.path.join(run_dir, "evaluations.csv"))
+    recorded = set(header)
     if len(metrics) == 1:  # a finished trial's best value of the first metric is in trials.csv
         recorded |= {c.removeprefix("best_") for c in _header(trials) if c.startswith("best_")}
     missing = [m for m in metrics if m not in recorded]
     if not missing:
         return []
-    where = "its evaluations.csv has no such column"
-    if not os.path.isfile(evaluations) or not _header(evaluations):
-        where = "it has no evaluations recorded"
+    where = "its evaluations.csv has no such column" if header else "it has no evaluations recorded"
     return [
         f"warm_start: `{run_dir}` did not record {', '.join(missing)} ({where}): its trials "
         "cannot tell the sampler how they fared on this search's metrics; warm-start from a "

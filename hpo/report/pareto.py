@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from hpo.report.rundata import RunData
+from hpo.results import dominated
 
 
 def objective_points(run: RunData) -> pd.DataFrame:
@@ -27,14 +27,13 @@ def objective_points(run: RunData) -> pd.DataFrame:
         left_on=["trial_id", "best_evaluation"],
         right_on=["trial_id", "training_iteration"],
     )
-    signs = np.array([1.0 if m.goal == "maximize" else -1.0 for m in run.spec.metrics])
-    scores = points[names].to_numpy(dtype=float) * signs
-    points["on_front"] = [not _dominated(s, scores) for s in scores]
+    signs = [1.0 if m.goal == "maximize" else -1.0 for m in run.spec.metrics]
+    scores = [
+        [sign * float(v) for sign, v in zip(signs, row, strict=True)]
+        for row in points[names].to_numpy()
+    ]
+    points["on_front"] = [not dominated(s, scores) for s in scores]  # pareto.csv's own rule
     return points[columns]
-
-
-def _dominated(score: np.ndarray, scores: np.ndarray) -> bool:
-    return bool(np.any(np.all(scores >= score, axis=1) & np.any(scores > score, axis=1)))
 
 
 def draw_front(ax: Any, run: RunData) -> None:
