@@ -42,6 +42,11 @@ METHODS = {
         "early_terminate.promotion=true",
         "early_terminate.guard=false",
     ],
+    # The default until the seventeenth session: TPE throughout, without hpo.hedge.
+    "TPE+promotion ASHA+guard (default), hedge off": [
+        "early_terminate.promotion=true",
+        "hedge=false",
+    ],
 }
 
 

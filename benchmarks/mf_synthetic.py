@@ -275,17 +275,22 @@ def simulate(
 
 # -- methods --------------------------------------------------------------------------------------
 def hpo_searcher(
-    method: str, seed: int, sampler: Any = None, workers: int = WORKERS, rung_model: bool = False
+    method: str,
+    seed: int,
+    sampler: Any = None,
+    workers: int = WORKERS,
+    rung_model: bool = False,
+    hedge: bool = True,
 ) -> OptunaSearcher:
     """hpo's searcher over the 6 inputs, with hpo's sampler for `method` unless one is given
-    (`rung_model`: the spec's key of that name)."""
+    (`rung_model`, `hedge`: the spec's keys of those names)."""
     problems: list[str] = []
     space = compile_space(
         {f"x{i}": ParamSpec(min=0.0, max=1.0) for i in range(1, DIM + 1)}, problems
     )
     assert not problems, problems
     # run_cap 120: the ~120 trials such a budget starts under ASHA (10 random start-up trials).
-    sampler = sampler or make_sampler(method, seed, 120, 1, rung_model)
+    sampler = sampler or make_sampler(method, seed, 120, 1, rung_model, hedge)
     searcher = OptunaSearcher(space, [(METRIC, "minimize")], sampler)
     searcher.set_max_concurrency(workers)  # as Ray's ConcurrencyLimiter does
     return searcher
@@ -297,7 +302,10 @@ def ray_optuna_search(seed: int) -> Any:
 
     space = {f"x{i}": optuna.distributions.FloatDistribution(0.0, 1.0) for i in range(1, DIM + 1)}
     return OptunaSearch(
-        space=space, metric=METRIC, mode="min", sampler=make_sampler("tpe", seed, 120, 1)
+        space=space,
+        metric=METRIC,
+        mode="min",
+        sampler=make_sampler("tpe", seed, 120, 1, hedge=False),  # Optuna's TPE itself
     )
 
 
@@ -346,16 +354,22 @@ def promotion(guard: bool, workers: int, max_paused: int | None = None) -> Promo
 
 
 def with_promotion(
-    method: str, guard: bool, cap: int | None = DEFAULT_MAX_PAUSED, rung_model: bool = False
+    method: str,
+    guard: bool,
+    cap: int | None = DEFAULT_MAX_PAUSED,
+    rung_model: bool = False,
+    hedge: bool = True,
 ) -> Any:
     """(seed, workers) -> hpo's searcher for `method` and promotion-type ASHA."""
     return lambda s, w: (
-        hpo_searcher(method, s, workers=w, rung_model=rung_model),
+        hpo_searcher(method, s, workers=w, rung_model=rung_model, hedge=hedge),
         promotion(guard, w, cap),
     )
 
 
-# name -> (seed, workers) -> (searcher, scheduler)
+# name -> (seed, workers) -> (searcher, scheduler). Every "hpo" row runs hpo's searcher as it
+# is now, so since the seventeenth session with its hedge (hpo.hedge); "hedge off" is the
+# default without it, and Ray's OptunaSearch row is Optuna's TPE alone.
 METHODS: dict[str, Any] = {
     "random+FIFO": lambda s, w: (hpo_searcher("random", s, workers=w), fifo()),
     "random+ASHA": lambda s, w: (hpo_searcher("random", s, workers=w), ray_asha()),
@@ -367,6 +381,9 @@ METHODS: dict[str, Any] = {
     # hpo's default until the eighth session (`promotion: false` now)
     "hpo TPE+stop-type ASHA+guard": lambda s, w: (hpo_searcher("tpe", s, workers=w), asha(True)),
     "hpo default: TPE+promotion ASHA+guard": with_promotion("tpe", guard=True),
+    # `hedge: false`: TPE throughout, even where finished trials fell after their first
+    # evaluation (hpo.hedge); hpo's default until the seventeenth session.
+    "hpo default, hedge off": with_promotion("tpe", guard=True, hedge=False),
     # `rung_model: true`: TPE on the highest rung enough trials reached (hpo.rung_model), not
     # on the study in Optuna's own order (finished trials first).
     "hpo default + rung_model": with_promotion("tpe", guard=True, rung_model=True),

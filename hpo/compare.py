@@ -33,6 +33,20 @@ def _check_same_metric(runs: list[RunData]) -> None:
         raise SpecError([f"the runs optimize different metrics ({listed}); compare like with like"])
 
 
+def data_warning(runs: list[RunData]) -> str | None:
+    """Searches over different data (another file, cleaning or sample cap) score on different
+    validation sets: their numbers side by side would mislead, so say so (not refused: that
+    may be the comparison wanted)."""
+    recorded = [(r.run_dir, r.data_fingerprint) for r in runs if r.data_fingerprint]
+    if len({fp for _, fp in recorded}) < 2:
+        return None
+    listed = ", ".join(f"{run_dir}: {fp}" for run_dir, fp in recorded)
+    return (
+        f"these searches trained and scored on different data (fingerprints {listed}): "
+        "their scores are not on the same validation set"
+    )
+
+
 def rows(runs: list[RunData]) -> list[dict[str, Any]]:
     """One row per search: best metric, trials, wall time and compute used."""
     out = []
@@ -95,7 +109,7 @@ def plot_best_so_far(runs: list[RunData], out_dir: str) -> str:
         return _save(fig, out_dir, COMPARE_PNG)
 
 
-def _html(table: list[dict[str, Any]]) -> str:
+def _html(table: list[dict[str, Any]], warning: str | None) -> str:
     from hpo.report.page import CSS, _esc
     from hpo.report.tables import fmt
 
@@ -107,7 +121,8 @@ def _html(table: list[dict[str, Any]]) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>hpo compare</title>'
         f"<style>{CSS}</style></head><body><h1>Searches compared</h1>"
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        + (f"<p><strong>Note:</strong> {_esc(warning)}</p>" if warning else "")
+        + f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
         f'</div><figure><img src="{COMPARE_PNG}" alt="best so far"></figure></body></html>'
     )
 
@@ -136,6 +151,9 @@ def compare_runs(run_dirs: list[str], out_dir: str) -> str:
     os.makedirs(out_dir, exist_ok=True)
     plot_best_so_far(runs, out_dir)
     page = os.path.join(out_dir, COMPARE_HTML)
-    write_text_atomic(page, _html(table))
+    warning = data_warning(runs)
+    write_text_atomic(page, _html(table, warning))
     _print(table)
+    if warning:
+        print(f"hpo: note: {warning}", file=sys.stderr)
     return page

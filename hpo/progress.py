@@ -126,7 +126,7 @@ class TrialTable(Callback):
         if self._live is not None:
             self._live.stop()
             self._live = None
-        for note in self.notes:  # the scheduler's (rung guard's) verdicts, in the summary
+        for note in self.notes:  # the rung guard's and the hedge's verdicts, in the summary
             self.console.print(note, highlight=False, soft_wrap=True)
 
     # -- drawing -----------------------------------------------------------------------------

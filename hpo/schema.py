@@ -182,10 +182,28 @@ def _convert_scalar(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
     return None
 
 
+def _mapping_hint(cls: type, raw: Any) -> str:
+    """What the user likely meant by a scalar where a section goes (`metric: eval_loss`,
+    `early_terminate: none`): the section's key that names it, or its `type: none`."""
+    names = [f.name for f in dataclasses.fields(cls) if f.name in _NAMING_KEYS]
+    if not names:
+        return ""
+    if names[0] == "type" and (raw is None or raw is False or raw in ("none", "off", "no")):
+        return " (for none: `{type: none}`)"
+    if isinstance(raw, str | int | float) and not isinstance(raw, bool):
+        return f" (did you mean `{{{names[0]}: {raw}}}`?)"
+    return ""
+
+
+# The key that names what a section is, which a user may write as the section itself.
+_NAMING_KEYS = ("type", "name", "name_or_path")
+
+
 def build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
     """An instance of dataclass `cls` from mapping `raw`; unknown keys are problems."""
     if not isinstance(raw, dict):
-        problems.append(f"{path or 'spec'}: expected a mapping, got {_show(raw)}")
+        hint = _mapping_hint(cls, raw) if path else ""  # a whole file that is one value
+        problems.append(f"{path or 'spec'}: expected a mapping, got {_show(raw)}{hint}")
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from ray.tune.search import Searcher
 
+from hpo.hedge import RESUMES, MisledHedge
 from hpo.numbers import finite_number
 from hpo.rung_model import RungTPESampler
 from hpo.space import Space
@@ -28,10 +29,16 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def make_sampler(
-    method: str, seed: int, run_cap: int, n_objectives: int, rung_model: bool = False
+    method: str,
+    seed: int,
+    run_cap: int,
+    n_objectives: int,
+    rung_model: bool = False,
+    hedge: bool = True,
 ) -> Any:
     """name -> a seeded Optuna sampler. `rung_model`: TPE models the highest rung that enough
-    trials reached (hpo.rung_model) instead of the study in Optuna's own order."""
+    trials reached (hpo.rung_model) instead of the study in Optuna's own order; `hedge`: TPE
+    gives way to random draws while early evaluations mislead it (hpo.hedge)."""
     samplers = optuna.samplers
     if method == "tpe":
         # TPE needs a few random trials first; with small budgets, 10 would be all of them.
@@ -39,13 +46,15 @@ def make_sampler(
         tpe = RungTPESampler if rung_model else samplers.TPESampler
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return tpe(
+            model = tpe(
                 seed=seed,
                 n_startup_trials=startup,
                 multivariate=True,
                 group=True,  # conditional parameters are modelled per sub-space
                 constant_liar=True,  # running trials count, so parallel workers spread out
             )
+        # Several objectives report no learning curves: nothing for the hedge to read.
+        return MisledHedge(model, seed=seed) if hedge and n_objectives == 1 else model
     if method in ("random", "grid"):
         return samplers.RandomSampler(seed=seed)
     if method == "cmaes":
@@ -91,6 +100,16 @@ class OptunaSearcher(Searcher):
     @property
     def study(self) -> optuna.Study:
         return self._study
+
+    def notes(self) -> list[str]:
+        """What the searcher changed as the search went (the hedge's verdicts), for people."""
+        hedge = self._study.sampler
+        return list(hedge.notes) if isinstance(hedge, MisledHedge) else []
+
+    def summary(self) -> list[str]:
+        """Those notes, or how the hedge judges the search at its end when it never acted."""
+        hedge = self._study.sampler
+        return hedge.summary(self._study) if isinstance(hedge, MisledHedge) else []
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict, **spec: Any
@@ -173,6 +192,7 @@ class OptunaSearcher(Searcher):
                     values=values,
                     state=state,
                     intermediate_values=curve,
+                    system_attrs={RESUMES: parked.number},  # the hedge counts the trial once
                 )
             )
 
@@ -245,7 +265,7 @@ def make_searcher(spec: JobSpec, space: Space) -> OptunaSearcher:
     """The spec's searcher: seeded sampler, known-good points first, a grid enqueued whole."""
     objectives = [(m.name, m.goal or "maximize") for m in spec.metrics]
     sampler = make_sampler(
-        spec.method, spec.seed, spec.run_cap or 10, len(objectives), spec.rung_model
+        spec.method, spec.seed, spec.run_cap or 10, len(objectives), spec.rung_model, spec.hedge
     )
     points = list(spec.points_to_evaluate)
     if spec.method == "grid":

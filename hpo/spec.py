@@ -198,6 +198,11 @@ class JobSpec:
         "worse where they mislead (benchmarks/BENCHMARKS.md)",
         False,
     )
+    hedge: bool = doc(
+        "tpe with one metric: while the trials that went on past their first evaluation got "
+        "worse after it (early evaluations mislead the model), new trials are drawn at random",
+        True,
+    )
     points_to_evaluate: list[dict[str, Any]] = doc("known-good points run first", factory=list)
     warm_start: str | None = doc("a previous run directory whose trials seed the sampler")
     # Accepted so that a W&B sweep file ports unchanged; hpo does not need them.

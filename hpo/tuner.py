@@ -147,7 +147,7 @@ def build_tuner(
     from hpo.driver_memory import ForgetFinishedTrialStats
     from hpo.result_logs import KeepResultLogs
     from hpo.schedulers import evaluations_per_trial, make_scheduler
-    from hpo.schedulers.notes import SchedulerNotes
+    from hpo.schedulers.notes import SearchNotes
     from hpo.search import make_searcher
     from hpo.space import compile_space
     from hpo.state import SchedulerState
@@ -167,10 +167,10 @@ def build_tuner(
         _no_tensorboard(),
     ]
     callbacks.append(ForgetFinishedTrialStats(m.name for m in spec.metrics))
-    # The guard's notes: to the live table, and to a file at the end.
-    callbacks.append(SchedulerNotes(scheduler, local_dir or run_dir, callbacks))
-    stopper = _target_stopper(spec)
     searcher = make_searcher(spec, space)
+    # The guard's and the hedge's notes: to the live table, and to a file at the end.
+    callbacks.append(SearchNotes(scheduler, local_dir or run_dir, callbacks, searcher))
+    stopper = _target_stopper(spec)
     if searcher.warm_started is not None:
         print(searcher.warm_started.summary(), file=sys.stderr)
     return tune.Tuner(
@@ -468,12 +468,12 @@ def _table_as_asked(callbacks: list[Any], spec: JobSpec, show_table: bool) -> No
     """The live table as this resume asks (`--quiet` or not), whatever the search started
     with: the restored callbacks (Tune's own list, changed in place) keep or lose theirs."""
     from hpo.progress import TrialTable
-    from hpo.schedulers.notes import SchedulerNotes
+    from hpo.schedulers.notes import SearchNotes
 
     shown = [c for c in callbacks if isinstance(c, TrialTable)]
     if show_table and not shown:
         table = TrialTable(spec)  # a search started with --quiet: its trials as they come
-        for notes in (c for c in callbacks if isinstance(c, SchedulerNotes)):
+        for notes in (c for c in callbacks if isinstance(c, SearchNotes)):
             notes.share([table])
         callbacks.append(table)
     for table in [] if show_table else shown:

@@ -395,7 +395,7 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
     assert os.path.isdir(os.path.join(run_dir, "best_model"))
     # The resumed searcher is the seeded TPE that saw every trial (not a fresh random search).
     study = _find(_latest_pickle(run_dir, "searcher-state"), optuna.Study)
-    assert isinstance(study.sampler, optuna.samplers.TPESampler)
+    assert isinstance(study.sampler.model, optuna.samplers.TPESampler)  # under hpo.hedge
     assert all(t.state.is_finished() for t in study.trials)
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6
     if stop in ("sigint", "sigint-moved"):  # promotion-type ASHA, the default

@@ -234,7 +234,15 @@ def test_compare_puts_searches_side_by_side(search, tmp_path, capsys):
     assert_real_image(str(out / "compare.png"))
     page = (out / "compare.html").read_text()
     assert 'src="compare.png"' in page and "tiny" in page and "other" in page
-    assert "searches compared" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "searches compared" in err and "different data" not in err
+
+    # Another data file (or sample cap) means another validation set: said, not refused.
+    data_yaml = other / "data.yaml"
+    data_yaml.write_text(data_yaml.read_text().replace("fingerprint:", "fingerprint: 0ther"))
+    assert main(["compare", search, str(other), "--out", str(tmp_path / "cmp1")]) == 0
+    assert "trained and scored on different data" in capsys.readouterr().err
+    assert "different data" in (tmp_path / "cmp1" / "compare.html").read_text()
 
     # Best-so-far curves of different metrics cannot share an axis: refused, nothing written.
     for record in ("spec.yaml", "trials.csv"):  # a search of accuracy, consistent in itself

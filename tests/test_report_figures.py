@@ -122,3 +122,35 @@ def test_importance_of_trials_that_all_scored_the_same_is_a_reason_not_a_crash()
     )
     result = importance(run)
     assert result.scores == {} and "scored the same" in result.reason
+
+
+def test_the_scheduler_and_searcher_notes_are_in_the_page_and_the_summary(tmp_path):
+    """The guard's and the hedge's verdicts (scheduler_notes.txt) say how the search adapted."""
+    import io
+
+    from hpo.report.page import render
+    from hpo.report.rundata import _notes
+    from hpo.report.terminal import print_summary
+    from hpo.schedulers.notes import NOTES_FILE
+
+    lines = [
+        "guard: evaluations 1->3 rank trials unlike each other (rank correlation -0.40 over 6 "
+        "trials): not stopping at 1",
+        "searcher: ... got worse by 0.3 (median) ...: early evaluations mislead TPE, new trials "
+        "are drawn at random [<b>]",
+    ]
+    (tmp_path / NOTES_FILE).write_text("\n".join(lines) + "\n\n")
+    run = strategy_run()
+    run.trials = run.trials.assign(
+        outcome="completed", wall_seconds=10.0, evaluations=3, order=range(1, 5), start_s=0.0
+    )
+    run.notes = _notes(str(tmp_path))
+    assert run.notes == lines
+    page = render(run, [])
+    assert "<h2>How the search adapted</h2>" in page
+    assert "not stopping at 1</li>" in page and "[&lt;b&gt;]</li>" in page  # escaped
+    out = io.StringIO()
+    print_summary(run, file=out)
+    text = out.getvalue()
+    assert "how the search adapted" in text and "[<b>]" in text  # not read as rich markup
+    assert _notes(str(tmp_path / "elsewhere")) == []  # a run without notes: no section

@@ -569,12 +569,13 @@ def test_notes_reach_the_live_table_and_the_run_directory(tmp_path):
     from rich.console import Console
 
     from hpo.progress import TrialTable
-    from hpo.schedulers.notes import NOTES_FILE, SchedulerNotes
+    from hpo.schedulers.notes import NOTES_FILE, SearchNotes
 
     scheduler = asha(guard=True)
     table = TrialTable(job(), console=Console(file=open(os.devnull, "w")))  # noqa: SIM115
-    notes = SchedulerNotes(scheduler, str(tmp_path), [table])
+    notes = SearchNotes(scheduler, str(tmp_path), [table])
     misleading_history(scheduler, FakeController(scheduler))
+    notes.on_step_end(iteration=1, trials=[])  # each turn of Tune's loop
     assert table.notes and table.notes[-1] == scheduler.notes[-1]
     assert table.table().caption == scheduler.notes[-1]
     notes.on_experiment_end(trials=[])

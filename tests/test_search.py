@@ -165,13 +165,14 @@ def test_tpe_searcher_models_the_rung_and_saves_without_its_view():
     from hpo.rung_model import RungTPESampler
 
     s = searcher(rung_model=True)
-    assert isinstance(s.study.sampler, RungTPESampler)
+    model = s.study.sampler.model  # under the hedge (hpo.hedge)
+    assert isinstance(model, RungTPESampler)
     for i in range(12):  # stopped after one evaluation: the model's rung is the first
         run(s, f"t{i}", [0.5 + i / 100], final=False)
     assert s.suggest("t12") is not None  # TPE sampled through the view (no error, a config)
-    assert s.study.sampler._views is not None
+    assert model._views is not None
     restored = pickle.loads(pickle.dumps(s.get_state()))
-    assert restored["study"].sampler._views is None
+    assert restored["study"].sampler.model._views is None
 
 
 def test_spec_turns_the_rung_model_on():
@@ -183,4 +184,4 @@ def test_spec_turns_the_rung_model_on():
     for setting, kind in (("false", optuna.samplers.TPESampler), ("true", RungTPESampler)):
         spec = load_spec(spec_path, [f"rung_model={setting}"])
         sampler = make_searcher(spec, compile_space(spec.parameters, [])).study.sampler
-        assert type(sampler) is kind
+        assert type(sampler.model) is kind

@@ -67,6 +67,9 @@ def render(run: RunData, figures: list[tuple[str, str, str]]) -> str:
     parts.append(_table(header, rows) if rows else "<p>No trial finished an evaluation.</p>")
     if failed := failures(run):
         parts += ["<h2>Failed trials</h2>", _table(*failed)]
+    if run.notes:
+        items = "".join(f"<li>{_esc(note)}</li>" for note in run.notes)
+        parts += ["<h2>How the search adapted</h2>", f"<ul>{items}</ul>"]
     section = ""
     for title, name, caption in figures:
         if title != section:

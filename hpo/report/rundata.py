@@ -1,14 +1,15 @@
 """A finished run directory read back for reporting: spec, trials, evaluations, best, seeds.
 
 Only the files the search wrote are read (spec.yaml, trials.csv, evaluations.csv, best.yaml,
-confirm.yaml), never Ray's experiment state, so a run directory copied elsewhere still reports.
+confirm.yaml, pareto.csv, scheduler_notes.txt, data.yaml), never Ray's experiment state, so a
+run directory copied elsewhere still reports.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -29,6 +30,8 @@ class RunData:
     best: dict[str, Any] | None
     confirm: dict[str, Any] | None
     pareto: pd.DataFrame | None = None  # pareto.csv: the front of a several-metric search
+    notes: list[str] = field(default_factory=list)  # the scheduler's and searcher's verdicts
+    data_fingerprint: str | None = None  # data.yaml's: which examples the search trained on
 
     @property
     def name(self) -> str:
@@ -111,7 +114,29 @@ def load_run(run_dir: str) -> RunData:
         best=read_record(os.path.join(run_dir, "best.yaml")),
         confirm=read_record(os.path.join(run_dir, CONFIRM_FILE)),
         pareto=_front(run_dir, spec),
+        notes=_notes(run_dir),
+        data_fingerprint=_fingerprint(run_dir),
     )
+
+
+def _fingerprint(run_dir: str) -> str | None:
+    """data.yaml's fingerprint; None where it is missing or damaged (it only adds a note)."""
+    try:
+        record = read_record(os.path.join(run_dir, "data.yaml")) or {}
+    except SpecError:
+        return None
+    fingerprint = record.get("fingerprint")
+    return str(fingerprint) if fingerprint is not None else None
+
+
+def _notes(run_dir: str) -> list[str]:
+    from hpo.schedulers.notes import NOTES_FILE
+
+    path = os.path.join(run_dir, NOTES_FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [line.rstrip() for line in f if line.strip()]
 
 
 def _front(run_dir: str, spec: JobSpec) -> pd.DataFrame | None:

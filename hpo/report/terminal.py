@@ -24,6 +24,10 @@ def print_summary(run: RunData, file: Any = None) -> None:
         console.print("top trials: no trial finished an evaluation")
     if failed := failures(run):
         console.print(_table("failed trials", *failed, left=("error", "tracebacks")))
+    if run.notes:
+        console.print("[bold]how the search adapted[/bold]")
+        for note in run.notes:
+            console.print(f"  {note}", highlight=False, markup=False)
 
 
 def _table(

@@ -1,8 +1,9 @@
-"""What the scheduler says about the search (the rung guard's verdicts), for people to read.
+"""What the scheduler and the searcher say about the search, for people to read.
 
-`SchedulerNotes` is a Ray Tune callback: it hands the scheduler's notes to the live table (its
-caption) and writes them, with the rank correlation between each pair of rungs, to
-`scheduler_notes.txt` in the run directory when the search ends.
+The rung guard's verdicts (the scheduler) and the hedge's (the searcher: hpo.hedge) change how
+the search proceeds; `SearchNotes` is a Ray Tune callback that shows them in the live table's
+caption as they come, and writes them, with the rank correlation between each pair of rungs, to
+`scheduler_notes.txt` in the run directory when the search ends (`hpo report` shows that file).
 """
 
 from __future__ import annotations
@@ -48,27 +49,58 @@ def scheduler_lines(scheduler: Any) -> list[str]:
     return lines
 
 
-class SchedulerNotes(Callback):
-    """Shares the scheduler's notes with callbacks that show `notes`; writes them at the end."""
+class SearchNotes(Callback):
+    """Keeps the tables' `notes` up with the scheduler's and the searcher's, in the order they
+    came; writes them at the end."""
 
-    def __init__(self, scheduler: Any, run_dir: str, callbacks: list[Any]) -> None:
+    def __init__(
+        self, scheduler: Any, run_dir: str, callbacks: list[Any], searcher: Any = None
+    ) -> None:
         self.scheduler = scheduler
+        self.searcher = searcher
         self.run_dir = run_dir
+        self.shown: list[Any] = []
+        self.merged: list[str] = []
+        self.seen = {"scheduler": 0, "searcher": 0}  # how many of each source's are merged
         self.share(callbacks)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A search started before the searcher had notes (as `SchedulerNotes`, below) resumes
+        # with the scheduler's notes alone, which its table already shares.
+        self.__dict__.update({"searcher": None, "shown": [], "merged": [], "seen": {}, **state})
+
     def share(self, callbacks: list[Any]) -> None:
-        notes = getattr(self.scheduler, "notes", None)
-        if isinstance(notes, list):
-            for callback in callbacks:
-                if isinstance(getattr(callback, "notes", None), list):
-                    callback.notes = notes  # the same list: the table sees new notes live
+        """Show the notes in those of `callbacks` that show notes (the live table)."""
+        self.shown += [c for c in callbacks if isinstance(getattr(c, "notes", None), list)]
+        self.sync()
+
+    def sync(self) -> None:
+        sources = {
+            "scheduler": list(getattr(self.scheduler, "notes", None) or []),
+            "searcher": self.searcher.notes() if self.searcher is not None else [],
+        }
+        for name, notes in sources.items():
+            self.merged += notes[self.seen.get(name, 0) :]
+            self.seen[name] = len(notes)
+        for callback in self.shown:
+            if callback.notes != self.merged:
+                callback.notes = list(self.merged)
 
     def relocate(self, run_dir: str) -> None:
         """Write the notes under `run_dir` (`hpo resume`: see hpo.relocate)."""
         self.run_dir = run_dir
 
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.sync()
+
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.sync()
         lines = scheduler_lines(self.scheduler)
+        if self.searcher is not None:
+            lines += self.searcher.summary()
         if lines and os.path.isdir(self.run_dir):
             with open(os.path.join(self.run_dir, NOTES_FILE), "w") as f:
                 f.write("\n".join(lines) + "\n")
+
+
+SchedulerNotes = SearchNotes  # its name until the seventeenth session, for saved searches
