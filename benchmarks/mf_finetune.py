@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from hpo.report.rundata import read_notes
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "search_spaces" / "quickstart.yaml"
 
@@ -65,9 +67,6 @@ def run_one(method: str, seed: int, storage: str, extra: list[str]) -> dict:
     with open(run / "trials.csv") as f:
         trials = list(csv.DictReader(f))
     evaluations = [int(float(t["evaluations"] or 0)) for t in trials]
-    notes = (
-        (run / "scheduler_notes.txt").read_text() if (run / "scheduler_notes.txt").exists() else ""
-    )
     return {
         "method": method,
         "seed": seed,
@@ -77,7 +76,7 @@ def run_one(method: str, seed: int, storage: str, extra: list[str]) -> dict:
         "evaluations": sum(evaluations),
         "evaluations_per_trial": sum(evaluations) / max(1, len(trials)),
         "wall_s": wall,
-        "notes": notes.strip().splitlines(),
+        "notes": read_notes(str(run)),
     }
 
 

@@ -132,15 +132,14 @@ def misled_verdict(study: Study, min_trials: int, ratio: float) -> Verdict:
     if len(study.directions) > 1:
         return Verdict(False, "")  # several objectives report no intermediate values
     sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-    trials = _one_record_per_trial(study.get_trials(deepcopy=False))
-    curves = [c for c in (_first_and_last(t) for t in trials) if c is not None]
-    pairs = [(sign * first, sign * last) for first, last in curves]
+    curves = [_curve(t) for t in _one_record_per_trial(study.get_trials(deepcopy=False))]
+    pairs = [(sign * c[0], sign * c[-1]) for c in curves if len(c) >= 2]
     if len(pairs) < min_trials:
         return Verdict(False, "")
     gain = statistics.median(last - first for first, last in pairs)
     # How far apart configurations score at their first evaluation; where the middle half tied
     # there (every trial at a majority-class accuracy), how far apart they ended.
-    spread, where = _iqr(c[0] for c in (_first_and_last(t, 1) for t in trials) if c), "first"
+    spread, where = _iqr(c[0] for c in curves if c), "first"
     if spread == 0:
         spread, where = _iqr(last for _, last in pairs), "latest"
     change = f"got worse by {-gain:.3g}" if gain < 0 else f"improved by {gain:.3g}"
@@ -166,9 +165,7 @@ def _iqr(values: Any) -> float:
     return high - low
 
 
-def _first_and_last(trial: FrozenTrial, least: int = 2) -> tuple[float, float] | None:
-    """A trial's first and latest evaluation, when it made at least `least`."""
-    curve = {s: v for s, v in trial.intermediate_values.items() if finite_number(v)}
-    if len(curve) < max(least, 1):
-        return None
-    return curve[min(curve)], curve[max(curve)]
+def _curve(trial: FrozenTrial) -> list[float]:
+    """A trial's finite evaluations, in the order it made them."""
+    values = trial.intermediate_values
+    return [values[step] for step in sorted(values) if finite_number(values[step])]

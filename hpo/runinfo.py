@@ -12,6 +12,7 @@ from hpo.errors import SpecError
 from hpo.spec import JobSpec
 
 SPEC_FILE = "spec.yaml"
+DATA_REPORT = "data.yaml"  # what the data held (its fingerprint), written at the start
 DAMAGED_RECORD = "not the mapping hpo writes (edited or damaged?)"
 
 
@@ -51,3 +52,14 @@ def read_record(path: str) -> dict[str, Any] | None:
     if not isinstance(document, dict):
         raise SpecError([f"{path}: {DAMAGED_RECORD}"])
     return document
+
+
+def recorded_fingerprint(run_dir: str) -> str | None:
+    """The fingerprint of the data the search started on (data.yaml); None where there is no
+    record to compare with (a run directory from before data.yaml, or a damaged one)."""
+    try:
+        record = read_record(os.path.join(run_dir, DATA_REPORT)) or {}
+    except SpecError:
+        return None
+    fingerprint = record.get("fingerprint")
+    return str(fingerprint) if fingerprint else None

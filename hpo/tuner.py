@@ -33,7 +33,7 @@ from hpo.numbers import finite_number
 from hpo.paths import is_remote_uri
 from hpo.relocate import follow_moved_run, relocate_callbacks
 from hpo.results import Best, collect, write_results
-from hpo.runinfo import SPEC_FILE
+from hpo.runinfo import DATA_REPORT, SPEC_FILE, recorded_fingerprint
 from hpo.spec import JobSpec
 from hpo.storage import RunLocation
 
@@ -290,9 +290,6 @@ def check_local_resources(spec: JobSpec) -> None:
         raise SpecError(problems)
 
 
-DATA_REPORT = "data.yaml"  # what the data held (its fingerprint), written at the start
-
-
 def write_data_report(run_dir: str, data: PreparedData) -> None:
     """data.yaml: what cleaning removed and what each split holds; one line to the terminal."""
     import yaml
@@ -316,12 +313,7 @@ def check_same_data(run_dir: str, data: PreparedData) -> None:
 def data_change(run_dir: str, data: PreparedData) -> str | None:
     """What differs between the data now and the data the search started on (data.yaml's
     fingerprint); None when nothing does or there is no record."""
-    import yaml
-
-    try:
-        recorded = yaml.safe_load(Path(run_dir, DATA_REPORT).read_text()).get("fingerprint")
-    except (OSError, AttributeError, yaml.YAMLError):
-        return None  # no record to compare with (a run directory from before data.yaml)
+    recorded = recorded_fingerprint(run_dir)
     if not recorded or recorded == data.fingerprint:
         return None
     return (

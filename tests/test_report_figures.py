@@ -129,7 +129,7 @@ def test_the_scheduler_and_searcher_notes_are_in_the_page_and_the_summary(tmp_pa
     import io
 
     from hpo.report.page import render
-    from hpo.report.rundata import _notes
+    from hpo.report.rundata import read_notes
     from hpo.report.terminal import print_summary
     from hpo.schedulers.notes import NOTES_FILE
 
@@ -144,7 +144,7 @@ def test_the_scheduler_and_searcher_notes_are_in_the_page_and_the_summary(tmp_pa
     run.trials = run.trials.assign(
         outcome="completed", wall_seconds=10.0, evaluations=3, order=range(1, 5), start_s=0.0
     )
-    run.notes = _notes(str(tmp_path))
+    run.notes = read_notes(str(tmp_path))
     assert run.notes == lines
     page = render(run, [])
     assert "<h2>How the search adapted</h2>" in page
@@ -153,4 +153,4 @@ def test_the_scheduler_and_searcher_notes_are_in_the_page_and_the_summary(tmp_pa
     print_summary(run, file=out)
     text = out.getvalue()
     assert "how the search adapted" in text and "[<b>]" in text  # not read as rich markup
-    assert _notes(str(tmp_path / "elsewhere")) == []  # a run without notes: no section
+    assert read_notes(str(tmp_path / "elsewhere")) == []  # a run without notes: no section

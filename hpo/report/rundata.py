@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from hpo.errors import SpecError
-from hpo.runinfo import read_record, read_run_spec
+from hpo.runinfo import read_record, read_run_spec, recorded_fingerprint
 from hpo.spec import JobSpec
 
 CONFIRM_FILE = "confirm.yaml"
@@ -114,22 +114,13 @@ def load_run(run_dir: str) -> RunData:
         best=read_record(os.path.join(run_dir, "best.yaml")),
         confirm=read_record(os.path.join(run_dir, CONFIRM_FILE)),
         pareto=_front(run_dir, spec),
-        notes=_notes(run_dir),
-        data_fingerprint=_fingerprint(run_dir),
+        notes=read_notes(run_dir),
+        data_fingerprint=recorded_fingerprint(run_dir),
     )
 
 
-def _fingerprint(run_dir: str) -> str | None:
-    """data.yaml's fingerprint; None where it is missing or damaged (it only adds a note)."""
-    try:
-        record = read_record(os.path.join(run_dir, "data.yaml")) or {}
-    except SpecError:
-        return None
-    fingerprint = record.get("fingerprint")
-    return str(fingerprint) if fingerprint is not None else None
-
-
-def _notes(run_dir: str) -> list[str]:
+def read_notes(run_dir: str) -> list[str]:
+    """scheduler_notes.txt's lines: how the guard and the hedge changed the search."""
     from hpo.schedulers.notes import NOTES_FILE
 
     path = os.path.join(run_dir, NOTES_FILE)
