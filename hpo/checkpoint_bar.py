@@ -13,14 +13,12 @@ failure to publish or read counts as "no bar": the trial saves as if every check
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
 
+from hpo import cluster_kv
 from hpo.paths import is_remote_uri
-
-_NAMESPACE = "hpo"
 
 
 def bar_key(experiment_path: str) -> str:
@@ -33,21 +31,16 @@ def bar_key(experiment_path: str) -> str:
 
 def publish(key: str, score: float | None) -> None:
     """Set (or with None clear) the bar; scores are oriented so that higher is better."""
-    with contextlib.suppress(Exception):  # no Ray, or a Ray that moved it: no bar
-        from ray.experimental import internal_kv
-
-        if score is None or not math.isfinite(score):
-            internal_kv._internal_kv_del(key, namespace=_NAMESPACE)
-        else:
-            internal_kv._internal_kv_put(key, repr(score), overwrite=True, namespace=_NAMESPACE)
+    if score is None or not math.isfinite(score):
+        cluster_kv.delete(key)
+    else:
+        cluster_kv.put(key, repr(score))
 
 
 def read(key: str) -> float | None:
     """The bar of the search, or None while every checkpoint may be kept (or on any failure)."""
+    value = cluster_kv.get(key)
     try:
-        from ray.experimental import internal_kv
-
-        value = internal_kv._internal_kv_get(key, namespace=_NAMESPACE)
         return float(value) if value else None
-    except Exception:
+    except ValueError:
         return None

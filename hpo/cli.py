@@ -25,6 +25,9 @@ def _quiet_environment() -> None:
     # test evaluation): the trial table is hpo's progress display.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # A traceback per failure, each restart's too, would bury the table: hpo.failure_lines
+    # says each failure in a line, and errors/<trial>.txt keeps the whole traceback.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # hpo draws its own trial table
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")

@@ -21,7 +21,7 @@ from hpo.paths import (
 )
 from hpo.recipe_checks import check_recipe
 from hpo.schema import build, load_yaml, to_plain
-from hpo.space import Condition, Space, base_name, compile_space
+from hpo.space import Condition, Space, base_name, compile_space, ever_sampled
 from hpo.spec import DataSpec, EarlyTerminateSpec, JobSpec, MetricSpec, ModelSpec, ParamSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS, STRATEGIES, TASKS, default_goal
 from hpo.training_values import check_training_values
@@ -61,6 +61,7 @@ def load_spec(
     if problems:
         raise SpecError(_from_overrides(problems, overrides or []), source=str(path))
     assert spec is not None
+    spec.parameters = ever_sampled(spec.parameters)
     return spec
 
 

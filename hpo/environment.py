@@ -85,6 +85,18 @@ def finished_at(run_dir: str) -> str | None:
     return str(stamp) if stamp else None
 
 
+def span_seconds(run_dir: str) -> float | None:
+    """From the search's start to its finish, or None while either is unrecorded. Counts the
+    time between an interruption and its resume too: the report uses it only for a search
+    with no evaluation to time."""
+    document = read(run_dir) or {}
+    try:
+        started, finished = (_parse(document[k]) for k in ("started", "finished"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (finished - started).total_seconds()
+
+
 def read(run_dir: str) -> dict[str, Any] | None:
     """The record, or None where there is none to trust (absent, or edited into bad YAML): it
     informs, so it never stops a resume or a model card."""
@@ -113,5 +125,12 @@ def _write(run_dir: str, document: dict[str, Any]) -> None:
     write_text_atomic(os.path.join(run_dir, ENV_FILE), yaml.safe_dump(document, sort_keys=False))
 
 
+_STAMP = "%Y-%m-%d %H:%M:%S UTC"
+
+
 def _stamp() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.datetime.now(datetime.UTC).strftime(_STAMP)
+
+
+def _parse(stamp: Any) -> datetime.datetime:
+    return datetime.datetime.strptime(str(stamp), _STAMP)

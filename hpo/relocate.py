@@ -44,13 +44,12 @@ def follow_moved_run(run_dir: str) -> bool:
 
 
 def relocate_callbacks(tuner: Any, run_dir: str, experiment_path: str) -> list[Any]:
-    """Point the restored callbacks at this machine's run directory, and the checkpoint budget
-    at the bar the resumed trials read (keyed by the experiment path, which changes when a
-    local run directory was moved). Reached through Tune's private run config; if Ray moves it,
-    the callbacks keep their old paths, as before. Returns the restored callbacks: Tune's own
-    list, which the resumed search runs."""
+    """Point the restored callbacks at this machine's run directory, and those keyed by the
+    search (the checkpoint budget's bar, the failure lines) at the key the resumed trials use:
+    the experiment path's, which changes when a local run directory was moved. Reached through
+    Tune's private run config; if Ray moves it, the callbacks keep their old paths, as before.
+    Returns the restored callbacks: Tune's own list, which the resumed search runs."""
     from hpo.checkpoint_bar import bar_key
-    from hpo.checkpoints import CheckpointBudget
 
     internal = getattr(tuner, "_local_tuner", None)
     run_config = internal.get_run_config() if internal is not None else None
@@ -60,6 +59,6 @@ def relocate_callbacks(tuner: Any, run_dir: str, experiment_path: str) -> list[A
     for callback in callbacks:
         if hasattr(callback, "relocate"):
             callback.relocate(run_dir)
-        if isinstance(callback, CheckpointBudget):
+        if hasattr(callback, "use_bar_key"):  # the checkpoint budget, the failure lines
             callback.use_bar_key(bar_key(experiment_path))
     return callbacks

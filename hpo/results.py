@@ -91,7 +91,7 @@ def collect(grid: Any) -> list[TrialRecord]:
         checkpoints = [(c.path, dict(m)) for c, m in (result.best_checkpoints or [])]
         error = tb = None
         if result.error is not None:
-            error = _first_line(result.error)
+            error = error_line(result.error)
             tb = _ANSI.sub("", "".join(traceback.format_exception(result.error)))
         records.append(
             TrialRecord(
@@ -127,7 +127,7 @@ def latest_timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept
 
 
-def _first_line(error: BaseException) -> str:
+def error_line(error: BaseException) -> str:
     text = _ANSI.sub("", str(error)).strip().splitlines()
     # Ray wraps the trial's exception; its last line is the user's error message.
     return (text[-1] if text else type(error).__name__)[:500]

@@ -284,6 +284,27 @@ def compile_space(
     return Space(_order(params, problems))
 
 
+def ever_sampled(parameters: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+    """The parameters some trial can sample. What a `--set` narrowing the strategies left out
+    (a `when` on a strategy no longer searched, and what depends on such a parameter) would
+    otherwise stay in spec.yaml, trials.csv and the report, as if it were searched."""
+    space = compile_space(parameters, [], strategies_narrowed=True)
+    kept: set[str] = set()
+    for p in space.params:  # parents come first
+        if all(_may_hold(c, space, kept) for c in p.conditions):
+            kept.add(p.name)
+    return {name: spec for name, spec in parameters.items() if name in kept}
+
+
+def _may_hold(c: Condition, space: Space, kept: set[str]) -> bool:
+    if c.param not in kept:
+        return False
+    parent = space.by_name[c.param]
+    if parent.kind not in ("constant", "categorical", "int_uniform"):
+        return True  # a continuous or quantized range: its ends may round past the grid
+    return any((v in c.values) != c.negate for v in parent.grid_values() or [])
+
+
 def _check_condition_values(
     p: Param, c: Condition, parent: Param, problems: list[str], strategies_narrowed: bool
 ) -> None:

@@ -188,7 +188,12 @@ class JobSpec:
         "autoscaler can add where Ray records them (required with resources.autoscale)"
     )
     seed: int = doc("seeds the sampler, the data split and every trial's training", 0)
-    retries: int = doc("times a crashed trial is restarted from its latest checkpoint", 2)
+    retries: int = doc(
+        "times a crashed trial is restarted from its latest checkpoint (a worker lost, an error of"
+        " the moment; after an error its configuration would meet again, a restart on the same"
+        " node ends at once)",
+        2,
+    )
     tracking: TrackingSpec = doc("experiment tracking", factory=TrackingSpec)
     checkpoints: CheckpointsSpec = doc("checkpoint budget", factory=CheckpointsSpec)
     storage: str = doc("folder (or s3://, gs:// URI) that holds run directories", "runs")

@@ -145,6 +145,7 @@ def build_tuner(
     from hpo.checkpoint_bar import bar_key
     from hpo.checkpoints import CheckpointBudget
     from hpo.driver_memory import ForgetFinishedTrialStats
+    from hpo.failure_lines import FailureLines
     from hpo.result_logs import KeepResultLogs
     from hpo.schedulers import evaluations_per_trial, make_scheduler
     from hpo.schedulers.notes import SearchNotes
@@ -167,6 +168,7 @@ def build_tuner(
         _no_tensorboard(),
     ]
     callbacks.append(ForgetFinishedTrialStats(m.name for m in spec.metrics))
+    callbacks.append(FailureLines(spec.retries, bar_key(run_dir)))
     searcher = make_searcher(spec, space)
     # The guard's and the hedge's notes: to the live table, and to a file at the end.
     callbacks.append(SearchNotes(scheduler, local_dir or run_dir, callbacks, searcher))
@@ -451,6 +453,7 @@ def resume_search(
         )
         callbacks = relocate_callbacks(tuner, location.local, location.path)
         _table_as_asked(callbacks, spec, show_table)
+        _with_failure_lines(callbacks, spec, location.path)
         grid = fit(tuner)
         location.pull()  # pull and the push in finish touch only a bucket run
         return finish(spec, data, grid, location.local, location, ended_trials(callbacks))
@@ -470,6 +473,16 @@ def _table_as_asked(callbacks: list[Any], spec: JobSpec, show_table: bool) -> No
         callbacks.append(table)
     for table in [] if show_table else shown:
         callbacks.remove(table)
+
+
+def _with_failure_lines(callbacks: list[Any], spec: JobSpec, experiment_path: str) -> None:
+    """A search started by an hpo before `FailureLines` says its failures too (the CLI
+    silences Ray's tracebacks)."""
+    from hpo.checkpoint_bar import bar_key
+    from hpo.failure_lines import FailureLines
+
+    if callbacks and not any(isinstance(c, FailureLines) for c in callbacks):
+        callbacks.append(FailureLines(spec.retries, bar_key(experiment_path)))
 
 
 def _already_finished(location: RunLocation, finished: str) -> SearchOutcome:

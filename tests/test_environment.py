@@ -73,3 +73,13 @@ def test_a_finished_search_is_recorded_and_read_back(tmp_path):
     assert environment.read(str(tmp_path))["versions"]  # the versions are kept
     (tmp_path / "environment.yaml").write_text("finished: [unclosed")
     assert environment.finished_at(str(tmp_path)) is None  # unreadable: resume as before
+
+
+def test_a_searchs_span_is_read_from_its_start_and_finish(tmp_path):
+    path = tmp_path / environment.ENV_FILE
+    environment.record_start(str(tmp_path))
+    assert environment.span_seconds(str(tmp_path)) is None  # not finished
+    path.write_text("started: 2026-12-07 21:43:27 UTC\nfinished: 2026-12-07 21:45:49 UTC\n")
+    assert environment.span_seconds(str(tmp_path)) == 142.0
+    path.write_text("started: yesterday\nfinished: 2026-12-07 21:45:49 UTC\n")
+    assert environment.span_seconds(str(tmp_path)) is None  # edited by hand: no span

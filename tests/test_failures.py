@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import json
 import os
 import pickle
@@ -50,6 +51,7 @@ def checkpoint_dirs(run_dir):
 
 
 DROPOUT = "model.hidden_dropout_prob"
+QUIET = "--quiet"
 
 
 @pytest.fixture(scope="module")
@@ -88,17 +90,19 @@ tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
 
     sampler = threading.Thread(target=sample)
     sampler.start()
+    said = io.StringIO()
     try:
-        code = main(["run", spec, "--name", "faulty", "--storage", str(root / "runs"), "--quiet"])
+        with contextlib.redirect_stderr(said):
+            code = main(["run", spec, "--name", "faulty", "--storage", str(root / "runs"), QUIET])
     finally:
         done.set()
         sampler.join()
     assert code == 0
-    return run_dir, counts
+    return run_dir, counts, said.getvalue()
 
 
 def test_diverging_trial_is_marked_and_not_retried(faulty_run):
-    run_dir, _ = faulty_run
+    run_dir, *_ = faulty_run
     rows = read_csv(os.path.join(run_dir, "trials.csv"))
     diverged = [r for r in rows if r["learning_rate"] == "1e+30" and r[DROPOUT] != "1.5"]
     assert len(diverged) == 2
@@ -111,7 +115,7 @@ def test_diverging_trial_is_marked_and_not_retried(faulty_run):
 
 
 def test_erroring_trial_is_recorded_and_the_search_goes_on(faulty_run):
-    run_dir, _ = faulty_run
+    run_dir, *_ = faulty_run
     rows = read_csv(os.path.join(run_dir, "trials.csv"))
     errored = [r for r in rows if r["status"] == "ERROR"]
     assert sorted(r[DROPOUT] for r in errored) == ["1.5", "1.5"]
@@ -123,8 +127,28 @@ def test_erroring_trial_is_recorded_and_the_search_goes_on(faulty_run):
     assert [r["outcome"] for r in rows].count("completed") == 2
 
 
+def test_a_trial_error_is_one_line_and_not_retried_when_a_restart_would_repeat_it(faulty_run):
+    run_dir, _, said = faulty_run
+    errored = [r for r in read_csv(os.path.join(run_dir, "trials.csv")) if r["status"] == "ERROR"]
+    for row in errored:
+        line = (
+            f"hpo: trial {row['trial_id']} failed: ValueError: dropout probability has to be "
+            "between 0 and 1, but got 1.5; a restart would meet the same error: not run again "
+            "on the node it failed on"
+        )
+        assert said.count(line) == 1, said
+        # Ray still restarts it (`retries: 1`): the restart meets the record before it builds
+        # the model again, and fails with the first failure's traceback.
+        ray_errors = Path(glob.glob(os.path.join(run_dir, f"*{row['trial_id']}*", "error.txt"))[0])
+        failures = ray_errors.read_text().split("Failure # ")[1:]
+        assert len(failures) == 2 and "RepeatedFailure" not in failures[0]
+        assert "RepeatedFailure: not run again on this node" in failures[1]
+        assert "build_trainer" in failures[1]  # the first failure's traceback, carried
+    assert "Traceback" not in said and "failed" in said  # Ray's tracebacks: in errors/ only
+
+
 def test_checkpoint_budget_holds_over_the_whole_search(faulty_run):
-    run_dir, counts = faulty_run
+    run_dir, counts, _ = faulty_run
     assert max(counts) > 0, "the sampler saw the search write checkpoints"
     # The best over the search + each of the 2 running trials' latest (+ one being written each).
     assert max(counts) <= 1 + 2 * 2, counts
@@ -144,7 +168,7 @@ def _trial_pids(run_dir):
 
 
 def test_killed_trial_workers_resume_from_their_checkpoints(
-    tmp_path, tiny_bert, sentiment_csv, local_ray
+    tmp_path, tiny_bert, sentiment_csv, local_ray, capsys
 ):
     spec = write_spec(
         tmp_path / "crash.yaml",
@@ -186,6 +210,11 @@ checkpoints: {resume_interval_s: 0}  # resume where killed: a resumable checkpoi
     thread.join()
     assert code == 0
     assert len(killed) == 2, "two trial workers were killed mid-training"
+    said = capsys.readouterr().err
+    # A lost worker is what the retries are for: each kill is said, with the restart it gets.
+    assert said.count("failed: its worker process died") == 2, said
+    assert said.count("; restarting it from its latest checkpoint (") == 2, said
+    assert "not run again" not in said
     rows = read_csv(os.path.join(run_dir, "trials.csv"))
     assert len(rows) == 2 and all(r["outcome"] == "completed" for r in rows)
     evaluations = read_csv(os.path.join(run_dir, "evaluations.csv"))
@@ -450,11 +479,15 @@ run_cap: 2
 tracking: {{wandb: {{mode: disabled}}}}
 """
     spec = write_spec(tmp_path / "broken.yaml", tiny_spec(tiny_bert, sentiment_csv, extra))
-    code = main(["run", spec, "--name", "broken", "--storage", str(tmp_path), "--quiet"])
-    err = capsys.readouterr().err
-    assert code == 3, err  # not 1: that is a crash of hpo itself
+    # In its own process, as a user runs it: what reaches the terminal is all there is.
+    run = _hpo("run", spec, "--name", "broken", "--storage", str(tmp_path), "--quiet")
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 3, err  # not 1: that is a crash of hpo itself
     assert "trials: 2 errored" in err
     assert "every trial failed; the first: " in err and "dropout probability" in err
+    # One line per failed trial, and no traceback: Ray's are silenced, errors/ has them.
+    assert err.count("failed: ValueError: dropout probability") == 2, err
+    assert "Traceback" not in err and "RepeatedFailure" not in err, err
     # A resume of it says the same, from trials.csv: the search has finished.
     assert main(["resume", str(tmp_path / "broken"), "--quiet"]) == 3
     resumed = capsys.readouterr().err
@@ -466,3 +499,7 @@ tracking: {{wandb: {{mode: disabled}}}}
     failed = page.split("<h2>Failed trials</h2>", 1)[1]
     assert "dropout probability has to be between 0 and 1" in failed
     assert "errors/" in failed
+    # No evaluation to time: the search's own span is its wall time, not 0 s.
+    from hpo.report.rundata import load_run
+
+    assert load_run(str(tmp_path / "broken")).wall_seconds() >= 1

@@ -154,3 +154,34 @@ def test_the_scheduler_and_searcher_notes_are_in_the_page_and_the_summary(tmp_pa
     text = out.getvalue()
     assert "how the search adapted" in text and "[<b>]" in text  # not read as rich markup
     assert read_notes(str(tmp_path / "elsewhere")) == []  # a run without notes: no section
+
+
+def test_the_importance_legend_covers_no_bar(tmp_path, monkeypatch):
+    """One parameter explaining everything draws a full-width bar where a legend inside the
+    axes would sit."""
+    from matplotlib.patches import Rectangle
+
+    from hpo.report import plots
+    from hpo.report.importance import Importance
+
+    run = strategy_run()
+    run.spec.parameters = {"learning_rate@full": run.spec.parameters["learning_rate@full"]}
+    scores = {"fANOVA": {"learning_rate": 1.0}, "PED-ANOVA": {"learning_rate": 0.97}}
+    overlaps = []
+
+    def check(fig, out_dir, name):
+        fig.tight_layout()
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        legend = ax.get_legend().get_window_extent(renderer)
+        bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0]
+        assert len(bars) == 2
+        overlaps.extend(b.get_window_extent(renderer).overlaps(legend) for b in bars)
+        # ... and the legend is on the figure, not cut off at its edge.
+        assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1
+        return name
+
+    monkeypatch.setattr(plots, "_save", check)
+    plots.importance_bars(run, Importance(1, 4, scores), str(tmp_path))
+    assert overlaps == [False, False]

@@ -181,3 +181,31 @@ def test_enqueued_points_come_back_unchanged():
     sampled = space.sample(study.ask())
     assert sampled["lr"] == pytest.approx(3e-5) and sampled["bs"] == 32
     assert sampled["x"] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_only_parameters_some_trial_can_sample_are_kept():
+    from hpo.space import ever_sampled
+
+    parameters = {
+        "strategy": ParamSpec(values=["full", "lora"]),  # `freeze` narrowed away by a --set
+        "freeze.layers": ParamSpec(min=1, max=4, when={"strategy": "freeze"}),
+        "freeze.embeddings": ParamSpec(values=[True, False], when={"freeze.layers": 2}),
+        "lora.r": ParamSpec(values=[8, 16], when={"strategy": "lora"}),
+        "lora.alpha": ParamSpec(values=[16, 32], when={"lora.r": 16}),
+        "warmup_ratio": ParamSpec(min=0.0, max=0.2),
+        "weight_decay": ParamSpec(min=0.0, max=0.1, when={"warmup_ratio": 0.5}),  # continuous
+        "steps": ParamSpec(distribution="q_uniform", min=0, max=11, q=4),  # draws 12 too
+        "eval_steps": ParamSpec(min=1, max=2, when={"steps": 12}),
+    }
+    kept = ever_sampled(parameters)
+    # What hangs on a left-out parameter goes with it; a continuous parent may take any value.
+    assert list(kept) == [
+        "strategy",
+        "lora.r",
+        "lora.alpha",
+        "warmup_ratio",
+        "weight_decay",
+        "steps",
+        "eval_steps",
+    ]
+    assert kept["lora.r"] is parameters["lora.r"]

@@ -328,3 +328,40 @@ def test_memory_is_pinned_only_for_an_accelerator(prepared, tmp_path):
     assert args.dataloader_pin_memory == torch.accelerator.is_available()
     spec = replace(spec, training={**spec.training, "dataloader_pin_memory": True})
     assert training_arguments(spec, {}, 0, str(tmp_path)).dataloader_pin_memory is True
+
+
+def test_an_error_a_restart_would_repeat_is_recorded_and_a_restart_meets_it_at_once(
+    prepared, monkeypatch
+):
+    from hpo.trial import run as trial_run
+    from hpo.trial.failures import NOT_RETRIED, RepeatedFailure
+
+    spec, data = prepared
+    reporter = LocalReporter()
+    with pytest.raises(ValueError, match="dropout probability") as first:
+        train_trial({"model.hidden_dropout_prob": 1.5}, spec=spec, data=data, reporter=reporter)
+    assert reporter.failure and reporter.failure.endswith(str(first.value))
+    assert "Traceback" in reporter.failure and "load_model" in reporter.failure
+
+    # The restart fails before it builds anything, with the first failure's traceback.
+    monkeypatch.setattr(trial_run, "build_trainer", lambda *a: pytest.fail("rebuilt"))
+    with pytest.raises(RepeatedFailure) as again:
+        train_trial({"model.hidden_dropout_prob": 1.5}, spec=spec, data=data, reporter=reporter)
+    message = str(again.value)
+    assert message.startswith(NOT_RETRIED) and message.endswith(str(first.value))
+    assert message.splitlines()[-1].startswith("ValueError: dropout probability")
+
+
+def test_an_error_of_the_moment_is_left_to_the_retries(prepared, monkeypatch):
+    from hpo.trial import run as trial_run
+
+    spec, data = prepared
+
+    def out_of_memory(*args):
+        raise RuntimeError("CUDA out of memory")  # depends on the trials beside it
+
+    monkeypatch.setattr(trial_run, "build_trainer", out_of_memory)
+    reporter = LocalReporter()
+    with pytest.raises(RuntimeError):
+        train_trial({"learning_rate": 1e-3}, spec=spec, data=data, reporter=reporter)
+    assert reporter.failure is None and reporter.earlier_failure() is None

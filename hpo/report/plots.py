@@ -210,7 +210,11 @@ def importance_bars(run: RunData, result: Importance, out_dir: str) -> str:
             f"Hyperparameter importance\n({run.metric} at evaluation {result.evaluation}, "
             f"{result.trials} of {len(run.trials)} trials)"
         )
-        ax.legend(loc="lower right")
+        # Beside the axes, not in them: a parameter that explains nearly everything draws a
+        # bar across the whole width, where a legend inside would cover it.
+        # Listed top to bottom as each parameter's bars are.
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.0, 1.0))
         return _save(fig, out_dir, "importance.png")
 
 

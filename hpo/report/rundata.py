@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from hpo import environment
 from hpo.errors import SpecError
 from hpo.runinfo import read_record, read_run_spec, recorded_fingerprint
 from hpo.spec import JobSpec
@@ -64,9 +65,11 @@ class RunData:
         return frame.sort_values(self.best_column, ascending=not self.maximize)
 
     def wall_seconds(self) -> float:
-        """From the first trial's start to the last evaluation."""
+        """From the first trial's start to the last evaluation; with no evaluation (every
+        trial failed before its first), the search's own span in environment.yaml."""
         if self.evaluations.empty:
-            return float(self.trials["wall_seconds"].max() or 0.0)
+            span = environment.span_seconds(self.run_dir)
+            return span if span is not None else float(self.trials["wall_seconds"].max() or 0)
         return float(self.evaluations["wall_s"].max())
 
     def trial_seconds(self) -> float:

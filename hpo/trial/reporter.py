@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from hpo import cluster_kv
+
 # Keys hpo adds to reports; the driver reads them back from Ray's results.
 FINAL = "hpo_final"  # 1 on a trial's last evaluation: it ended by itself, not by the scheduler
 OUTCOME = "hpo_outcome"  # completed | patience (stopped itself: no gain) | diverged
@@ -35,6 +37,13 @@ class Reporter(Protocol):
         """The score (higher is better) a checkpoint must reach to be kept by the search, or
         None while any may be kept (`hpo.checkpoint_bar`)."""
 
+    def record_failure(self, first_failure: str) -> None:
+        """Keep the traceback of an error a restart of this trial (on this node) would meet
+        again."""
+
+    def earlier_failure(self) -> str | None:
+        """The traceback `record_failure` kept for this trial, if it failed so before here."""
+
 
 class TuneReporter:
     """Reports to Ray Tune, which decides (through the scheduler) whether the trial goes on."""
@@ -43,14 +52,13 @@ class TuneReporter:
         self.bar_key = bar_key
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-        import ray
         from ray import tune
 
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         # Nodes on one host share an IP; the node id tells them apart in trials.csv.
         metrics = {
             **metrics,
-            NODE: ray.get_runtime_context().get_node_id(),
+            NODE: _node_id(),
             GPUS: os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         }
         tune.report(metrics, checkpoint=checkpoint)
@@ -73,6 +81,32 @@ class TuneReporter:
 
         return checkpoint_bar.read(self.bar_key) if self.bar_key else None
 
+    def record_failure(self, first_failure: str) -> None:
+        from hpo.trial.failures import record
+
+        if key := self._failure_key():  # a restart on another node may have failed as well
+            cluster_kv.put(key, record(_node_id(), first_failure, cluster_kv.get(key)))
+
+    def earlier_failure(self) -> str | None:
+        from hpo.trial.failures import failure_on
+
+        key = self._failure_key()
+        return failure_on(_node_id(), cluster_kv.get(key)) if key else None
+
+    def _failure_key(self) -> str | None:
+        from ray import tune
+
+        from hpo.trial.failures import failure_key
+
+        trial_id = tune.get_context().get_trial_id()
+        return failure_key(self.bar_key, trial_id) if self.bar_key and trial_id else None
+
+
+def _node_id() -> str:
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())
+
 
 class LocalReporter:
     """Keeps the reports in memory: for running a trial without Ray."""
@@ -82,6 +116,7 @@ class LocalReporter:
         self.checkpoints: list[str | None] = []
         self._resume_from = resume_from
         self.bar = bar  # what a search's checkpoint budget would publish
+        self.failure: str | None = None
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         self.reports.append(dict(metrics))
@@ -92,3 +127,9 @@ class LocalReporter:
 
     def checkpoint_bar(self) -> float | None:
         return self.bar
+
+    def record_failure(self, first_failure: str) -> None:
+        self.failure = first_failure
+
+    def earlier_failure(self) -> str | None:
+        return self.failure

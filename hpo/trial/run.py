@@ -180,16 +180,35 @@ def train_trial(
     bar_key: str | None = None,
 ) -> None:
     """Ray Tune's function trainable: trains one configuration, reporting every evaluation;
-    `bar_key` names the search's checkpoint bar (`hpo.checkpoint_bar`)."""
+    `bar_key` names the search's checkpoint bar (`hpo.checkpoint_bar`). An error a restart
+    would meet again is recorded, and a restart meets the record instead (`hpo.trial.failures`)."""
+    from hpo.trial.failures import describe, fails_for_good, repeated
+
+    on_ray = reporter is None
+    if reporter is None:
+        from hpo.trial.reporter import TuneReporter
+
+        reporter = TuneReporter(bar_key)
+    if first_failure := reporter.earlier_failure():
+        raise repeated(first_failure)  # before the imports and the model load it would repeat
+    try:
+        _train(config, spec, data, reporter, on_ray)
+    except Exception as error:
+        if fails_for_good(error):
+            reporter.record_failure(describe(error))
+        raise
+
+
+def _train(
+    config: dict[str, Any], spec: JobSpec, data: PreparedData, reporter: Any, on_ray: bool
+) -> None:
     import torch
 
     from hpo.trial.persist import link_checkpoints_into_local_storage
-    from hpo.trial.reporter import TuneReporter
 
-    if reporter is None:
+    if on_ray:
         prepare_worker_process()
         link_checkpoints_into_local_storage()
-        reporter = TuneReporter(bar_key)
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     output_dir = tempfile.mkdtemp(prefix="hpo-trial-")
     try:
