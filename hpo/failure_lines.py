@@ -46,7 +46,7 @@ class FailureLines(Callback):
         # The trial's own record (written before it raised) says whether it failed for good.
         if cluster_kv.get(failure_key(self.bar_key, trial.trial_id)) is not None:
             self.final.add(trial.trial_id)
-            said += "; a restart would meet the same error: not run again on the node it failed on"
+            said += "; not run again on its node: it would fail the same way"
         elif restarted:
             failures = trial.run_metadata.num_failures
             said += f"; restarting it from its latest checkpoint ({failures} of {self.retries})"

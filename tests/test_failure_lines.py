@@ -72,8 +72,8 @@ def test_an_error_the_trial_recorded_is_said_once(tmp_path, capsys, kv):
     kv[failure_key("k", "abc123")] = record("node-a", first, None)  # as the trial wrote it
     said = say(tmp_path, capsys, lines, as_ray_raises(ValueError("dropout 1.5")), 1, True)
     assert said == (
-        "hpo: trial abc123 failed: ValueError: dropout 1.5; a restart would meet the same "
-        "error: not run again on the node it failed on\n"
+        "hpo: trial abc123 failed: ValueError: dropout 1.5; not run again on its node: it "
+        "would fail the same way\n"
     )
     # Ray still restarts it: the restart meets the record at once, and says nothing new.
     assert say(tmp_path, capsys, lines, as_ray_raises(repeated(first)), 2, True) == ""
@@ -93,7 +93,7 @@ def test_a_restart_meeting_a_record_reads_as_the_first_error(tmp_path, capsys, k
     first = "Traceback (most recent call last):\n  ...\nKeyError: 'q_proj'"
     kv[failure_key("k", "abc123")] = record("node-a", first, None)
     said = say(tmp_path, capsys, lines, as_ray_raises(repeated(first)), 1, restarted=True)
-    assert said.startswith("hpo: trial abc123 failed: KeyError: 'q_proj'; a restart would")
+    assert said.startswith("hpo: trial abc123 failed: KeyError: 'q_proj'; not run again on")
 
 
 def test_a_lost_worker_is_said_in_a_few_words(tmp_path, capsys, kv):

@@ -133,8 +133,7 @@ def test_a_trial_error_is_one_line_and_not_retried_when_a_restart_would_repeat_i
     for row in errored:
         line = (
             f"hpo: trial {row['trial_id']} failed: ValueError: dropout probability has to be "
-            "between 0 and 1, but got 1.5; a restart would meet the same error: not run again "
-            "on the node it failed on"
+            "between 0 and 1, but got 1.5; not run again on its node: it would fail the same way"
         )
         assert said.count(line) == 1, said
         # Ray still restarts it (`retries: 1`): the restart meets the record before it builds
