@@ -14,7 +14,7 @@ from ray.tune import Callback
 
 from hpo import cluster_kv
 from hpo.results import error_line
-from hpo.trial.failures import failure_key, failures_of
+from hpo.trial.failures import RepeatedFailure, failure_key, failures_of, recorded_error
 
 
 class FailureLines(Callback):
@@ -40,11 +40,14 @@ class FailureLines(Callback):
         self.bar_key = key
 
     def _say(self, trial: Any, restarted: bool) -> None:
-        if trial.trial_id in self.final:
-            return  # a restart that met the record: said when it first failed
-        said = f"trial {trial.trial_id} failed: {last_error(trial)}"
-        # The trial's own record (written before it raised) says whether it failed for good.
-        if cluster_kv.get(failure_key(self.bar_key, trial.trial_id)) is not None:
+        line, met_the_record = last_error(trial)
+        if met_the_record and trial.trial_id in self.final:
+            return  # a restart that ended at once: said when the trial first failed
+        said = f"trial {trial.trial_id} failed: {line}"
+        # The trial's own record (written before it raised) says whether this error is one a
+        # restart would meet again; another error (on another node) is retried as any.
+        recorded = recorded_error(cluster_kv.get(failure_key(self.bar_key, trial.trial_id)))
+        if recorded is not None and recorded[:500] == line:
             self.final.add(trial.trial_id)
             said += "; not run again on its node: it would fail the same way"
         elif restarted:
@@ -53,23 +56,24 @@ class FailureLines(Callback):
         print(f"hpo: {said}", file=sys.stderr, flush=True)
 
 
-def last_error(trial: Any) -> str:
-    """The trial's latest error as one line: from the pickled error Ray keeps beside the
-    trial, or from its text file where that cannot load or is older (Ray pickles only the
-    errors of tasks and actors)."""
+def last_error(trial: Any) -> tuple[str, bool]:
+    """The trial's latest error as one line, and whether it was a restart meeting its failure
+    record (`RepeatedFailure`). Read from the pickled error Ray keeps beside the trial, or
+    from its text file where that cannot load or is older (Ray pickles only the errors of
+    tasks and actors)."""
     pickled, text = trial.pickled_error_file, trial.error_file
     if _older(pickled, text):
-        return _error_file_line(text)
+        return _error_file_line(text), False
     try:
         import cloudpickle
 
         with open(pickled, "rb") as f:
             error = cloudpickle.load(f)
     except Exception:
-        return _error_file_line(text)
+        return _error_file_line(text), False
     if isinstance(error, RayActorError) and not error.actor_init_failed:
-        return _actor_lost(error)
-    return error_line(error)
+        return _actor_lost(error), False
+    return error_line(error), isinstance(getattr(error, "cause", None), RepeatedFailure)
 
 
 def _older(pickled: str, text: str) -> bool:

@@ -166,3 +166,12 @@ def test_a_resumed_search_from_an_older_hpo_gets_its_failure_lines(tmp_path):
     assert added[0].bar_key == bar_key(str(tmp_path / "run"))
     _with_failure_lines(restored, spec, str(tmp_path / "run"))
     assert len(restored) == 2  # a search that has them keeps its own
+
+
+def test_another_error_after_a_failure_for_good_is_said(tmp_path, capsys, kv):
+    """A restart on another node runs, and may fail otherwise: that is news."""
+    lines = FailureLines(retries=2, bar_key="k")
+    kv[failure_key("k", "abc123")] = record("node-a", "Traceback ...\nValueError: x", None)
+    assert "not run again" in say(tmp_path, capsys, lines, as_ray_raises(ValueError("x")), 1, True)
+    said = say(tmp_path, capsys, lines, as_ray_raises(OSError("disk full")), 2, True)
+    assert said.startswith("hpo: trial abc123 failed: OSError: disk full; restarting it")

@@ -334,7 +334,7 @@ def test_an_error_a_restart_would_repeat_is_recorded_and_a_restart_meets_it_at_o
     prepared, monkeypatch
 ):
     from hpo.trial import run as trial_run
-    from hpo.trial.failures import NOT_RETRIED, RepeatedFailure
+    from hpo.trial.failures import NOT_RUN_AGAIN, RepeatedFailure
 
     spec, data = prepared
     reporter = LocalReporter()
@@ -348,7 +348,7 @@ def test_an_error_a_restart_would_repeat_is_recorded_and_a_restart_meets_it_at_o
     with pytest.raises(RepeatedFailure) as again:
         train_trial({"model.hidden_dropout_prob": 1.5}, spec=spec, data=data, reporter=reporter)
     message = str(again.value)
-    assert message.startswith(NOT_RETRIED) and message.endswith(str(first.value))
+    assert message.startswith(NOT_RUN_AGAIN) and message.endswith(str(first.value))
     assert message.splitlines()[-1].startswith("ValueError: dropout probability")
 
 

@@ -31,7 +31,7 @@ DETERMINISTIC: tuple[type[BaseException], ...] = (
     AssertionError,
     ArithmeticError,
 )
-NOT_RETRIED = "not run again on this node: a restart would meet the same error. The first failure:"
+NOT_RUN_AGAIN = "not run again on this node: a restart would meet the same error. First failure:"
 
 
 class RepeatedFailure(Exception):
@@ -61,6 +61,13 @@ def failure_on(node: str, recorded: str | None) -> str | None:
     return document["traceback"] if document and node in document["nodes"] else None
 
 
+def recorded_error(recorded: str | None) -> str | None:
+    """The recorded failure's error line (its traceback's last), or None without a record."""
+    document = _read(recorded)
+    lines = document["traceback"].strip().splitlines() if document else []
+    return lines[-1] if lines else None
+
+
 def _read(recorded: str | None) -> dict[str, Any] | None:
     try:
         document = json.loads(recorded or "")
@@ -75,7 +82,7 @@ def _read(recorded: str | None) -> dict[str, Any] | None:
 
 
 def repeated(first_failure: str) -> RepeatedFailure:
-    return RepeatedFailure(f"{NOT_RETRIED}\n{first_failure}")
+    return RepeatedFailure(f"{NOT_RUN_AGAIN}\n{first_failure}")
 
 
 def failure_key(search_key: str, trial_id: str) -> str:
