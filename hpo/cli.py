@@ -15,6 +15,7 @@ from hpo.errors import SpecError, of_spec
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 EXIT_NO_MODEL = 3  # the search ran, and no trial produced a model (every one errored)
+EXIT_BROKEN_PIPE = 141  # as a shell reports a process ended by SIGPIPE
 
 
 def _quiet_environment() -> None:
@@ -57,7 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.storage:
         overrides.append(f"storage={args.storage}")
-    spec = load_spec(args.spec, overrides, read_data=True)
+    flags = ("storage",) if args.storage else ()
+    spec = load_spec(args.spec, overrides, read_data=True, flags=flags)
     with _results_only_on_stdout():
         outcome = run_search(
             spec, spec_path=args.spec, name=args.name, address=address, show_table=not args.quiet
@@ -437,10 +439,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # said by the subcommand, so its usage (not hpo's) is what the user sees
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
     except SpecError as err:
         print(f"hpo: {err.render()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `hpo keys | head`: the reader has gone; nothing to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # else Python's exit flush raises it again
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as err:
         # A second Ctrl-C skips Tune's graceful stop; the last saved state still resumes.
         run_dir = getattr(err, "run_dir", getattr(args, "run_dir", None))

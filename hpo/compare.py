@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from hpo.errors import SpecError
+from hpo.paths import output_folder
 from hpo.report.rundata import RunData, load_run
 
 COMPARE_PNG = "compare.png"
@@ -41,6 +42,12 @@ def data_warning(runs: list[RunData]) -> str | None:
     if len({fp for _, fp in recorded}) < 2:
         return None
     listed = ", ".join(f"{run_dir}: {fp}" for run_dir, fp in recorded)
+    validation = [r.validation_fingerprint for r in runs]
+    if None not in validation and len(set(validation)) == 1:
+        return (
+            f"these searches trained on different data (fingerprints {listed}); their scores "
+            "are on the same validation set"
+        )
     return (
         f"these searches trained and scored on different data (fingerprints {listed}): "
         "their scores are not on the same validation set"
@@ -148,7 +155,7 @@ def compare_runs(run_dirs: list[str], out_dir: str) -> str:
     runs = _load_all(run_dirs)  # every problem before anything is written
     _check_same_metric(runs)
     table = rows(runs)
-    os.makedirs(out_dir, exist_ok=True)
+    output_folder(out_dir)
     plot_best_so_far(runs, out_dir)
     page = os.path.join(out_dir, COMPARE_HTML)
     warning = data_warning(runs)

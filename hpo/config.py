@@ -37,10 +37,15 @@ REMOVED_TRAINING_ARGS = {"warmup_ratio": "removed in transformers 5; use warmup_
 
 
 def load_spec(
-    path: str | Path, overrides: list[str] | None = None, *, read_data: bool = False
+    path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    read_data: bool = False,
+    flags: tuple[str, ...] = (),
 ) -> JobSpec:
     """Read, override, check and resolve a spec file; raises SpecError listing every problem
-    (`read_data`: with the local data files' own, when the spec has others)."""
+    (`read_data`: with the local data files' own, when the spec has others; `flags`: the keys
+    whose override came from a flag of their own, `--storage`, which a problem then names)."""
     raw = read_yaml(path)
     problems: list[str] = []
     for item in overrides or []:
@@ -59,7 +64,7 @@ def load_spec(
         if problems and read_data:
             problems += _data_problems(spec, problems)
     if problems:
-        raise SpecError(_from_overrides(problems, overrides or []), source=str(path))
+        raise SpecError(_from_overrides(problems, overrides or [], flags), source=str(path))
     assert spec is not None
     spec.parameters = ever_sampled(spec.parameters)
     return spec
@@ -85,15 +90,16 @@ def _data_problems(spec: JobSpec, problems: list[str]) -> list[str]:
     return []
 
 
-def _from_overrides(problems: list[str], overrides: list[str]) -> list[str]:
+def _from_overrides(problems: list[str], overrides: list[str], flags: tuple[str, ...]) -> list[str]:
     """A problem with a key that a `--set` gave (or inside it, or a parameter it added) says
-    so: the file may not have that key. `storage` comes from `--storage` (run and submit)."""
+    so: the file may not have that key. A key in `flags` came from its own flag (`--storage`
+    of run and submit)."""
     keys = [item.partition("=")[0] for item in overrides]
     out = []
     for problem in problems:
         key = _key(problem)
         given = any(_within(key, k) or ("." in key and _within(k, key)) for k in keys)
-        if problem.startswith("storage: ") and "storage" in keys:
+        if key in flags:
             problem = "--" + problem
         elif given and not problem.startswith("--set "):
             problem = f"--set {problem}"

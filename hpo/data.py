@@ -43,6 +43,7 @@ class PreparedData:
     tokenizer: Any
     fingerprint: str
     stats: dict[str, int] = field(default_factory=dict)
+    split_fingerprints: dict[str, str] = field(default_factory=dict)  # each split's own
 
 
 def _read_json(path: str) -> pd.DataFrame:
@@ -283,4 +284,5 @@ def prepare(spec: JobSpec) -> PreparedData:
         tokenizer=tokenizer,
         fingerprint=fingerprint(frames),
         stats=stats,
+        split_fingerprints={split: fingerprint({split: f}) for split, f in frames.items()},
     )

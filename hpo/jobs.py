@@ -133,7 +133,7 @@ def submit(
 
     overrides = list(overrides) + ([f"storage={storage}"] if storage else [])
     # bad input stops here: nothing is submitted
-    spec = load_spec(spec_path, overrides, read_data=True)
+    spec = load_spec(spec_path, overrides, read_data=True, flags=("storage",) if storage else ())
     _check_local_data(spec, spec_path)
     name = search_name(spec, spec_path, name)
     run_dir = f"{spec.storage.rstrip('/')}/{name}"

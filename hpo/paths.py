@@ -80,3 +80,17 @@ def resolve_path(value: str, problems: list[str], key: str) -> str | None:
     if os.path.exists(expanded) or looks_like_path(value):
         return os.path.abspath(expanded)
     return value
+
+
+def output_folder(path: str, flag: str = "--out") -> str:
+    """Create the folder `path` names for a command's output (a report, a comparison), or say
+    in one line why it cannot be: a file is there, or the place cannot be written."""
+    from hpo.errors import SpecError
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SpecError([f"{flag} {path}: is a file; give a folder to write into"])
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise SpecError([f"{flag} {path}: cannot create the folder ({error.strerror})"]) from None
+    return path

@@ -12,6 +12,7 @@ import io
 import math
 import os
 import re
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +105,18 @@ def collect(grid: Any) -> list[TrialRecord]:
                 tb,
             )
         )
-    return sorted(records, key=lambda r: r.trial_id)
+    return sorted(records, key=_creation_order)
+
+
+_TRIAL_DIR = re.compile(r"_([0-9a-f]+)_(\d+)(_|$)")  # train_trial_<id>_<n>_<config>_<date>
+
+
+def _creation_order(record: TrialRecord) -> tuple[int, str]:
+    """Trials in the order the search created them (Ray numbers their folders), so that the
+    first row, and "the first error", is the first to happen; by id where a folder has no
+    number."""
+    found = _TRIAL_DIR.search(os.path.basename(record.path or ""))
+    return (int(found.group(2)) if found else sys.maxsize, record.trial_id)
 
 
 def latest_timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -272,7 +284,8 @@ def read_outcome(run_dir: str) -> tuple[Best | None, dict[str, int]]:
 
 
 def read_first_error(run_dir: str) -> str:
-    """`trial_id: error` of the first errored trial in trials.csv ('' when none erred)."""
+    """`trial_id: error` of the first errored trial in trials.csv, which lists trials in the
+    order they were created ('' when none erred)."""
     path = os.path.join(run_dir, "trials.csv")
     if not os.path.isfile(path):
         return ""

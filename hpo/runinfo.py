@@ -54,12 +54,16 @@ def read_record(path: str) -> dict[str, Any] | None:
     return document
 
 
-def recorded_fingerprint(run_dir: str) -> str | None:
-    """The fingerprint of the data the search started on (data.yaml); None where there is no
-    record to compare with (a run directory from before data.yaml, or a damaged one)."""
+def recorded_fingerprint(run_dir: str, split: str | None = None) -> str | None:
+    """The fingerprint of the data the search started on (data.yaml), or of one of its splits;
+    None where there is no record to compare with (a run directory from before data.yaml, or
+    before it kept each split's, or a damaged one)."""
     try:
         record = read_record(os.path.join(run_dir, DATA_REPORT)) or {}
     except SpecError:
         return None
-    fingerprint = record.get("fingerprint")
+    if split is not None:
+        splits = record.get("split_fingerprints")
+        record = splits if isinstance(splits, dict) else {}
+    fingerprint = record.get(split or "fingerprint")
     return str(fingerprint) if fingerprint else None

@@ -296,7 +296,12 @@ def write_data_report(run_dir: str, data: PreparedData) -> None:
     """data.yaml: what cleaning removed and what each split holds; one line to the terminal."""
     import yaml
 
-    document = {"fingerprint": data.fingerprint, "labels": data.label_names, **data.stats}
+    document = {
+        "fingerprint": data.fingerprint,
+        "split_fingerprints": data.split_fingerprints,  # which split differs, for hpo compare
+        "labels": data.label_names,
+        **data.stats,
+    }
     Path(run_dir, DATA_REPORT).write_text(yaml.safe_dump(document, sort_keys=False))
     print(data_line(data.stats), file=sys.stderr)
 

@@ -420,3 +420,28 @@ def test_the_readme_command_table_shows_every_option():
         }
         missing = sorted(o for o in options - {"--help"} if o not in rows)
         assert not missing, f"hpo {name}: {missing} not in README's command table"
+
+
+def test_a_reader_that_goes_away_ends_hpo_quietly():
+    """`hpo keys | head`: the closed pipe is no traceback; the shell's SIGPIPE exit code."""
+    import subprocess
+    import sys
+
+    keys = subprocess.Popen(
+        [sys.executable, "-m", "hpo.cli", "keys"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    keys.stdout.close()  # before hpo writes a line
+    err = keys.stderr.read().decode()
+    assert keys.wait(timeout=60) == 141 and err == "", err
+
+
+def test_a_problem_names_the_flag_or_the_set_that_gave_the_key(tmp_path, capsys):
+    quickstart = str(Path(__file__).parents[1] / "search_spaces" / "quickstart.yaml")
+    said = "storage: `s4://` is not a storage hpo writes to"
+    for argv, named in (
+        (["--set", "storage=s4://x/y"], f"--set {said}"),
+        (["--storage", "s4://x/y"], f"--{said}"),
+    ):
+        assert main(["run", quickstart, *argv]) == 2
+        err = capsys.readouterr().err
+        assert named in err and "Traceback" not in err, err

@@ -487,6 +487,10 @@ tracking: {{wandb: {{mode: disabled}}}}
     # One line per failed trial, and no traceback: Ray's are silenced, errors/ has them.
     assert err.count("failed: ValueError: dropout probability") == 2, err
     assert "Traceback" not in err and "RepeatedFailure" not in err, err
+    # "The first" is the first to run: Ray numbers the trials' folders in creation order.
+    first = err.split("the first: ", 1)[1].split(":", 1)[0]
+    assert glob.glob(str(tmp_path / "broken" / f"*_{first}_1_*")), (first, err)
+    assert read_csv(str(tmp_path / "broken" / "trials.csv"))[0]["trial_id"] == first
     # A resume of it says the same, from trials.csv: the search has finished.
     assert main(["resume", str(tmp_path / "broken"), "--quiet"]) == 3
     resumed = capsys.readouterr().err

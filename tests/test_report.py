@@ -237,9 +237,19 @@ def test_compare_puts_searches_side_by_side(search, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "searches compared" in err and "different data" not in err
 
-    # Another data file (or sample cap) means another validation set: said, not refused.
+    # Another sample cap on the training split: said, and that the scores are comparable.
     data_yaml = other / "data.yaml"
-    data_yaml.write_text(data_yaml.read_text().replace("fingerprint:", "fingerprint: 0ther"))
+    record = yaml.safe_load(data_yaml.read_text())
+    assert set(record["split_fingerprints"]) == {"train", "validation"}
+    record["fingerprint"] = record["split_fingerprints"]["train"] = "0ther"
+    data_yaml.write_text(yaml.safe_dump(record))
+    assert main(["compare", search, str(other), "--out", str(tmp_path / "cmp0")]) == 0
+    err = capsys.readouterr().err
+    assert "trained on different data" in err and "are on the same validation set" in err, err
+
+    # Another data file means another validation set: said, not refused.
+    record["split_fingerprints"]["validation"] = "0ther"
+    data_yaml.write_text(yaml.safe_dump(record))
     assert main(["compare", search, str(other), "--out", str(tmp_path / "cmp1")]) == 0
     assert "trained and scored on different data" in capsys.readouterr().err
     assert "different data" in (tmp_path / "cmp1" / "compare.html").read_text()
@@ -259,3 +269,20 @@ def test_bad_run_directory_exits_2_and_writes_nothing(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "not a run directory" in err and "Traceback" not in err
         assert os.listdir(tmp_path) == []
+
+
+def test_an_out_that_cannot_be_a_folder_is_one_message(search, tmp_path, capsys):
+    a_file = tmp_path / "afile"
+    a_file.write_text("mine\n")
+    for argv in (
+        ["report", search, "--out", str(a_file)],
+        ["compare", search, "--out", str(a_file)],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == f"hpo: --out {a_file}: is a file; give a folder to write into\n", err
+    assert a_file.read_text() == "mine\n"  # left as it was
+    assert main(["report", search, "--out", "/proc/hpo-cannot-be-here"]) == 2
+    err = capsys.readouterr().err
+    assert "--out /proc/hpo-cannot-be-here: cannot create the folder (" in err
+    assert "Traceback" not in err

@@ -185,3 +185,16 @@ def test_the_importance_legend_covers_no_bar(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "_save", check)
     plots.importance_bars(run, Importance(1, 4, scores), str(tmp_path))
     assert overlaps == [False, False]
+
+
+def test_of_trials_tied_at_the_top_the_exported_one_ranks_first():
+    """The top-trials table must not put another trial above the model the search exported
+    (best.yaml's tie-break: a checkpoint on disk, the later objectives)."""
+    run = strategy_run()
+    run.trials["best_eval_accuracy"] = [0.8, 0.85, 0.85, 0.7]
+    for exported in ("b", "c"):
+        run.best = {"trial_id": exported}
+        ranked = list(run.scored_trials()["trial_id"])
+        assert ranked[0] == exported and set(ranked[:2]) == {"b", "c"} and ranked[2:] == ["a", "d"]
+    run.best = None  # no model exported: the ties as they come
+    assert list(run.scored_trials()["trial_id"]) == ["b", "c", "a", "d"]

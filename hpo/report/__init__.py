@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from hpo.paths import output_folder
 from hpo.report.rundata import RunData, load_run
 
 __all__ = ["Report", "RunData", "build_report", "load_run"]
@@ -28,7 +29,7 @@ def build_report(run_dir: str, out_dir: str | None = None) -> Report:
     from hpo.results import write_text_atomic
 
     run = load_run(run_dir)  # a SpecError before anything is written
-    out_dir = out_dir or os.path.join(run_dir, REPORT_DIR)
+    out_dir = output_folder(out_dir) if out_dir else os.path.join(run_dir, REPORT_DIR)
     os.makedirs(out_dir, exist_ok=True)
     figures = [
         ("Progress", plots.best_vs_time(run, out_dir), "Best so far against wall-clock time"),

@@ -33,6 +33,7 @@ class RunData:
     pareto: pd.DataFrame | None = None  # pareto.csv: the front of a several-metric search
     notes: list[str] = field(default_factory=list)  # the scheduler's and searcher's verdicts
     data_fingerprint: str | None = None  # data.yaml's: which examples the search trained on
+    validation_fingerprint: str | None = None  # ... and which it was scored on
 
     @property
     def name(self) -> str:
@@ -60,9 +61,15 @@ class RunData:
         ]
 
     def scored_trials(self) -> pd.DataFrame:
-        """Trials with a finite best metric, best first."""
+        """Trials with a finite best metric, best first; of trials tied at the top, the one
+        best.yaml names (the exported model) first."""
         frame = self.trials[self.trials[self.best_column].map(_finite)]
-        return frame.sort_values(self.best_column, ascending=not self.maximize)
+        exported = frame["trial_id"].astype(str) == str((self.best or {}).get("trial_id"))
+        order = frame.assign(_exported=exported)
+        order = order.sort_values(
+            [self.best_column, "_exported"], ascending=[not self.maximize, False], kind="stable"
+        )
+        return order.drop(columns="_exported")
 
     def wall_seconds(self) -> float:
         """From the first trial's start to the last evaluation; with no evaluation (every
@@ -119,6 +126,7 @@ def load_run(run_dir: str) -> RunData:
         pareto=_front(run_dir, spec),
         notes=read_notes(run_dir),
         data_fingerprint=recorded_fingerprint(run_dir),
+        validation_fingerprint=recorded_fingerprint(run_dir, "validation"),
     )
 
 
