@@ -144,7 +144,7 @@ def _print_outcome(outcome: Any) -> int:
     if best is not None:
         print(
             f"best: {best.metric} = {best.value:.6g} (trial {best.trial_id}, evaluation "
-            f"{best.evaluation})",
+            f"{best.evaluation}){_later(outcome.best_outcome)}",
             file=sys.stderr,
         )
     print(outcome.run_dir)
@@ -152,6 +152,14 @@ def _print_outcome(outcome: Any) -> int:
         print(_no_model(outcome), file=sys.stderr)
         return EXIT_NO_MODEL
     return 0
+
+
+def _later(best_outcome: str) -> str:
+    """What the exported model's trial did after its best evaluation, where a user would not
+    guess it: the model is that evaluation's, from a trial whose loss later blew up."""
+    if best_outcome in ("diverged", "errored"):
+        return f"; the trial {best_outcome} after it: the model is from this evaluation"
+    return ""
 
 
 def _no_model(outcome: Any) -> str:

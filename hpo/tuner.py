@@ -46,6 +46,7 @@ class SearchOutcome:
     interrupted: bool = False
     target_reached: bool = False  # a trial reached `metric.target`, which ended the search
     first_error: str = ""  # the first errored trial's `trial_id: error`, when any erred
+    best_outcome: str = ""  # what became of the trial the best evaluation is from
 
 
 def search_name(spec: JobSpec, spec_path: str | None, name: str | None) -> str:
@@ -606,4 +607,12 @@ def finish(
         location.push()
     erred = next((r for r in records if r.error), None)
     first_error = f"{erred.trial_id}: {erred.error}" if erred else ""
-    return SearchOutcome(shown, best, counts, target_reached=reached, first_error=first_error)
+    best_outcome = next((r.outcome for r in records if best and r.trial_id == best.trial_id), "")
+    return SearchOutcome(
+        shown,
+        best,
+        counts,
+        target_reached=reached,
+        first_error=first_error,
+        best_outcome=best_outcome,
+    )

@@ -166,3 +166,21 @@ def test_held_out_scores_are_scores_not_timings(tmp_path):
     )
     best = yaml.safe_load((tmp_path / "best.yaml").read_text())
     assert best["test_metrics"] == {"eval_accuracy": 0.8, "eval_loss": 0.4}
+
+
+def test_the_closing_summary_says_when_the_models_trial_diverged_after_it(capsys):
+    """A trial whose first evaluation was the search's best, then blew up: the model is that
+    evaluation's, and the user should not have to find out from trials.csv."""
+    from hpo.cli import _print_outcome
+    from hpo.results import Best
+    from hpo.tuner import SearchOutcome
+
+    best = Best("c113c95d", "eval_accuracy", "maximize", 0.525, 1, {}, {}, "/ckpt")
+    for outcome, said in (
+        ("diverged", "; the trial diverged after it: the model is from this evaluation"),
+        ("completed", ""),
+    ):
+        code = _print_outcome(SearchOutcome("runs/r", best, {outcome: 1}, best_outcome=outcome))
+        assert code == 0
+        err = capsys.readouterr().err
+        assert f"best: eval_accuracy = 0.525 (trial c113c95d, evaluation 1){said}\n" in err, err
