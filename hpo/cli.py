@@ -37,7 +37,8 @@ def _quiet_environment() -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from hpo.config import dump_spec, load_spec
 
-    spec = load_spec(args.spec, args.set, read_data=args.data)
+    # The local data files too, as `hpo run` would read them: "valid" means it runs.
+    spec = load_spec(args.spec, args.set, read_data=True, check_data=True)
     if args.data:
         from hpo.data import prepare
 

@@ -42,10 +42,12 @@ def load_spec(
     *,
     read_data: bool = False,
     flags: tuple[str, ...] = (),
+    check_data: bool = False,
 ) -> JobSpec:
     """Read, override, check and resolve a spec file; raises SpecError listing every problem
-    (`read_data`: with the local data files' own, when the spec has others; `flags`: the keys
-    whose override came from a flag of their own, `--storage`, which a problem then names)."""
+    (`read_data`: with the local data files' own, when the spec has others; `check_data`: even
+    when it has none, for `hpo validate`, whose "valid" means the data reads too; `flags`: the
+    keys whose override came from a flag of their own, `--storage`, which a problem names)."""
     raw = read_yaml(path)
     problems: list[str] = []
     for item in overrides or []:
@@ -61,7 +63,7 @@ def load_spec(
         )
         check_spec(spec, checks, strategies_narrowed=narrowed)
         problems += [p for p in checks if not _repeats(p, problems)]
-        if problems and read_data:
+        if (problems and read_data) or check_data:
             problems += _data_problems(spec, problems)
     if problems:
         raise SpecError(_from_overrides(problems, overrides or [], flags), source=str(path))

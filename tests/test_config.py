@@ -218,6 +218,10 @@ def test_validate_cli_prints_resolved_spec(tmp_path, tiny_bert, sentiment_csv, c
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["run_cap"] == 5
     assert resolved["metric"] == {"name": "eval_accuracy", "goal": "maximize"}
+    # The data files are checked as `hpo run` would, without --data: "valid" means runnable.
+    assert main(["validate", path, "--set", "data.label_column=labl"]) == 2
+    err = capsys.readouterr().err
+    assert "--set data.label_column: `labl` is not a column of" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])
