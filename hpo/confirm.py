@@ -80,7 +80,8 @@ def top_configurations(run: RunData, k: int) -> list[Candidate]:
         raise SpecError(problems, source=os.path.join(run.run_dir, "spec.yaml"))
     seen: set[str] = set()
     candidates: list[Candidate] = []
-    for rank, row in enumerate(run.scored_trials().to_dict("records"), start=1):
+    ranked = run.scored_trials(exported_first=False)  # the same picks after it rewrote best.yaml
+    for rank, row in enumerate(ranked.to_dict("records"), start=1):
         config = {
             p.name: typed_value(p, row[p.name])
             for p in space.params

@@ -198,3 +198,5 @@ def test_of_trials_tied_at_the_top_the_exported_one_ranks_first():
         assert ranked[0] == exported and set(ranked[:2]) == {"b", "c"} and ranked[2:] == ["a", "d"]
     run.best = None  # no model exported: the ties as they come
     assert list(run.scored_trials()["trial_id"]) == ["b", "c", "a", "d"]
+    run.best = {"trial_id": "c"}  # `hpo confirm` picks by the search alone
+    assert list(run.scored_trials(exported_first=False)["trial_id"]) == ["b", "c", "a", "d"]

@@ -29,8 +29,7 @@ def build_report(run_dir: str, out_dir: str | None = None) -> Report:
     from hpo.results import write_text_atomic
 
     run = load_run(run_dir)  # a SpecError before anything is written
-    out_dir = output_folder(out_dir) if out_dir else os.path.join(run_dir, REPORT_DIR)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = output_folder(out_dir or os.path.join(run_dir, REPORT_DIR))
     figures = [
         ("Progress", plots.best_vs_time(run, out_dir), "Best so far against wall-clock time"),
         ("Progress", plots.best_vs_trials(run, out_dir), "Best so far against trials"),

@@ -60,11 +60,13 @@ class RunData:
             if p.value is None and n in self.trials.columns
         ]
 
-    def scored_trials(self) -> pd.DataFrame:
-        """Trials with a finite best metric, best first; of trials tied at the top, the one
-        best.yaml names (the exported model) first."""
+    def scored_trials(self, exported_first: bool = True) -> pd.DataFrame:
+        """Trials with a finite best metric, best first; of trials tied, the one best.yaml
+        names (the exported model) first, unless `exported_first` is off (`hpo confirm`,
+        which rewrites best.yaml: its picks must not depend on its own last result)."""
         frame = self.trials[self.trials[self.best_column].map(_finite)]
-        exported = frame["trial_id"].astype(str) == str((self.best or {}).get("trial_id"))
+        best_id = (self.best or {}).get("trial_id") if exported_first else None
+        exported = frame["trial_id"].astype(str) == str(best_id)
         order = frame.assign(_exported=exported)
         order = order.sort_values(
             [self.best_column, "_exported"], ascending=[not self.maximize, False], kind="stable"
