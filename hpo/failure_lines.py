@@ -13,8 +13,8 @@ from ray.exceptions import RayActorError
 from ray.tune import Callback
 
 from hpo import cluster_kv
-from hpo.results import error_line
-from hpo.trial.failures import RepeatedFailure, failure_key, failures_of, recorded_error
+from hpo.results import error_line, last_line
+from hpo.trial.failures import RepeatedFailure, failure_key, failures_of, recorded_traceback
 
 
 class FailureLines(Callback):
@@ -46,8 +46,8 @@ class FailureLines(Callback):
         said = f"trial {trial.trial_id} failed: {line}"
         # The trial's own record (written before it raised) says whether this error is one a
         # restart would meet again; another error (on another node) is retried as any.
-        recorded = recorded_error(cluster_kv.get(failure_key(self.bar_key, trial.trial_id)))
-        if recorded is not None and recorded[:500] == line:
+        recorded = recorded_traceback(cluster_kv.get(failure_key(self.bar_key, trial.trial_id)))
+        if recorded is not None and last_line(recorded) == line:
             self.final.add(trial.trial_id)
             said += "; not run again on its node: it would fail the same way"
         elif restarted:
@@ -99,5 +99,4 @@ def _error_file_line(path: str | None) -> str:
     if not path or not os.path.isfile(path):
         return "(no error recorded)"
     with open(path, errors="replace") as f:
-        lines = [line.strip() for line in f if line.strip()]
-    return lines[-1][:500] if lines else "(no error recorded)"
+        return last_line(f.read()) or "(no error recorded)"

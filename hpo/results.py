@@ -140,9 +140,15 @@ def latest_timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def error_line(error: BaseException) -> str:
-    text = _ANSI.sub("", str(error)).strip().splitlines()
     # Ray wraps the trial's exception; its last line is the user's error message.
-    return (text[-1] if text else type(error).__name__)[:500]
+    return last_line(str(error)) or type(error).__name__
+
+
+def last_line(text: str) -> str | None:
+    """A traceback's last line, its error, as trials.csv and the terminal show it (None for
+    no text)."""
+    lines = _ANSI.sub("", text).strip().splitlines()
+    return lines[-1][:500] if lines else None
 
 
 def trial_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any]]:

@@ -61,11 +61,10 @@ def failure_on(node: str, recorded: str | None) -> str | None:
     return document["traceback"] if document and node in document["nodes"] else None
 
 
-def recorded_error(recorded: str | None) -> str | None:
-    """The recorded failure's error line (its traceback's last), or None without a record."""
+def recorded_traceback(recorded: str | None) -> str | None:
+    """The recorded failure's traceback, whatever its node; None without a record."""
     document = _read(recorded)
-    lines = document["traceback"].strip().splitlines() if document else []
-    return lines[-1] if lines else None
+    return document["traceback"] if document else None
 
 
 def _read(recorded: str | None) -> dict[str, Any] | None:
