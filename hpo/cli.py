@@ -52,7 +52,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hpo.config import load_spec
+    from hpo.config import load_spec, naming_overrides
     from hpo.tuner import run_search
 
     address = _driver_address(args)
@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"storage={args.storage}")
     flags = ("storage",) if args.storage else ()
     spec = load_spec(args.spec, overrides, read_data=True, flags=flags)
-    with _results_only_on_stdout():
+    with _results_only_on_stdout(), naming_overrides(overrides, flags):
         outcome = run_search(
             spec, spec_path=args.spec, name=args.name, address=address, show_table=not args.quiet
         )

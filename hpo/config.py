@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,16 @@ def _data_problems(spec: JobSpec, problems: list[str]) -> list[str]:
     except SpecError as err:
         return err.problems
     return []
+
+
+@contextlib.contextmanager
+def naming_overrides(overrides: list[str], flags: tuple[str, ...] = ()) -> Iterator[None]:
+    """Problems found after the spec loaded (its data files, which `hpo run` reads once, in
+    `prepare`) name a key that a `--set` gave as such, as load_spec's own problems do."""
+    try:
+        yield
+    except SpecError as err:
+        raise SpecError(_from_overrides(err.problems, overrides, flags), source=err.source) from None
 
 
 def _from_overrides(problems: list[str], overrides: list[str], flags: tuple[str, ...]) -> list[str]:

@@ -26,7 +26,7 @@ from hpo.config import dump_spec, run_name_problem
 from hpo.data import PreparedData, prepare
 from hpo.driver_lock import driving, refuse_if_driven
 from hpo.endings import TrialEndings, ended_trials
-from hpo.errors import SpecError
+from hpo.errors import SpecError, of_spec
 from hpo.jobs import with_data_origins
 from hpo.loopback import cluster_on_loopback, loopback_only
 from hpo.numbers import finite_number
@@ -375,7 +375,8 @@ def run_search(
                 f"`hpo resume {location.path}`"
             ]
         )
-    data = prepare(spec)
+    with of_spec(spec_path) if spec_path else contextlib.nullcontext():
+        data = prepare(spec)
     if address is None:
         check_local_resources(spec)
     init_ray(spec, address)

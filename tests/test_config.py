@@ -224,6 +224,20 @@ def test_validate_cli_prints_resolved_spec(tmp_path, tiny_bert, sentiment_csv, c
     assert "--set data.label_column: `labl` is not a column of" in err and "Traceback" not in err
 
 
+def test_run_names_the_set_key_behind_a_data_file_problem(
+    tmp_path, tiny_bert, sentiment_csv, capsys, monkeypatch
+):
+    """`hpo run` reads the files once, after the spec loaded; its message is validate's."""
+    import hpo.tuner
+
+    monkeypatch.setattr(hpo.tuner, "init_ray", lambda *a, **k: pytest.fail("Ray started"))
+    path = write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path))
+    assert main(["run", path, "--set", "data.label_column=labl"]) == 2
+    err = capsys.readouterr().err
+    assert f"invalid spec in {path}: --set data.label_column: `labl` is not a column of" in err
+    assert "Traceback" not in err and [p.name for p in tmp_path.iterdir()] == ["s.yaml"]
+
+
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_bad_spec_exits_2_with_one_message_and_writes_nothing(tmp_path, command, capsys):
     path = write_spec(tmp_path / "s.yaml", "model: {name_or_path: 3}\ndata: [1]\n")
