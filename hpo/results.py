@@ -172,7 +172,7 @@ def trial_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any]
         row["stopped_early"] = r.outcome == "stopped_early"
         row["wall_seconds"] = round(float(last.get("time_total_s", 0.0) or 0.0), 3)
         row["train_seconds"] = round(float(last.get(TRAIN_SECONDS, 0.0) or 0.0), 3)
-        row["node"] = node_label(last)
+        row["node"] = node_label(last) or failed_on(r.traceback)
         row["error"] = r.error or ""
         row["traceback"] = f"errors/{r.trial_id}.txt" if r.traceback else ""
         rows.append(row)
@@ -185,6 +185,17 @@ def node_label(result: dict[str, Any]) -> str:
     node_id = str(result.get(NODE) or "")
     ip = str(result.get("node_ip") or "")
     return " ".join(part for part in (ip, node_id[:8]) if part)
+
+
+# Ray's remote traceback heads each failure with the worker's `ray::...(pid=N, ip=IP, ...)`.
+_WORKER_IP = re.compile(r"\(pid=\d+, ip=([^,\s)]+)")
+
+
+def failed_on(traceback_text: str | None) -> str:
+    """The address of the node where a trial that reported nothing failed (its last failure),
+    from its traceback: on a cluster, which machine lacks what the trial needs."""
+    found = _WORKER_IP.findall(traceback_text or "")
+    return found[-1] if found else ""
 
 
 @dataclass

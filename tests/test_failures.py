@@ -123,6 +123,7 @@ def test_erroring_trial_is_recorded_and_the_search_goes_on(faulty_run):
         assert row["outcome"] == "errored" and "dropout probability" in row["error"]
         text = Path(run_dir, row["traceback"]).read_text()
         assert 'File "' in text and "dropout probability has to be between 0 and 1" in text
+        assert row["node"] == "127.0.0.1"  # from the traceback: it reported no evaluation
     assert len(rows) == 6
     assert [r["outcome"] for r in rows].count("completed") == 2
 

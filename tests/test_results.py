@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from hpo.results import collect, latest_timeline, pick_best
+from hpo.results import collect, failed_on, latest_timeline, pick_best
 
 
 def row(iteration: int, step: int, score: float) -> dict:
@@ -184,3 +184,15 @@ def test_the_closing_summary_says_when_the_models_trial_diverged_after_it(capsys
         assert code == 0
         err = capsys.readouterr().err
         assert f"best: eval_accuracy = 0.525 (trial c113c95d, evaluation 1){said}\n" in err, err
+
+
+def test_a_trial_that_reported_nothing_is_placed_on_its_last_failures_node():
+    two_failures = (
+        "ray::ImplicitFunc.train() (pid=16587, ip=10.0.0.4, actor_id=1b68, repr=train_trial)\n"
+        "ValueError: x\n"
+        "ray::ImplicitFunc.train() (pid=2201, ip=10.0.0.7, actor_id=7e3c, repr=train_trial)\n"
+        "ValueError: x\n"
+    )
+    assert failed_on(two_failures) == "10.0.0.7"
+    assert failed_on("ray.exceptions.ActorDiedError: the actor died") == ""
+    assert failed_on(None) == ""
