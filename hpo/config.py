@@ -101,7 +101,8 @@ def naming_overrides(overrides: list[str], flags: tuple[str, ...] = ()) -> Itera
     try:
         yield
     except SpecError as err:
-        raise SpecError(_from_overrides(err.problems, overrides, flags), source=err.source) from None
+        named = _from_overrides(err.problems, overrides, flags)
+        raise SpecError(named, source=err.source) from None
 
 
 def _from_overrides(problems: list[str], overrides: list[str], flags: tuple[str, ...]) -> list[str]:
