@@ -235,11 +235,32 @@ def export_run(run_dir: str, out_dir: str) -> str:
     best = read_best(run_dir)
     spec = read_run_spec(run_dir)
     labels = best.get("labels") or None
-    out = export_checkpoint(best.get("checkpoint") or "", out_dir, best, spec.task, labels)
+    checkpoint = checkpoint_in(run_dir, best.get("checkpoint") or "")
+    out = export_checkpoint(checkpoint, out_dir, best, spec.task, labels)
     from hpo.modelcard import write_model_card
 
     write_model_card(run_dir, out)
     return out
+
+
+def checkpoint_in(run_dir: str, recorded: str) -> str:
+    """best.yaml's checkpoint, in `run_dir` as it is now: best.yaml names it by the path the
+    search wrote it at, which a fetched, moved or renamed run directory no longer holds (or
+    holds as the original's, which this copy must not export in its stead)."""
+    if not recorded or _inside(recorded, run_dir):
+        return recorded
+    parts = os.path.normpath(recorded).split(os.sep)
+    # A search's trial keeps its checkpoints at <run>/<trial>/, a confirmation's at
+    # <run>/confirm/<trial>/; trial folder names are unique (id, number, date).
+    for depth in (2, 3):
+        candidate = os.path.join(run_dir, *parts[-depth:])
+        if len(parts) > depth and os.path.isdir(candidate):
+            return candidate
+    return recorded
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep)
 
 
 def _export_from_bucket(uri: str, out_dir: str) -> str:

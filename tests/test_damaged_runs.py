@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from hpo.cli import main
+from hpo.export import checkpoint_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,3 +101,21 @@ def test_a_file_where_a_run_directory_goes_and_a_folder_where_a_spec_goes(tmp_pa
     assert main(["validate", str(ROOT / "search_spaces")]) == 2
     assert "a folder; give a spec file (YAML) in it" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_moved_runs_checkpoints_are_found_where_the_run_is_now(tmp_path):
+    """best.yaml names where the search wrote them; a search's and a confirmation's trials
+    nest differently."""
+    old, now = "/elsewhere/runs/q", tmp_path / "fetched"
+    search = now / "train_trial_ab_3_2026-12-08" / "checkpoint_000002"
+    confirmed = now / "confirm" / "train_trial_cd_1_2026-12-08" / "checkpoint_000001"
+    for folder in (search, confirmed):
+        folder.mkdir(parents=True)
+    for found in (search, confirmed):
+        recorded = f"{old}/{found.relative_to(now)}"
+        assert checkpoint_in(str(now), recorded) == str(found)
+    # Not in the copy: the recorded path stays, for the message to name it.
+    gone = f"{old}/train_trial_ef_4_2026-12-08/checkpoint_000003"
+    assert checkpoint_in(str(now), gone) == gone
+    inside = str(search)
+    assert checkpoint_in(str(now), inside) == inside

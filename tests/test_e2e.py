@@ -6,6 +6,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import ray
@@ -172,6 +174,22 @@ def test_export_command_rewrites_the_model_folder(finished_run, tmp_path):
     for folder in (str(out), os.path.join(finished_run, "best_model")):
         mode = os.stat(os.path.join(folder, "model.safetensors")).st_mode & 0o777
         assert mode == 0o666 & ~umask, oct(mode)
+
+
+def test_export_of_a_moved_run_reads_the_checkpoint_where_the_run_is_now(finished_run, tmp_path):
+    """A fetched or renamed copy exports its own checkpoint, not the original's (best.yaml
+    names the path the search wrote), and still exports once the original is gone."""
+    moved = tmp_path / "fetched"
+    shutil.copytree(finished_run, moved)
+    with open(moved / "best.yaml") as f:
+        recorded = Path(yaml.safe_load(f)["checkpoint"])
+    assert str(recorded).startswith(finished_run)
+    config = moved / recorded.relative_to(finished_run) / "config.json"
+    marked = {**json.loads(config.read_text()), "hpo_test_marker": "the copy's"}
+    config.write_text(json.dumps(marked))
+    assert main(["export", str(moved), "--out", str(tmp_path / "model")]) == 0
+    exported = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert exported["hpo_test_marker"] == "the copy's"
 
 
 def test_resuming_a_finished_search_changes_nothing(finished_run, capsys):
