@@ -15,6 +15,7 @@ cluster instead (`--submit`), they ship those files again, and the job reads its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -91,11 +93,26 @@ def cluster_address(address: str | None) -> str:
     return address.rstrip("/")
 
 
+# Ray's job client takes these over the address it is given; hpo's --address beats them.
+_ADDRESS_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+
+
 def client(address: str | None) -> Any:
     from ray.job_submission import JobSubmissionClient
 
     url = cluster_address(address)
-    return _call("--address", lambda: JobSubmissionClient(url, headers=auth_headers()))
+    source = "--address" if address else "RAY_ADDRESS"
+    with _without_env(_ADDRESS_ENV):
+        return _call(source, lambda: JobSubmissionClient(url, headers=auth_headers()))
+
+
+@contextlib.contextmanager
+def _without_env(names: tuple[str, ...]) -> Iterator[None]:
+    saved = {n: os.environ.pop(n) for n in names if n in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def _call(what: str, fn: Any, *args: Any) -> Any:

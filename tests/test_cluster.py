@@ -434,6 +434,13 @@ def test_bad_job_requests_exit_2(cluster, hpo, monkeypatch):
     assert code == 2 and "--address" in err
     code, _, err = hpo("jobs", "list", "--address", cluster["dashboard"])
     assert code == 0
+    # The flag beats the environment (Ray's client would take RAY_ADDRESS over it), both ways.
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:9")
+    assert hpo("jobs", "list", "--address", cluster["dashboard"])[0] == 0
+    assert os.environ["RAY_ADDRESS"] == "http://127.0.0.1:9"
+    monkeypatch.setenv("RAY_ADDRESS", cluster["dashboard"])
+    code, _, err = hpo("jobs", "list", "--address", "http://127.0.0.1:9")
+    assert code == 2 and "--address: " in err and "127.0.0.1:9" in err, err
     monkeypatch.setenv("RAY_AUTH_TOKEN", "wrong")
     code, _, err = hpo("jobs", "list", "--address", cluster["dashboard"])
     assert code == 2 and "refused the token" in err
