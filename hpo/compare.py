@@ -55,7 +55,8 @@ def data_warning(runs: list[RunData]) -> str | None:
 
 
 def rows(runs: list[RunData]) -> list[dict[str, Any]]:
-    """One row per search: best metric, trials, wall time and compute used."""
+    """One row per search: the search's best metric, trials, wall time and compute used (and
+    `hpo confirm`'s outcome and cost, where one ran)."""
     out = []
     for run in runs:
         counts = run.trials["outcome"].value_counts().to_dict()
@@ -75,9 +76,23 @@ def rows(runs: list[RunData]) -> list[dict[str, Any]]:
                 "wall s": round(run.wall_seconds(), 1),
                 "compute (trial-s)": round(run.trial_seconds(), 1),
                 "CPU-s": round(run.trial_seconds() * run.spec.resources.cpu, 1),
+                **_confirmed(run, runs),
             }
         )
     return out
+
+
+def _confirmed(run: RunData, runs: list[RunData]) -> dict[str, Any]:
+    """When any search was confirmed: the chosen configuration's mean over fresh seeds (what
+    its best.yaml and report now give) and what confirming cost, beside the search's own."""
+    if not any(r.confirm for r in runs):
+        return {}
+    ranking = (run.confirm or {}).get("ranking") or []
+    chosen = next((c for c in ranking if c.get("chosen")), None)
+    return {
+        f"confirmed {run.metric} (mean)": chosen.get("mean") if chosen else None,
+        "confirm (trial-s)": (run.confirm or {}).get("trial_seconds"),
+    }
 
 
 def _front_size(run: RunData, runs: list[RunData]) -> dict[str, Any]:

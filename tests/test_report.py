@@ -17,6 +17,7 @@ from PIL import Image
 from wandb_offline import read_runs, records
 
 from hpo.cli import main
+from hpo.compare import rows as compare_rows
 from hpo.data import prepare
 from hpo.report import build_report, load_run
 from hpo.report.importance import importance
@@ -236,6 +237,17 @@ def test_compare_puts_searches_side_by_side(search, tmp_path, capsys):
     assert 'src="compare.png"' in page and "tiny" in page and "other" in page
     err = capsys.readouterr().err
     assert "searches compared" in err and "different data" not in err
+    assert "confirmed" not in err  # no column for a confirmation that no search had
+
+    # After `hpo confirm`, its mean and cost stand beside the search's own best and compute.
+    confirmed = {"trial_seconds": 97.5, "ranking": [{"chosen": False, "mean": 0.9}]}
+    confirmed["ranking"].append({"chosen": True, "mean": 0.4125})
+    (other / "confirm.yaml").write_text(yaml.safe_dump(confirmed))
+    table = compare_rows([load_run(search), load_run(str(other))])
+    assert [r["confirmed eval_loss (mean)"] for r in table] == [None, 0.4125]
+    assert [r["confirm (trial-s)"] for r in table] == [None, 97.5]
+    assert table[0]["best eval_loss"] == table[1]["best eval_loss"]  # the search's, as before
+    (other / "confirm.yaml").unlink()
 
     # Another sample cap on the training split: said, and that the scores are comparable.
     data_yaml = other / "data.yaml"
