@@ -53,6 +53,7 @@ class WandbTrialRuns(Callback):
         self._goal = spec.primary.goal
         self._spec = spec
         self._runs: dict[str, Any] = {}
+        self._unrecorded: set[str] = set()  # trials whose run could not be opened
         # Per unfinished trial: (evaluation, metric) so far, for the best in its run's summary.
         self._evaluations: dict[str, list[tuple[int, float]]] = {}
 
@@ -71,21 +72,48 @@ class WandbTrialRuns(Callback):
             return
         import wandb
 
-        for attempt in range(3):
-            try:
-                self._runs[trial.trial_id] = self._init(wandb, trial)
-                return
-            except Exception as err:  # a tracker problem must never take the search down
-                # A run just finished (a retried trial) can still be closing: "ID is in use".
-                if "in use" in str(err) and attempt < 2:
-                    time.sleep(1.0)
-                    continue
+        try:
+            self._runs[trial.trial_id] = self._open(wandb, trial)
+        except Exception as err:  # a tracker problem must never take the search down
+            if trial.trial_id not in self._unrecorded:  # a paused trial starts again: said once
+                self._unrecorded.add(trial.trial_id)
                 print(
-                    f"hpo: W&B run of trial {trial.trial_id} not recorded: {err}", file=sys.stderr
+                    f"hpo: W&B run of trial {trial.trial_id} not recorded: {one_line(err)}",
+                    file=sys.stderr,
                 )
-                return
 
     on_trial_restore = on_trial_start
+
+    def _open(self, wandb: Any, trial: Any) -> Any:
+        """The trial's run; where W&B online fails (no network, a bad key), this and every
+        later run is recorded offline, said once: each online try can wait out W&B's timeout,
+        and an offline run is uploaded later with `wandb sync`."""
+        try:
+            return self._init_retrying(wandb, trial)
+        except Exception as err:
+            if self._mode != "online":
+                raise
+            self._mode = "offline"
+            print(
+                f"hpo: W&B online failed ({one_line(err)}); the trials' runs are recorded "
+                f"offline in {os.path.join(self._dir, 'wandb')} from now on (`wandb sync` "
+                "uploads them)",
+                file=sys.stderr,
+            )
+            if not self._runs:  # frees the failed run's id; there is no open run to lose
+                wandb.teardown()
+            return self._init_retrying(wandb, trial)
+
+    def _init_retrying(self, wandb: Any, trial: Any) -> Any:
+        for attempt in range(3):
+            try:
+                return self._init(wandb, trial)
+            except Exception as err:
+                # A run just finished (a retried trial) can still be closing: "ID is in use".
+                if "in use" not in str(err) or attempt == 2:
+                    raise
+                time.sleep(1.0)
+        raise AssertionError("unreachable")
 
     def _init(self, wandb: Any, trial: Any) -> Any:
         return wandb.init(
@@ -194,7 +222,57 @@ def log_search_summary(
 
     # `identity`: a bucket run's URI, when `run_dir` is only where W&B writes its files.
     run_key = identity or os.path.abspath(run_dir)
-    run = wandb.init(
+    run = _open_summary_run(wandb, settings, group, run_dir, run_key, summary, mode)
+    if run is None:
+        return None
+    for key, value in summary.items():
+        if key != "best_hyperparameters":
+            run.summary[key] = value
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", group)
+    artifact = wandb.Artifact(f"{safe}-report", type="hpo-report", metadata=summary)
+    for path in files:
+        artifact.add_file(path)
+    run.log_artifact(artifact)
+    run.finish()
+    return str(run.id)
+
+
+def _open_summary_run(
+    wandb: Any,
+    settings: WandbSpec,
+    group: str,
+    run_dir: str,
+    run_key: str,
+    summary: dict[str, Any],
+    mode: str,
+) -> Any:
+    """The summary run; offline where online fails, None (said) where that fails too: the
+    report is written by then, and its copy in W&B must not take the command down."""
+    try:
+        return _summary_run(wandb, settings, group, run_dir, run_key, summary, mode)
+    except Exception as err:
+        if mode != "online":
+            print(f"hpo: W&B summary run not recorded: {one_line(err)}", file=sys.stderr)
+            return None
+        print(
+            f"hpo: W&B online failed ({one_line(err)}); the summary run is recorded offline in "
+            f"{os.path.join(run_dir, 'wandb')} (`wandb sync` uploads it)",
+            file=sys.stderr,
+        )
+        wandb.teardown()  # frees the failed run's id
+        return _open_summary_run(wandb, settings, group, run_dir, run_key, summary, "offline")
+
+
+def _summary_run(
+    wandb: Any,
+    settings: WandbSpec,
+    group: str,
+    run_dir: str,
+    run_key: str,
+    summary: dict[str, Any],
+    mode: str,
+) -> Any:
+    return wandb.init(
         project=settings.project,
         entity=settings.entity,
         group=group,
@@ -206,17 +284,13 @@ def log_search_summary(
         config=dict(summary.get("best_hyperparameters") or {}),
         tags=list(settings.tags),
         dir=run_dir,
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         reinit="create_new",
         settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False),
     )
-    for key, value in summary.items():
-        if key != "best_hyperparameters":
-            run.summary[key] = value
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", group)
-    artifact = wandb.Artifact(f"{safe}-report", type="hpo-report", metadata=summary)
-    for path in files:
-        artifact.add_file(path)
-    run.log_artifact(artifact)
-    run.finish()
-    return str(run.id)
+
+
+def one_line(err: BaseException) -> str:
+    """W&B's error on one line (its network errors run over several), cut to a readable length."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from hpo.spec import DataSpec, JobSpec, MetricSpec, ModelSpec, TrackingSpec, WandbSpec
-from hpo.tracking import WandbTrialRuns
+from hpo.tracking import WandbTrialRuns, log_search_summary
 
 
 class RecordedRun:
@@ -55,3 +55,47 @@ def test_a_resumed_search_keeps_the_evaluations_from_before():
     run = resumed._runs["t1"] = RecordedRun()
     report(resumed, 2, 0.4)
     assert run.summary == {"best_eval_loss": 0.2, "best_evaluation": 1}
+
+
+def test_where_w_and_b_online_fails_the_runs_are_recorded_offline_said_once(
+    tmp_path, monkeypatch, capsys
+):
+    """A bad key (or no network): real W&B refuses the online run; the search records every
+    trial offline from then on and says so once, not once per trial and start."""
+    monkeypatch.setenv("WANDB_API_KEY", "too-short")  # refused at once, no network needed
+    monkeypatch.delenv("WANDB_MODE")
+    spec = JobSpec(
+        model=ModelSpec(name_or_path="m"),
+        data=DataSpec(train="d.csv"),
+        metric=MetricSpec(name="eval_loss", goal="minimize"),
+        tracking=TrackingSpec(wandb=WandbSpec(project="p", mode="online")),
+    )
+    cb = WandbTrialRuns(spec, "search", "abc", str(tmp_path))
+    trials = [SimpleNamespace(trial_id=t, config={"lr": 0.1}, last_result={}) for t in "ab"]
+    for trial in [*trials, trials[0]]:  # the last: a paused trial starting again
+        cb.on_trial_start(iteration=0, trials=trials, trial=trial)
+    for trial in trials:
+        result = {"training_iteration": 1, "eval_loss": 0.5}
+        cb.on_trial_result(iteration=0, trials=trials, trial=trial, result=result)
+        cb.on_trial_complete(iteration=0, trials=trials, trial=trial)
+    err = capsys.readouterr().err
+    assert err.count("hpo: W&B online failed (") == 1, err
+    assert "40+ characters" in err and "not recorded" not in err and "too-short" not in err
+    runs = {p.name.split("-", 3)[-1] for p in (tmp_path / "wandb").glob("offline-run-*")}
+    assert runs == {"abc-a", "abc-b"}, runs
+
+
+def test_the_reports_summary_run_goes_offline_where_online_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_API_KEY", "too-short")
+    spec = JobSpec(
+        model=ModelSpec(name_or_path="m"),
+        data=DataSpec(train="d.csv"),
+        tracking=TrackingSpec(wandb=WandbSpec(project="p", mode="online")),
+    )
+    page = tmp_path / "report.html"
+    page.write_text("<html></html>")
+    summary = {"best_hyperparameters": {"lr": 0.1}, "trials": 2}
+    run_id = log_search_summary(spec, "search", str(tmp_path), summary, [str(page)])
+    assert run_id is not None and run_id.startswith("summary-")
+    assert "recorded offline" in capsys.readouterr().err
+    assert list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
