@@ -551,6 +551,10 @@ def _check_data(spec: JobSpec, problems: list[str]) -> None:
             problems.append(f"data.{name}: must be at least 1, got {value}")
     if spec.task == "causal-lm":
         _check_causal_lm_data(data, problems)
+    elif data.labels is not None and len(set(data.labels)) < 2:
+        problems.append(
+            f"data.labels: classification needs at least two labels, got {list(data.labels)}"
+        )
 
 
 def _check_causal_lm_data(data: DataSpec, problems: list[str]) -> None:
