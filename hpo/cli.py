@@ -25,6 +25,8 @@ def _quiet_environment() -> None:
     # transformers 5 draws a "Loading weights" bar at every from_pretrained (the export and its
     # test evaluation): the trial table is hpo's progress display.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Bars drawn with tqdm itself (transformers' GGUF conversion at every load of a .gguf model).
+    os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     # A traceback per failure, each restart's too, would bury the table: hpo.failure_lines
     # says each failure in a line, and errors/<trial>.txt keeps the whole traceback.
