@@ -44,6 +44,7 @@ class PreparedData:
     fingerprint: str
     stats: dict[str, int] = field(default_factory=dict)
     split_fingerprints: dict[str, str] = field(default_factory=dict)  # each split's own
+    unit: str = "examples"  # what a split's count counts: a causal LM's are token blocks
 
 
 def _read_json(path: str) -> pd.DataFrame:
@@ -285,4 +286,5 @@ def prepare(spec: JobSpec) -> PreparedData:
         fingerprint=fingerprint(frames),
         stats=stats,
         split_fingerprints={split: fingerprint({split: f}) for split, f in frames.items()},
+        unit=f"blocks of {spec.data.max_length} tokens" if spec.task == "causal-lm" else "examples",
     )

@@ -123,9 +123,10 @@ class DataSpec:
     test_fraction: float = doc("share of train carved as test when none is given", 0.0)
     max_length: int = doc("tokens per example (classification) or per block (causal-lm)", 128)
     max_train_samples: int | None = doc(
-        "cap on training rows after cleaning (a fixed, seeded subset)"
+        "cap on training rows after cleaning (a fixed, seeded subset; a causal LM's texts, "
+        "before they are cut into blocks)"
     )
-    max_eval_samples: int | None = doc("cap on validation rows after cleaning")
+    max_eval_samples: int | None = doc("cap on validation rows after cleaning (as above)")
 
 
 @dataclass

