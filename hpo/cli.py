@@ -59,9 +59,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     address = _driver_address(args)
     overrides = list(args.set)
-    if args.storage:
+    if args.storage is not None:  # '' too: refused, not the spec's storage in its stead
         overrides.append(f"storage={args.storage}")
-    flags = ("storage",) if args.storage else ()
+    flags = ("storage",) if args.storage is not None else ()
     spec = load_spec(args.spec, overrides, read_data=True, flags=flags)
     with _results_only_on_stdout(), naming_overrides(overrides, flags):
         outcome = run_search(

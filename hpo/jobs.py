@@ -148,9 +148,10 @@ def submit(
     """Check the spec here, then run `hpo run` on the cluster as a Ray Job; returns its id."""
     from hpo.tuner import search_name
 
-    overrides = list(overrides) + ([f"storage={storage}"] if storage else [])
+    flags = ("storage",) if storage is not None else ()  # '' too: refused, not ignored
+    overrides = list(overrides) + ([f"storage={storage}"] if flags else [])
     # bad input stops here: nothing is submitted
-    spec = load_spec(spec_path, overrides, read_data=True, flags=("storage",) if storage else ())
+    spec = load_spec(spec_path, overrides, read_data=True, flags=flags)
     _check_local_data(spec, spec_path)
     name = search_name(spec, spec_path, name)
     run_dir = f"{spec.storage.rstrip('/')}/{name}"

@@ -78,6 +78,8 @@ def type_name(tp: Any) -> str:
 
 
 def _show(value: Any) -> str:
+    if value is None:  # `key:` with no value in YAML, `--set key=`, `--storage ''`
+        return "nothing (an empty value)"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -463,3 +463,15 @@ def test_a_problem_names_the_flag_or_the_set_that_gave_the_key(tmp_path, capsys)
         assert main(["run", quickstart, *argv]) == 2
         err = capsys.readouterr().err
         assert named in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_an_empty_storage_flag_is_refused_not_ignored(
+    command, tmp_path, tiny_bert, sentiment_csv, capsys
+):
+    path = write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path / "runs"))
+    argv = [command, path, "--storage", ""]
+    assert main(argv + (["--address", "http://127.0.0.1:9"] if command == "submit" else [])) == 2
+    err = capsys.readouterr().err
+    assert "--storage: expected a string, got nothing (an empty value)" in err, err
+    assert not (tmp_path / "runs").exists()
