@@ -64,8 +64,12 @@ class WandbTrialRuns(Callback):
     def relocate(self, run_dir: str) -> None:
         """Write W&B's files under `run_dir` from now on. `hpo resume` calls it: the callback
         comes back pickled with the path of the machine that started the search, which on
-        another machine (a bucket run's mirror under another home) may not exist."""
+        another machine (a bucket run's mirror under another home) may not exist. Its mode is
+        the resume's environment's: a search that went offline when W&B failed tries online
+        again (a key fixed since)."""
         self._dir = run_dir
+        self._mode = wandb_mode(self._settings)
+        self._unrecorded = set()  # (set here too: a callback pickled by an older hpo lacks it)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if not self.enabled or trial.trial_id in self._runs:

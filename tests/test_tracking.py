@@ -99,3 +99,16 @@ def test_the_reports_summary_run_goes_offline_where_online_fails(tmp_path, monke
     assert run_id is not None and run_id.startswith("summary-")
     assert "recorded offline" in capsys.readouterr().err
     assert list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
+
+
+def test_a_resume_tries_w_and_b_online_again(tmp_path, monkeypatch):
+    """The search went offline when W&B failed; the resume's environment decides again."""
+    cb = callback()
+    cb._mode = "offline"  # as after a failure, pickled so with the search
+    cb._settings = WandbSpec(project="p")  # no mode in the spec: the environment's
+    del cb._unrecorded  # pickled by an hpo before it kept this
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    resumed = pickle.loads(pickle.dumps(cb))
+    resumed.relocate(str(tmp_path))
+    assert resumed._mode == "online" and resumed._unrecorded == set()
