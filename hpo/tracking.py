@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune import Callback
@@ -109,15 +110,15 @@ class WandbTrialRuns(Callback):
             return self._init_retrying(wandb, trial)
 
     def _init_retrying(self, wandb: Any, trial: Any) -> Any:
-        for attempt in range(3):
+        for _ in range(2):
             try:
                 return self._init(wandb, trial)
             except Exception as err:
                 # A run just finished (a retried trial) can still be closing: "ID is in use".
-                if "in use" not in str(err) or attempt == 2:
+                if "in use" not in str(err):
                     raise
                 time.sleep(1.0)
-        raise AssertionError("unreachable")
+        return self._init(wandb, trial)
 
     def _init(self, wandb: Any, trial: Any) -> Any:
         return wandb.init(
@@ -226,7 +227,11 @@ def log_search_summary(
 
     # `identity`: a bucket run's URI, when `run_dir` is only where W&B writes its files.
     run_key = identity or os.path.abspath(run_dir)
-    run = _open_summary_run(wandb, settings, group, run_dir, run_key, summary, mode)
+    run = _open_summary_run(
+        lambda mode: _summary_run(wandb, settings, group, run_dir, run_key, summary, mode),
+        run_dir,
+        mode,
+    )
     if run is None:
         return None
     for key, value in summary.items():
@@ -241,19 +246,13 @@ def log_search_summary(
     return str(run.id)
 
 
-def _open_summary_run(
-    wandb: Any,
-    settings: WandbSpec,
-    group: str,
-    run_dir: str,
-    run_key: str,
-    summary: dict[str, Any],
-    mode: str,
-) -> Any:
-    """The summary run; offline where online fails, None (said) where that fails too: the
-    report is written by then, and its copy in W&B must not take the command down."""
+def _open_summary_run(init: Callable[[str], Any], run_dir: str, mode: str) -> Any:
+    """The summary run (`init(mode)`); offline where online fails, None (said) where that
+    fails too: the report is written by then, and its W&B copy must not take it down."""
+    import wandb
+
     try:
-        return _summary_run(wandb, settings, group, run_dir, run_key, summary, mode)
+        return init(mode)
     except Exception as err:
         if mode != "online":
             print(f"hpo: W&B summary run not recorded: {one_line(err)}", file=sys.stderr)
@@ -264,7 +263,7 @@ def _open_summary_run(
             file=sys.stderr,
         )
         wandb.teardown()  # frees the failed run's id
-        return _open_summary_run(wandb, settings, group, run_dir, run_key, summary, "offline")
+        return _open_summary_run(init, run_dir, "offline")
 
 
 def _summary_run(
