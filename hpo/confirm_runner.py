@@ -137,7 +137,7 @@ def adopt(
         best.checkpoint,
         os.path.join(run.run_dir, "best_model"),
         document,
-        run.spec.task,
+        run.spec,
         data.label_names,
     )
     if data.test is not None:

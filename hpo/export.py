@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from hpo.errors import SpecError
+from hpo.spec import JobSpec
 from hpo.trial.reporter import TRIAL_STATE_FILE
 
 TRAINING_STATE = (
@@ -56,49 +57,25 @@ def _copy_model_files(checkpoint: str, dest: str) -> None:
             shutil.copy2(src, os.path.join(dest, name))
 
 
-def _merge_lora(adapter_dir: str, dest: str, task: str) -> None:
-    from peft import PeftConfig, PeftModel
+def _merge_lora(
+    adapter_dir: str, dest: str, spec: JobSpec, labels: list[str] | None, hyperparameters: Any
+) -> None:
+    """The adapter merged into the base model the trial trained it on: built as the trial
+    built it (the spec's `model.config` and the sampled `model.*` fields, a GGUF file, the
+    labels), not from the adapter's base name alone, which would give the base's own shape."""
+    from peft import PeftModel
 
-    from hpo.trial.model import model_class
+    from hpo.trial.model import load_model
+    from hpo.trial.run import Hyperparameters
 
-    config = PeftConfig.from_pretrained(adapter_dir)
-    base = model_class(task).from_pretrained(
-        config.base_model_name_or_path, **_head_kwargs(adapter_dir)
-    )
-    if getattr(base, "hf_quantizer", None) is not None:  # a GGUF base, dequantized on load
-        from hpo.trial.model import forget_gguf_quantization
-
-        forget_gguf_quantization(base)
+    sampled = Hyperparameters.split(dict(hyperparameters or {})).model
+    base = load_model(spec, labels, sampled)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.save_pretrained(dest)
 
 
-def _head_kwargs(adapter_dir: str) -> dict[str, Any]:
-    """How to load the base again: its GGUF file, and the label names of a classification head
-    (both kept in the adapter folder by the export)."""
-    import torch
-
-    path = os.path.join(adapter_dir, HYPERPARAMETERS_FILE)
-    card: dict[str, Any] = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            card = yaml.safe_load(f) or {}
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if card.get("gguf_file"):
-        kwargs["gguf_file"] = card["gguf_file"]
-    labels = card.get("labels")
-    if labels:
-        kwargs.update(
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={n: i for i, n in enumerate(labels)},
-            ignore_mismatched_sizes=True,
-        )
-    return kwargs
-
-
 def export_checkpoint(
-    checkpoint: str, out_dir: str, best: dict[str, Any], task: str, labels: list[str] | None
+    checkpoint: str, out_dir: str, best: dict[str, Any], spec: JobSpec, labels: list[str] | None
 ) -> str:
     """Write the model folder for `checkpoint` to `out_dir` (replacing it); returns out_dir."""
     if not checkpoint:
@@ -114,7 +91,7 @@ def export_checkpoint(
             adapter = os.path.join(staging, "adapter")
             _copy_model_files(checkpoint, adapter)
             _write_yaml(os.path.join(adapter, HYPERPARAMETERS_FILE), card)
-            _merge_lora(adapter, staging, task)
+            _merge_lora(adapter, staging, spec, labels, best.get("hyperparameters"))
             _copy_tokenizer(adapter, staging)
         else:
             _copy_model_files(checkpoint, staging)
@@ -236,7 +213,7 @@ def export_run(run_dir: str, out_dir: str) -> str:
     spec = read_run_spec(run_dir)
     labels = best.get("labels") or None
     checkpoint = checkpoint_in(run_dir, best.get("checkpoint") or "")
-    out = export_checkpoint(checkpoint, out_dir, best, spec.task, labels)
+    out = export_checkpoint(checkpoint, out_dir, best, spec, labels)
     from hpo.modelcard import write_model_card
 
     write_model_card(run_dir, out)

@@ -161,7 +161,11 @@ def _adapter_use(run: RunData, auto: str) -> list[str]:
         extra += f", id2label={dict(enumerate(labels))!r}"
         label2id = {name: i for i, name in enumerate(labels)}
         extra += f", label2id={label2id!r}"
-    extra += "".join(f", {k}={v!r}" for k, v in model.config.items())
+    # The config fields the trial set: the spec's, and the sampled `model.*` ones.
+    from hpo.trial.run import Hyperparameters
+
+    sampled = Hyperparameters.split(dict((run.best or {}).get("hyperparameters") or {})).model
+    extra += "".join(f", {k}={v!r}" for k, v in {**model.config, **sampled}.items())
     base = model.name_or_path
     local = looks_like_path(base) or os.path.exists(base)  # this machine's path: not the reader's
     shown = BASE_PLACEHOLDER if local else base

@@ -592,7 +592,7 @@ def finish(
             best.checkpoint,
             os.path.join(run_dir, "best_model"),
             document,
-            spec.task,
+            spec,
             data.label_names,
         )
         if data.test is not None:

@@ -140,12 +140,13 @@ def lora_run(tmp_path_factory, tiny_bert, sentiment_csv, local_ray):
     spec = write_spec(
         root / "lora.yaml",
         f"""
-model: {{name_or_path: {tiny_bert}}}
+model: {{name_or_path: {tiny_bert}, config: {{num_hidden_layers: 1}}}}
 data: {{train: {sentiment_csv}, max_length: 48, labels: [fresh, rotten]}}
 metric: {{name: eval_loss}}
 parameters:
   strategy: {{value: lora}}
   learning_rate: {{values: [3.0e-3, 1.0e-2]}}
+  model.hidden_dropout_prob: {{value: 0.05}}
   lora.r: {{values: [2, 4]}}
   lora.target_modules: {{values: [[query, value], all-linear]}}
 training: {{num_train_epochs: 2, per_device_train_batch_size: 16}}
@@ -161,7 +162,7 @@ tracking: {{wandb: {{mode: disabled}}}}
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_lora_winner_exports_adapter_and_merged_model(lora_run):
-    from peft import AutoPeftModelForSequenceClassification
+    from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
     best = read_yaml(os.path.join(lora_run, "best.yaml"))
@@ -170,6 +171,8 @@ def test_lora_winner_exports_adapter_and_merged_model(lora_run):
     assert os.path.isfile(os.path.join(adapter_dir, "adapter_config.json"))
     merged = AutoModelForSequenceClassification.from_pretrained(merged_dir)
     assert merged.config.id2label == {0: "fresh", 1: "rotten"}
+    # The base as the trials built it: the spec's config field and the sampled one.
+    assert merged.config.num_hidden_layers == 1 and merged.config.hidden_dropout_prob == 0.05
     spec = read_run_spec(lora_run)
     data = prepare(spec)
     metrics = evaluate_folder(merged_dir, spec, data.validation, data.tokenizer)
@@ -178,13 +181,18 @@ def test_lora_winner_exports_adapter_and_merged_model(lora_run):
     import torch
     from transformers import DataCollatorWithPadding
 
-    adapter = AutoPeftModelForSequenceClassification.from_pretrained(adapter_dir).eval()
     batch = DataCollatorWithPadding(data.tokenizer)(
         [{k: v for k, v in data.validation[i].items()} for i in range(8)]
     )
     with torch.no_grad():
-        a = adapter(**{k: v for k, v in batch.items() if k != "labels"}).logits
         m = merged.eval()(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    # The adapter on its base, shaped as the spec shaped it, is the merged model.
+    base = AutoModelForSequenceClassification.from_pretrained(
+        spec.model.name_or_path, num_hidden_layers=1, num_labels=2
+    )
+    adapter = PeftModel.from_pretrained(base, adapter_dir).eval()
+    with torch.no_grad():
+        a = adapter(**{k: v for k, v in batch.items() if k != "labels"}).logits
     assert torch.allclose(a, m, atol=1e-4), "adapter on base == merged model"
     # The model card's own recipe for the adapter, run as written.
     card = Path(merged_dir, "README.md").read_text()
