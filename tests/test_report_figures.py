@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from hpo.report.parallel import UNUSED, build_axes
+from hpo.report.parallel import UNUSED, build_axes, draw_parallel
 from hpo.report.pareto import objective_points
 from hpo.report.rundata import RunData
 from hpo.spec import DataSpec, JobSpec, MetricSpec, ModelSpec, ParamSpec
@@ -200,3 +200,21 @@ def test_of_trials_tied_at_the_top_the_exported_one_ranks_first():
     assert list(run.scored_trials()["trial_id"]) == ["b", "c", "a", "d"]
     run.best = {"trial_id": "c"}  # `hpo confirm` picks by the search alone
     assert list(run.scored_trials(exported_first=False)["trial_id"]) == ["b", "c", "a", "d"]
+
+
+def test_the_parallel_plots_thick_line_is_the_exported_trial_of_those_tied():
+    import matplotlib.pyplot as plt
+
+    run = strategy_run()
+    tied_two = [0.8, 0.85, 0.85, 0.7]  # b (lora) and c (freeze) tie
+    for scores, exported in ((tied_two, "b"), (tied_two, "c"), ([0.5] * 4, "c")):
+        run.trials["best_eval_accuracy"] = scores
+        run.best = {"trial_id": exported}
+        frame = run.scored_trials()
+        fig, ax = plt.subplots()
+        draw_parallel(fig, ax, run, frame)
+        thick = [line for line in ax.lines if line.get_linewidth() > 3]
+        row = list(frame["trial_id"]).index(exported)
+        expected = [a.positions[row] for a in build_axes(run, frame)]
+        assert len(thick) == 1 and list(thick[0].get_ydata()) == expected, exported
+        plt.close(fig)

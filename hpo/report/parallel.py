@@ -112,6 +112,7 @@ def _by_base_name(params: list[str]) -> dict[str, list[str]]:
 
 
 def draw_parallel(fig: Any, ax: Any, run: RunData, frame: pd.DataFrame) -> None:
+    """`frame`: the scored trials, best first (run.scored_trials())."""
     import matplotlib
     from matplotlib import cm, colors
 
@@ -120,10 +121,11 @@ def draw_parallel(fig: Any, ax: Any, run: RunData, frame: pd.DataFrame) -> None:
     norm = colors.Normalize(values.min(), values.max())
     cmap = matplotlib.colormaps["viridis" if run.maximize else "viridis_r"]
     xs = np.arange(len(axes))
-    order = np.argsort(values if run.maximize else -values)  # best drawn last, on top
-    for rank, i in enumerate(order):
+    # `frame` is run.scored_trials(): best first, and of tied trials the exported one. Drawn
+    # in reverse, so the best is drawn last, on top, and the thick line is best.yaml's trial.
+    for i in reversed(range(len(values))):
         ys = [a.positions[i] for a in axes]
-        is_best = rank == len(order) - 1
+        is_best = i == 0
         ax.plot(
             xs,
             ys,
