@@ -218,3 +218,23 @@ def test_the_parallel_plots_thick_line_is_the_exported_trial_of_those_tied():
         expected = [a.positions[row] for a in build_axes(run, frame)]
         assert len(thick) == 1 and list(thick[0].get_ydata()) == expected, exported
         plt.close(fig)
+
+
+def test_of_trials_tied_on_the_first_objective_the_better_on_the_next_ranks_first():
+    """As the report's header says ("ties going to the later objectives"): a dominated trial
+    must not rank above the front's, and `hpo confirm` (by the search alone) picks so too."""
+    evaluations = pd.DataFrame(
+        {
+            "trial_id": ["a", "a", "b", "c"],
+            "training_iteration": [1, 2, 1, 1],
+            "eval_accuracy": [0.5, 0.7, 0.7, 0.6],
+            "trainable_params": [100, 900, 300, 50],  # a's best evaluation (2) has 900
+        }
+    )
+    run = two_objective_run(evaluations, pareto=None)
+    run.trials["best_eval_accuracy"] = [0.7, 0.7, 0.6]
+    for exported_first in (True, False):  # a is best.yaml's, and still ranks below b
+        ranked = list(run.scored_trials(exported_first)["trial_id"])
+        assert ranked == ["b", "a", "c"], (exported_first, ranked)
+    run.evaluations = evaluations.drop(columns="trainable_params")  # not recorded: as before
+    assert list(run.scored_trials()["trial_id"]) == ["a", "b", "c"]

@@ -61,17 +61,38 @@ class RunData:
         ]
 
     def scored_trials(self, exported_first: bool = True) -> pd.DataFrame:
-        """Trials with a finite best metric, best first; of trials tied, the one best.yaml
-        names (the exported model) first, unless `exported_first` is off (`hpo confirm`,
-        which rewrites best.yaml: its picks must not depend on its own last result)."""
+        """Trials with a finite best metric, best first; of trials tied, the better on the
+        later objectives (each at the trial's best evaluation, as best.yaml's pick judges
+        them), then the one best.yaml names (the exported model) first, unless
+        `exported_first` is off (`hpo confirm`, which rewrites best.yaml: its picks must not
+        depend on its own last result)."""
         frame = self.trials[self.trials[self.best_column].map(_finite)]
         best_id = (self.best or {}).get("trial_id") if exported_first else None
-        exported = frame["trial_id"].astype(str) == str(best_id)
-        order = frame.assign(_exported=exported)
-        order = order.sort_values(
-            [self.best_column, "_exported"], ascending=[not self.maximize, False], kind="stable"
-        )
-        return order.drop(columns="_exported")
+        later = self._later_objectives(frame)
+        order = frame.assign(_exported=frame["trial_id"].astype(str) == str(best_id), **later)
+        keys = [self.best_column, *later, "_exported"]
+        ascending = [not self.maximize]
+        ascending += [m.goal == "minimize" for m in self.spec.metrics[1 : 1 + len(later)]]
+        order = order.sort_values(keys, ascending=[*ascending, False], kind="stable")
+        return order.drop(columns=["_exported", *later])
+
+    def _later_objectives(self, frame: pd.DataFrame) -> dict[str, pd.Series]:
+        """Each trial's value of every objective after the first, at its best evaluation of
+        the first (evaluations.csv), as sort columns (`_objective_<k>`)."""
+        columns: dict[str, pd.Series] = {}
+        evaluations = self.evaluations
+        if len(self.spec.metrics) < 2 or evaluations.empty or "best_evaluation" not in frame:
+            return columns
+        at_best = evaluations.set_index(["trial_id", "training_iteration"]).sort_index()
+        keys = list(zip(frame["trial_id"].astype(str), frame["best_evaluation"], strict=True))
+        for k, metric in enumerate(self.spec.metrics[1:], start=1):
+            if metric.name not in at_best:
+                break  # the later ones would sort on a gap: stop at the first unrecorded
+            values = at_best[metric.name]
+            columns[f"_objective_{k}"] = pd.Series(
+                [_lookup(values, key) for key in keys], index=frame.index, dtype=float
+            )
+        return columns
 
     def wall_seconds(self) -> float:
         """From the first trial's start to the last evaluation; with no evaluation (every
@@ -84,6 +105,14 @@ class RunData:
     def trial_seconds(self) -> float:
         """Compute spent: the sum of every trial's wall time (one trial = its resources)."""
         return float(pd.to_numeric(self.trials["wall_seconds"], errors="coerce").fillna(0).sum())
+
+
+def _lookup(values: pd.Series, key: tuple[str, Any]) -> float:
+    try:
+        found = values.loc[(key[0], int(key[1]))]
+    except (KeyError, TypeError, ValueError):
+        return math.nan
+    return float(found.iloc[-1] if isinstance(found, pd.Series) else found)
 
 
 def _finite(value: Any) -> bool:
