@@ -428,6 +428,10 @@ def _check_budget(spec: JobSpec, space: Space, problems: list[str]) -> None:
         problems.append(f"early_terminate: min_iter {et.min_iter} > max_iter {et.max_iter}")
     if et.promotion and et.type != "asha":
         problems.append(f"early_terminate.promotion: needs type asha, got {et.type}")
+    if et.type == "hyperband" and (et.min_iter != 1 or et.s is not None):
+        # Ray's HyperBand sets each bracket's first milestone and bracket count itself.
+        key = "min_iter" if et.min_iter != 1 else "s"
+        problems.append(f"early_terminate.{key}: for asha only; hyperband sets its brackets itself")
     if et.promotion and (et.s or 1) > 1:
         problems.append("early_terminate.promotion: supports one bracket (s: 1)")
     if et.max_paused is not None and not et.promotes:
