@@ -39,8 +39,8 @@ def build_report(run_dir: str, out_dir: str | None = None) -> Report:
             "Hyperparameters",
             plots.importance_bars(run, importance(run), out_dir),
             "Hyperparameter importance (Optuna's fANOVA and PED-ANOVA evaluators), with every "
-            "trial compared at one evaluation most trials reached: ASHA's early stops do not "
-            "pose as importance",
+            "trial compared at one evaluation most trials reached: early stops do not pose as "
+            "importance",
         ),
     ]
     front = plots.pareto_front(run, out_dir)

@@ -146,7 +146,8 @@ def learning_curves(run: RunData, out_dir: str) -> str:
             seen.add(label)
         _rung_lines(ax, run)
         _outcome_legend(ax, seen, labels)
-        ax.set_xlabel("evaluation (ASHA's clock)")
+        clock = {"asha": " (ASHA's clock)", "hyperband": " (HyperBand's clock)"}
+        ax.set_xlabel("evaluation" + clock.get(run.spec.early_terminate.type, ""))
         ax.set_ylabel(run.metric)
         ax.set_title("Learning curves, coloured by outcome")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
