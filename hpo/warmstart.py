@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -74,11 +75,15 @@ class Seeded:
 
     trials: list[optuna.trial.FrozenTrial]
     earlier: int  # trials in the earlier run
+    # Parameters that search did not sample, taken at the one value its trials ran with.
+    fixed: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         line = f"warm_start: {len(self.trials)} of {self.earlier} earlier trials seed the sampler"
         if len(self.trials) < self.earlier:
             line += " (the others errored, ran unfinished, lack a metric or lie outside this space)"
+        if self.fixed:
+            line += f"; {', '.join(self.fixed)} at the value that search fixed"
         return line
 
 
@@ -94,11 +99,28 @@ def earlier_trials(space: Space, spec: JobSpec, run_dir: str) -> Seeded:
             step = int(float(e["training_iteration"]))
             scores.setdefault(e["trial_id"], {})[step] = {k: float(v) for k, v in values.items()}
     trials = []
+    ran_with, fixed = _ran_with(run_dir), set[str]()
     for row in rows:
-        trial = _as_trial(row, space, objectives, scores.get(row["trial_id"], {}))
+        scored = scores.get(row["trial_id"], {})
+        trial = _as_trial(row, space, objectives, scored, ran_with, fixed)
         if trial is not None:
             trials.append(trial)
-    return Seeded(trials, len(rows))
+    return Seeded(trials, len(rows), sorted(fixed))
+
+
+def _ran_with(run_dir: str) -> dict[str, Any]:
+    """What every trial of the earlier search ran with where it sampled nothing: its
+    `training` values and `model.config` fields, and full fine-tuning where it had no
+    `strategy` (hpo's default). A strategy search warm-started from a plain one so keeps
+    the earlier learning rates as its full fine-tuning's."""
+    path = os.path.join(run_dir, "spec.yaml")
+    raw = load_yaml(Path(path).read_text()) if os.path.isfile(path) else {}
+    model = raw.get("model") or {}
+    return {
+        "strategy": "full",
+        **(raw.get("training") or {}),
+        **{f"model.{k}": v for k, v in (model.get("config") or {}).items()},
+    }
 
 
 def _as_trial(
@@ -106,6 +128,8 @@ def _as_trial(
     space: Space,
     objectives: list[tuple[str, str]],
     scores: dict[int, dict[str, float]],
+    ran_with: dict[str, Any],
+    fixed: set[str],
 ) -> optuna.trial.FrozenTrial | None:
     state = _USABLE.get(row.get("outcome", ""))
     values = _final_values(row, objectives, scores) if state == "COMPLETE" else None
@@ -115,6 +139,10 @@ def _as_trial(
     config: dict[str, Any] = {}  # the trial's values so far, for the next ones' conditions
     for p in space.tunable:
         value = _value_of(p, row, config)
+        if value is None and _never_sampled(p, row) and p.active(config):
+            value = ran_with.get(p.name, ran_with.get(base_name(p.name)))
+            if value is not None:
+                fixed.add(p.name)
         if value is None:
             continue  # inactive in that trial
         if not p.contains(value):
@@ -158,6 +186,11 @@ def _value_of(p: Param, row: dict[str, str], config: dict[str, Any]) -> Any:
         return value
     others = (k for k in row if k != p.name and base_name(k) == base_name(p.name))
     return next((v for v in map(_cell, (row[k] for k in others)) if v is not None), None)
+
+
+def _never_sampled(p: Param, row: dict[str, str]) -> bool:
+    """The earlier search had no column for `p` under any of its names."""
+    return not any(base_name(k) == base_name(p.name) for k in row)
 
 
 def seed_study(study: optuna.Study, space: Space, spec: JobSpec, run_dir: str) -> Seeded:

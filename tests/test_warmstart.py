@@ -135,3 +135,27 @@ def test_an_earlier_run_without_evaluations_seeds_from_its_trials_table(tmp_path
     assert trial.value == pytest.approx(0.8)
     (problem,) = check_warm_start(str(tmp_path), ["eval_accuracy", "trainable_params"])
     assert "did not record eval_accuracy, trainable_params (it has no evaluations" in problem
+
+
+def test_a_plain_search_seeds_a_strategy_search_as_full_fine_tuning(tmp_path):
+    """The earlier search sampled no strategy (hpo's default: full) and fixed weight decay in
+    `training`: its trials are the new space's full fine-tuning at that weight decay, said."""
+    run = write_run(
+        tmp_path,
+        [
+            row("t1", "completed", "0.8", learning_rate="3e-05"),
+            row("t2", "completed", "0.7", learning_rate="0.001"),  # outside full's new range
+        ],
+    )
+    (tmp_path / "spec.yaml").write_text("training: {weight_decay: 0.01}\n")
+    new = space(**VARIANTS, weight_decay={"values": [0.0, 0.01]})
+    seeded = earlier_trials(new, spec(), run)
+    (trial,) = seeded.trials
+    assert trial.params == {"strategy": "full", "learning_rate@full": 3e-05, "weight_decay": 0.01}
+    assert seeded.fixed == ["strategy", "weight_decay"]
+    assert seeded.summary().endswith("; strategy, weight_decay at the value that search fixed")
+    # A parameter the earlier search had, empty in a trial, stays inactive there: not filled.
+    lora_only = space(**VARIANTS, **{"lora.r": {"values": [4, 8], "when": {"strategy": "lora"}}})
+    write_run(tmp_path, [row("t1", "completed", "0.8", strategy="lora", **{"lora.r": ""})])
+    (trial,) = earlier_trials(lora_only, spec(), run).trials
+    assert trial.params == {"strategy": "lora"}
