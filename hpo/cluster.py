@@ -138,12 +138,6 @@ def say_concurrency(spec: JobSpec, local: bool = False) -> int:
             source = "what this machine holds"
         source += "; max_concurrent sets it"
     _note(f"up to {n} trial{'s' if n != 1 else ''} at a time ({source})")
-    if n == 1 and spec.early_terminate.type == "hyperband":
-        # Its brackets judge the trials that reach a milestone together: one at a time, none.
-        _note(
-            "early_terminate.type: hyperband stops no trial when one runs at a time; asha "
-            "(the default) judges each trial against the earlier ones"
-        )
     return n
 
 

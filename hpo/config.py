@@ -428,10 +428,6 @@ def _check_budget(spec: JobSpec, space: Space, problems: list[str]) -> None:
         problems.append(f"early_terminate: min_iter {et.min_iter} > max_iter {et.max_iter}")
     if et.promotion and et.type != "asha":
         problems.append(f"early_terminate.promotion: needs type asha, got {et.type}")
-    if et.type == "hyperband" and (et.min_iter != 1 or et.s is not None):
-        # Ray's HyperBand sets each bracket's first milestone and bracket count itself.
-        key = "min_iter" if et.min_iter != 1 else "s"
-        problems.append(f"early_terminate.{key}: for asha only; hyperband sets its brackets itself")
     if et.promotion and (et.s or 1) > 1:
         problems.append("early_terminate.promotion: supports one bracket (s: 1)")
     if et.max_paused is not None and not et.promotes:
@@ -555,7 +551,7 @@ def _check_data(spec: JobSpec, problems: list[str]) -> None:
             problems.append(f"data.{name}: must be at least 1, got {value}")
     if spec.task == "causal-lm":
         _check_causal_lm_data(data, problems)
-    elif data.labels is not None and len(set(data.labels)) < 2:
+    elif data.labels and len(set(data.labels)) < 2:  # [] means every label, as unset
         problems.append(
             f"data.labels: classification needs at least two labels, got {list(data.labels)}"
         )

@@ -34,7 +34,11 @@ DEFAULT_MAX_PAUSED = 32
 @dataclass
 class EarlyTerminateSpec:
     type: str = doc("`asha` (default), `hyperband`, or `none` (no early stopping)", "asha")
-    min_iter: int = doc("evaluations every trial gets before it can be stopped (grace period)", 1)
+    min_iter: int = doc(
+        "evaluations every trial gets before asha can stop it (grace period; hyperband sets "
+        "its own)",
+        1,
+    )
     max_iter: int | None = doc(
         "evaluations of a full trial; derived from the training when omitted"
     )

@@ -80,8 +80,10 @@ class WandbTrialRuns(Callback):
         try:
             self._runs[trial.trial_id] = self._open(wandb, trial)
         except Exception as err:  # a tracker problem must never take the search down
-            if trial.trial_id not in self._unrecorded:  # a paused trial starts again: said once
-                self._unrecorded.add(trial.trial_id)
+            # (set here too: a callback pickled by an older hpo lacks it)
+            unrecorded = self.__dict__.setdefault("_unrecorded", set())
+            if trial.trial_id not in unrecorded:  # a paused trial starts again: said once
+                unrecorded.add(trial.trial_id)
                 print(
                     f"hpo: W&B run of trial {trial.trial_id} not recorded: {one_line(err)}",
                     file=sys.stderr,
@@ -96,7 +98,8 @@ class WandbTrialRuns(Callback):
         try:
             return self._init_retrying(wandb, trial)
         except Exception as err:
-            if self._mode != "online":
+            # "ID is in use": a retried trial's earlier run still closing, not W&B unreachable.
+            if self._mode != "online" or "in use" in str(err):
                 raise
             self._mode = "offline"
             print(

@@ -384,6 +384,10 @@ def run_search(
     check_cluster_fits(spec)
     check_storage_shared(spec.storage)
     concurrency = say_concurrency(spec, local=address is None)
+    from hpo.schedulers import scheduler_caveats
+
+    for caveat in scheduler_caveats(spec, concurrency):
+        print(f"hpo: {caveat}", file=sys.stderr)
     run_dir = location.local
     if location.remote:  # the local mirror of a bucket run is a cache: start it clean
         shutil.rmtree(run_dir, ignore_errors=True)

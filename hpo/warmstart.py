@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import yaml
 
 from hpo.errors import SpecError
 from hpo.numbers import finite_number
@@ -83,7 +84,7 @@ class Seeded:
         if len(self.trials) < self.earlier:
             line += " (the others errored, ran unfinished, lack a metric or lie outside this space)"
         if self.fixed:
-            line += f"; {', '.join(self.fixed)} at the value that search fixed"
+            line += f"; {', '.join(self.fixed)} at the one value that search's trials ran with"
         return line
 
 
@@ -114,13 +115,13 @@ def _ran_with(run_dir: str) -> dict[str, Any]:
     `strategy` (hpo's default). A strategy search warm-started from a plain one so keeps
     the earlier learning rates as its full fine-tuning's."""
     path = os.path.join(run_dir, "spec.yaml")
-    raw = load_yaml(Path(path).read_text()) if os.path.isfile(path) else {}
-    model = raw.get("model") or {}
-    return {
-        "strategy": "full",
-        **(raw.get("training") or {}),
-        **{f"model.{k}": v for k, v in (model.get("config") or {}).items()},
-    }
+    try:
+        raw = load_yaml(Path(path).read_text()) if os.path.isfile(path) else {}
+        training = dict(raw.get("training") or {})
+        config = dict((raw.get("model") or {}).get("config") or {})
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError):
+        training, config = {}, {}  # a damaged record: what hpo defaults to, no more
+    return {"strategy": "full", **training, **{f"model.{k}": v for k, v in config.items()}}
 
 
 def _as_trial(
@@ -137,12 +138,12 @@ def _as_trial(
         return None
     params, dists = {}, {}
     config: dict[str, Any] = {}  # the trial's values so far, for the next ones' conditions
+    filled = set()
     for p in space.tunable:
         value = _value_of(p, row, config)
         if value is None and _never_sampled(p, row) and p.active(config):
             value = ran_with.get(p.name, ran_with.get(base_name(p.name)))
-            if value is not None:
-                fixed.add(p.name)
+            filled.add(p.name)
         if value is None:
             continue  # inactive in that trial
         if not p.contains(value):
@@ -150,6 +151,7 @@ def _as_trial(
         params[p.name] = p.to_internal(value)
         dists[p.name] = p.distribution()
         config[p.name] = value
+    fixed.update(filled & set(params))  # named only where a seeded trial took it
     primary = objectives[0][0]
     # Optuna keeps intermediate values for one objective only (pruning is single-objective).
     curve = {step: s[primary] for step, s in scores.items()} if len(objectives) == 1 else {}

@@ -17,29 +17,9 @@ from hpo.errors import SpecError
 from hpo.spec import ResourcesSpec
 
 
-def spec(
-    cpu: float = 1,
-    gpu: float = 0,
-    autoscale: bool = False,
-    run_cap: int = 10,
-    max_concurrent: int | None = None,
-    scheduler: str = "asha",
-) -> object:
+def spec(cpu: float = 1, gpu: float = 0, autoscale: bool = False, run_cap: int = 10) -> object:
     resources = ResourcesSpec(cpu=cpu, gpu=gpu, autoscale=autoscale)
-    return SimpleNamespace(
-        resources=resources,
-        run_cap=run_cap,
-        max_concurrent=max_concurrent,
-        early_terminate=SimpleNamespace(type=scheduler),
-    )
-
-
-def test_hyperband_one_trial_at_a_time_is_said_to_stop_none(capsys):
-    say_concurrency(spec(max_concurrent=1, scheduler="hyperband"))
-    assert "hyperband stops no trial when one runs at a time" in capsys.readouterr().err
-    for asked in (spec(max_concurrent=1), spec(max_concurrent=2, scheduler="hyperband")):
-        say_concurrency(asked)
-        assert "stops no trial" not in capsys.readouterr().err
+    return SimpleNamespace(resources=resources, run_cap=run_cap, max_concurrent=None)
 
 
 @pytest.fixture

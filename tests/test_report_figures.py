@@ -222,7 +222,8 @@ def test_the_parallel_plots_thick_line_is_the_exported_trial_of_those_tied():
 
 def test_of_trials_tied_on_the_first_objective_the_better_on_the_next_ranks_first():
     """As the report's header says ("ties going to the later objectives"): a dominated trial
-    must not rank above the front's, and `hpo confirm` (by the search alone) picks so too."""
+    must not rank above the front's, and `hpo confirm` (by the search alone) picks so too.
+    A later objective that is not finite ranks last, as in best.yaml's pick."""
     evaluations = pd.DataFrame(
         {
             "trial_id": ["a", "a", "b", "c"],
@@ -232,9 +233,15 @@ def test_of_trials_tied_on_the_first_objective_the_better_on_the_next_ranks_firs
         }
     )
     run = two_objective_run(evaluations, pareto=None)
-    run.trials["best_eval_accuracy"] = [0.7, 0.7, 0.6]
-    for exported_first in (True, False):  # a is best.yaml's, and still ranks below b
-        ranked = list(run.scored_trials(exported_first)["trial_id"])
-        assert ranked == ["b", "a", "c"], (exported_first, ranked)
+    run.trials["best_eval_accuracy"] = [0.7, 0.7, 0.7]
+    run.best = None  # no model exported: by the objectives alone
+    assert list(run.scored_trials()["trial_id"]) == ["c", "b", "a"]
+    # best.yaml's trial first (its pick weighed the objectives, and a checkpoint on disk
+    # before them), the rest by the later objectives; confirm by the search alone.
+    run.best = {"trial_id": "a"}
+    assert list(run.scored_trials()["trial_id"]) == ["a", "c", "b"]
+    assert list(run.scored_trials(exported_first=False)["trial_id"]) == ["c", "b", "a"]
+    run.evaluations = evaluations.assign(trainable_params=[100, 900, 300, -math.inf])
+    assert list(run.scored_trials(exported_first=False)["trial_id"]) == ["b", "a", "c"]
     run.evaluations = evaluations.drop(columns="trainable_params")  # not recorded: as before
     assert list(run.scored_trials()["trial_id"]) == ["a", "b", "c"]

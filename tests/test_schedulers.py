@@ -25,6 +25,7 @@ from hpo.schedulers import (
     make_scheduler,
     milestones,
     ranks,
+    scheduler_caveats,
     spearman,
 )
 from hpo.spec import (
@@ -677,3 +678,20 @@ def test_notes_say_when_the_guard_had_too_few_trials():
     five_trials_ranked_alike_at_every_rung(scheduler, ctrl)
     lines = scheduler_lines(scheduler)
     assert any("every rung ranked trials like the next" in line for line in lines)
+
+
+def test_what_hyperband_will_not_do_is_said_and_a_w_and_b_sweeps_keys_are_accepted():
+    def caveats(concurrency: int, **early_terminate: Any) -> list[str]:
+        spec = JobSpec(
+            model=ModelSpec(name_or_path="m"),
+            data=DataSpec(train="d.csv"),
+            metric=MetricSpec(name="eval_loss", goal="minimize"),
+            early_terminate=EarlyTerminateSpec(**early_terminate),
+        )
+        return scheduler_caveats(spec, concurrency)
+
+    (unused,) = caveats(2, type="hyperband", min_iter=3, s=2)
+    assert unused.startswith("early_terminate.min_iter and early_terminate.s: not used by")
+    (alone,) = caveats(1, type="hyperband")
+    assert "hyperband stops no trial when one runs at a time" in alone
+    assert caveats(2, type="hyperband") == caveats(1, type="asha", min_iter=3, s=2) == []

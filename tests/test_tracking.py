@@ -6,6 +6,8 @@ import pickle
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from hpo.spec import DataSpec, JobSpec, MetricSpec, ModelSpec, TrackingSpec, WandbSpec
 from hpo.tracking import WandbTrialRuns, log_search_summary
 
@@ -112,3 +114,28 @@ def test_a_resume_tries_w_and_b_online_again(tmp_path, monkeypatch):
     resumed = pickle.loads(pickle.dumps(cb))
     resumed.relocate(str(tmp_path))
     assert resumed._mode == "online" and resumed._unrecorded == set()
+
+
+def test_a_run_id_still_in_use_is_not_taken_for_w_and_b_unreachable(monkeypatch):
+    """A retried trial's earlier run still closing: that trial's run fails (and is said not
+    recorded), and the search stays online: no teardown of the other trials' runs."""
+    calls: list[str] = []
+
+    class InUse:  # stands for wandb
+        @staticmethod
+        def init(**kwargs: Any) -> Any:
+            calls.append(kwargs["mode"])
+            raise RuntimeError(f"run ID {kwargs['id']} is in use")
+
+        @staticmethod
+        def teardown() -> None:
+            calls.append("teardown")
+
+        Settings = staticmethod(lambda **kwargs: kwargs)
+
+    monkeypatch.setattr("hpo.tracking.time.sleep", lambda s: None)
+    cb = callback()
+    cb._mode = "online"
+    with pytest.raises(RuntimeError, match="in use"):
+        cb._open(InUse, SimpleNamespace(trial_id="t1", config={}))
+    assert calls == ["online"] * 3 and cb._mode == "online"

@@ -153,7 +153,11 @@ def test_a_plain_search_seeds_a_strategy_search_as_full_fine_tuning(tmp_path):
     (trial,) = seeded.trials
     assert trial.params == {"strategy": "full", "learning_rate@full": 3e-05, "weight_decay": 0.01}
     assert seeded.fixed == ["strategy", "weight_decay"]
-    assert seeded.summary().endswith("; strategy, weight_decay at the value that search fixed")
+    assert seeded.summary().endswith(
+        "; strategy, weight_decay at the one value that search's trials ran with"
+    )
+    (tmp_path / "spec.yaml").write_text("training: [damaged\n")  # a broken record: defaults
+    assert earlier_trials(new, spec(), run).fixed == ["strategy"]
     # A parameter the earlier search had, empty in a trial, stays inactive there: not filled.
     lora_only = space(**VARIANTS, **{"lora.r": {"values": [4, 8], "when": {"strategy": "lora"}}})
     write_run(tmp_path, [row("t1", "completed", "0.8", strategy="lora", **{"lora.r": ""})])

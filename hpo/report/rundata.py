@@ -61,19 +61,19 @@ class RunData:
         ]
 
     def scored_trials(self, exported_first: bool = True) -> pd.DataFrame:
-        """Trials with a finite best metric, best first; of trials tied, the better on the
-        later objectives (each at the trial's best evaluation, as best.yaml's pick judges
-        them), then the one best.yaml names (the exported model) first, unless
-        `exported_first` is off (`hpo confirm`, which rewrites best.yaml: its picks must not
-        depend on its own last result)."""
+        """Trials with a finite best metric, best first; of trials tied, the one best.yaml
+        names (the exported model: best.yaml's pick already weighed the later objectives, and
+        a checkpoint on disk before them), then the better on the later objectives, each at
+        the trial's best evaluation. `exported_first` off: by the search alone (`hpo confirm`,
+        which rewrites best.yaml: its picks must not depend on its own last result)."""
         frame = self.trials[self.trials[self.best_column].map(_finite)]
         best_id = (self.best or {}).get("trial_id") if exported_first else None
         later = self._later_objectives(frame)
         order = frame.assign(_exported=frame["trial_id"].astype(str) == str(best_id), **later)
-        keys = [self.best_column, *later, "_exported"]
-        ascending = [not self.maximize]
+        keys = [self.best_column, "_exported", *later]
+        ascending = [not self.maximize, False]
         ascending += [m.goal == "minimize" for m in self.spec.metrics[1 : 1 + len(later)]]
-        order = order.sort_values(keys, ascending=[*ascending, False], kind="stable")
+        order = order.sort_values(keys, ascending=ascending, kind="stable")
         return order.drop(columns=["_exported", *later])
 
     def _later_objectives(self, frame: pd.DataFrame) -> dict[str, pd.Series]:
@@ -108,11 +108,14 @@ class RunData:
 
 
 def _lookup(values: pd.Series, key: tuple[str, Any]) -> float:
+    """The value at (trial, evaluation): the later row where a retry evaluated it again; NaN
+    (sorted last) where it is missing or not finite, as best.yaml's pick ranks it."""
     try:
         found = values.loc[(key[0], int(key[1]))]
+        value = float(found.iloc[-1] if isinstance(found, pd.Series) else found)
     except (KeyError, TypeError, ValueError):
         return math.nan
-    return float(found.iloc[-1] if isinstance(found, pd.Series) else found)
+    return value if math.isfinite(value) else math.nan
 
 
 def _finite(value: Any) -> bool:

@@ -6,7 +6,12 @@
 - `RungGuard`: the rank correlation between consecutive rungs, shared by both.
 """
 
-from hpo.schedulers._base import SCHEDULERS, evaluations_per_trial, make_scheduler
+from hpo.schedulers._base import (
+    SCHEDULERS,
+    evaluations_per_trial,
+    make_scheduler,
+    scheduler_caveats,
+)
 from hpo.schedulers._guard import RungGuard, ranks, spearman
 from hpo.schedulers.asha import GuardedASHA, milestones
 from hpo.schedulers.promotion import PromotionASHA
@@ -20,5 +25,6 @@ __all__ = [
     "make_scheduler",
     "milestones",
     "ranks",
+    "scheduler_caveats",
     "spearman",
 ]

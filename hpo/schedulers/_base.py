@@ -63,6 +63,26 @@ def evaluations_per_trial(spec: JobSpec, n_train: int) -> int:
 SCHEDULERS = ("asha", "hyperband", "none")
 
 
+def scheduler_caveats(spec: JobSpec, concurrency: int) -> list[str]:
+    """What the chosen scheduler will not do that the spec may expect, said at the start.
+    A W&B sweep's `hyperband` (ASHA-like there, with `min_iter` and `s`) ports unchanged, so
+    its keys are accepted; Ray's synchronous HyperBand sets its brackets itself."""
+    et = spec.early_terminate
+    if et.type != "hyperband":
+        return []
+    said = []
+    unused = [k for k, v in (("min_iter", et.min_iter != 1), ("s", et.s is not None)) if v]
+    if unused:
+        keys = " and ".join(f"early_terminate.{k}" for k in unused)
+        said.append(f"{keys}: not used by hyperband, which sets its brackets itself (asha uses it)")
+    if concurrency == 1:  # its brackets judge the trials that reach a milestone together
+        said.append(
+            "early_terminate.type: hyperband stops no trial when one runs at a time; asha "
+            "(the default) judges each trial against the earlier ones"
+        )
+    return said
+
+
 def make_scheduler(spec: JobSpec, max_t: int) -> Any:
     """`early_terminate` -> a Ray Tune scheduler (registry with lazy imports).
 
