@@ -465,6 +465,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir = getattr(err, "run_dir", getattr(args, "run_dir", None))
         if run_dir is None and args.command == "run":
             print("\ninterrupted before the search started: nothing to resume", file=sys.stderr)
+        elif args.command == "confirm":
+            print(
+                "\ninterrupted: nothing confirmed, best.yaml and best_model/ as they were; "
+                f"`hpo confirm {shlex.quote(run_dir)}` starts it again",
+                file=sys.stderr,
+            )
         else:
             where = shlex.quote(run_dir) if run_dir else "RUN_DIR"
             print(f"\ninterrupted. Resume with: hpo resume {where}", file=sys.stderr)

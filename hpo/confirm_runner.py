@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -39,6 +40,7 @@ def retrain(
     retrained runs to the bucket beside the search's, and hpo's files go back up at the end."""
     from hpo.cluster import check_cluster_fits, check_storage_shared
     from hpo.data import prepare
+    from hpo.endings import ended_trials
     from hpo.results import collect
     from hpo.tuner import build_tuner, data_change, fit, init_ray, make_callbacks
 
@@ -60,6 +62,14 @@ def retrain(
     callbacks = make_callbacks(spec, f"{run.name}-confirm", out, show_table)
     experiment = RunLocation(location.path, CONFIRM_DIR).path if location.remote else out
     grid = fit(build_tuner(spec, data, CONFIRM_DIR, experiment, callbacks, local_dir=out))
+    ended = ended_trials(callbacks)
+    if ended is not None and len(ended) < (spec.run_cap or 0):
+        # Ctrl-C: Tune stopped the pairs cleanly. A ranking of the pairs that ran would name
+        # a winner the others never had the chance to beat, and block a second try. Their
+        # checkpoints go too (a second try starts afresh); a bucket's stay, as after a crash.
+        if not location.remote:
+            shutil.rmtree(out, ignore_errors=True)
+        raise KeyboardInterrupt("hpo confirm was interrupted")
     location.pull()  # a bucket run's checkpoints, the winner's among them, into the mirror
     records = collect(grid)
     for r in records:

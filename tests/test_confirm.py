@@ -9,6 +9,7 @@ import os
 import shutil
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -108,6 +109,34 @@ def test_trials_csv_cells_come_back_typed_and_seeds_are_fresh():
     ]
 
 
+def interrupted_confirm(run_dir: str) -> None:
+    """Ctrl-C (a real SIGINT, to Tune's own handler) once the first retrained run reports:
+    exit 130, nothing ranked, chosen or written over, and a second try is not refused."""
+    import signal
+
+    from ray.tune import Callback
+
+    import hpo.tuner
+
+    class CtrlC(Callback):
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = {name: Path(run_dir, name).read_bytes() for name in ("best.yaml", "trials.csv")}
+    model = Path(run_dir, "best_model", "model.safetensors").read_bytes()
+    make_callbacks = hpo.tuner.make_callbacks
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hpo.tuner, "make_callbacks", lambda *a: [*make_callbacks(*a), CtrlC()])
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            code = main(["confirm", run_dir, "--top-k", "2", "--seeds", "2", "--quiet"])
+    assert code == 130, err.getvalue()
+    assert "interrupted: nothing confirmed" in err.getvalue() and "Traceback" not in err.getvalue()
+    assert not os.path.exists(os.path.join(run_dir, "confirm.yaml"))
+    assert not os.path.exists(os.path.join(run_dir, "confirm"))  # no half-trained runs kept
+    assert {name: Path(run_dir, name).read_bytes() for name in before} == before
+    assert Path(run_dir, "best_model", "model.safetensors").read_bytes() == model
+
+
 @pytest.fixture(scope="module")
 def confirmed(tmp_path_factory, tiny_bert, sentiment_csv, local_ray):
     """A tiny search (no early stopping, so every trial is comparable), then `hpo confirm`."""
@@ -133,6 +162,7 @@ tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
     assert main(["run", spec, "--name", "tiny", "--storage", str(root / "runs"), "--quiet"]) == 0
     run_dir = str(root / "runs" / "tiny")
     search_best = read_yaml(os.path.join(run_dir, "best.yaml"))
+    interrupted_confirm(run_dir)  # and nothing it left stands in the way of the real one
     # As if the data files had been refreshed since the search: confirm goes on, and says so.
     data_yaml = Path(run_dir, "data.yaml")
     recorded = data_yaml.read_text()

@@ -4,9 +4,11 @@ objectives, on hand-made run data (the figures' end-to-end tests are in test_rep
 from __future__ import annotations
 
 import math
+import os
 
 import pandas as pd
 
+from hpo.report import plots
 from hpo.report.parallel import UNUSED, build_axes, draw_parallel
 from hpo.report.pareto import objective_points
 from hpo.report.rundata import RunData
@@ -245,3 +247,17 @@ def test_of_trials_tied_on_the_first_objective_the_better_on_the_next_ranks_firs
     assert list(run.scored_trials(exported_first=False)["trial_id"]) == ["b", "a", "c"]
     run.evaluations = evaluations.drop(columns="trainable_params")  # not recorded: as before
     assert list(run.scored_trials()["trial_id"]) == ["a", "b", "c"]
+
+
+def test_the_seed_spread_draws_a_configuration_whose_every_run_failed(tmp_path):
+    run = strategy_run()
+    ran = {"seeds": [{"seed": 4, "value": 0.8}], "mean": 0.8, "std": 0.0, "chosen": True}
+    failed = {"seeds": [], "failures": 2, "mean": None, "std": 0.0}
+    run.confirm = {
+        "ranking": [
+            {**entry, "rank": k, "search_rank": k, "trial_id": "ab"[k - 1]}
+            for k, entry in enumerate((ran, failed), start=1)
+        ]
+    }
+    path = plots.seed_spread(run, str(tmp_path))
+    assert path is not None and os.path.getsize(tmp_path / path) > 5_000

@@ -242,7 +242,10 @@ def seed_spread(run: RunData, out_dir: str) -> str | None:
             y = len(configs) - 1 - i
             values = [s["value"] for s in c["seeds"]]
             ax.scatter(values, [y] * len(values), color="#999999", s=30, zorder=3)
-            ax.errorbar(c["mean"], y, xerr=c["std"], fmt="D", color=BEST_COLOUR, capsize=5, ms=8)
+            if c.get("mean") is not None:  # none where every seed's run failed
+                ax.errorbar(
+                    c["mean"], y, xerr=c["std"], fmt="D", color=BEST_COLOUR, capsize=5, ms=8
+                )
             if c.get("search_value") is not None:
                 ax.scatter(
                     [c["search_value"]],
