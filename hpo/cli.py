@@ -468,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "confirm":
             print(
                 "\ninterrupted: nothing confirmed, best.yaml and best_model/ as they were; "
-                f"`hpo confirm {shlex.quote(run_dir)}` starts it again",
+                f"`hpo confirm {shlex.quote(args.run_dir)}` starts it again",
                 file=sys.stderr,
             )
         else:
