@@ -80,7 +80,7 @@ def top_configurations(run: RunData, k: int) -> list[Candidate]:
         raise SpecError(problems, source=os.path.join(run.run_dir, "spec.yaml"))
     seen: set[str] = set()
     candidates: list[Candidate] = []
-    ranked = run.scored_trials(exported_first=False)  # the same picks after it rewrote best.yaml
+    ranked = run.scored_trials()  # the search's ranking, its exported trial first of ties
     for rank, row in enumerate(ranked.to_dict("records"), start=1):
         config = {
             p.name: typed_value(p, row[p.name])

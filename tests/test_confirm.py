@@ -176,14 +176,16 @@ tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
 
 
 def test_confirm_retrains_top_configurations_with_fresh_seeds(confirmed):
-    run_dir, _ = confirmed
+    run_dir, search_best = confirmed
     document = read_yaml(os.path.join(run_dir, "confirm.yaml"))
     assert document["metric"] == "eval_loss" and len(document["seeds"]) == 2
     assert 1 not in document["seeds"]  # the search trained with seed 1: these are fresh
     ranking = document["ranking"]
     assert len(ranking) == 2
-    top = top_configurations(load_run(run_dir), 2)
+    top = top_configurations(load_run(run_dir), 2)  # the same picks after best.yaml changed
     assert {e["trial_id"] for e in ranking} == {c.trial_id for c in top}
+    # The model the search exported is the first candidate, ties or not.
+    assert [e["trial_id"] for e in ranking if e["search_rank"] == 1] == [search_best["trial_id"]]
     for e in ranking:
         assert [s["seed"] for s in e["seeds"]] == document["seeds"]
         values = [s["value"] for s in e["seeds"]]

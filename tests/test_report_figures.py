@@ -200,8 +200,10 @@ def test_of_trials_tied_at_the_top_the_exported_one_ranks_first():
         assert ranked[0] == exported and set(ranked[:2]) == {"b", "c"} and ranked[2:] == ["a", "d"]
     run.best = None  # no model exported: the ties as they come
     assert list(run.scored_trials()["trial_id"]) == ["b", "c", "a", "d"]
-    run.best = {"trial_id": "c"}  # `hpo confirm` picks by the search alone
-    assert list(run.scored_trials(exported_first=False)["trial_id"]) == ["b", "c", "a", "d"]
+    # After `hpo confirm` best.yaml names a confirmation run: the search's own pick ranks,
+    # so confirm's picks neither depend on its result nor leave out the search's best.
+    run.best = {"trial_id": "e0c1", "search_best": {"trial_id": "c"}}
+    assert list(run.scored_trials()["trial_id"]) == ["c", "b", "a", "d"]
 
 
 def test_the_parallel_plots_thick_line_is_the_exported_trial_of_those_tied():
@@ -224,8 +226,8 @@ def test_the_parallel_plots_thick_line_is_the_exported_trial_of_those_tied():
 
 def test_of_trials_tied_on_the_first_objective_the_better_on_the_next_ranks_first():
     """As the report's header says ("ties going to the later objectives"): a dominated trial
-    must not rank above the front's, and `hpo confirm` (by the search alone) picks so too.
-    A later objective that is not finite ranks last, as in best.yaml's pick."""
+    must not rank above the front's, and `hpo confirm` picks so too. A later objective that
+    is not finite ranks last, as in best.yaml's pick."""
     evaluations = pd.DataFrame(
         {
             "trial_id": ["a", "a", "b", "c"],
@@ -239,12 +241,13 @@ def test_of_trials_tied_on_the_first_objective_the_better_on_the_next_ranks_firs
     run.best = None  # no model exported: by the objectives alone
     assert list(run.scored_trials()["trial_id"]) == ["c", "b", "a"]
     # best.yaml's trial first (its pick weighed the objectives, and a checkpoint on disk
-    # before them), the rest by the later objectives; confirm by the search alone.
+    # before them), the rest by the later objectives.
     run.best = {"trial_id": "a"}
     assert list(run.scored_trials()["trial_id"]) == ["a", "c", "b"]
-    assert list(run.scored_trials(exported_first=False)["trial_id"]) == ["c", "b", "a"]
+    run.best = None
     run.evaluations = evaluations.assign(trainable_params=[100, 900, 300, -math.inf])
-    assert list(run.scored_trials(exported_first=False)["trial_id"]) == ["b", "a", "c"]
+    assert list(run.scored_trials()["trial_id"]) == ["b", "a", "c"]
+    run.best = {"trial_id": "a"}
     run.evaluations = evaluations.drop(columns="trainable_params")  # not recorded: as before
     assert list(run.scored_trials()["trial_id"]) == ["a", "b", "c"]
 

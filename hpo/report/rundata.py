@@ -60,14 +60,15 @@ class RunData:
             if p.value is None and n in self.trials.columns
         ]
 
-    def scored_trials(self, exported_first: bool = True) -> pd.DataFrame:
-        """Trials with a finite best metric, best first; of trials tied, the one best.yaml
-        names (the exported model: best.yaml's pick already weighed the later objectives, and
-        a checkpoint on disk before them), then the better on the later objectives, each at
-        the trial's best evaluation. `exported_first` off: by the search alone (`hpo confirm`,
-        which rewrites best.yaml: its picks must not depend on its own last result)."""
+    def scored_trials(self) -> pd.DataFrame:
+        """Trials with a finite best metric, best first; of trials tied, the one the search
+        exported (best.yaml's pick already weighed the later objectives, and a checkpoint on
+        disk before them), then the better on the later objectives, each at the trial's best
+        evaluation. After `hpo confirm` the search's own pick (best.yaml's `search_best`):
+        confirm's picks must not depend on its own result, nor leave out the search's best."""
         frame = self.trials[self.trials[self.best_column].map(_finite)]
-        best_id = (self.best or {}).get("trial_id") if exported_first else None
+        best = self.best or {}
+        best_id = (best.get("search_best") or best).get("trial_id")
         later = self._later_objectives(frame)
         order = frame.assign(_exported=frame["trial_id"].astype(str) == str(best_id), **later)
         keys = [self.best_column, "_exported", *later]
