@@ -30,8 +30,8 @@ from hpo.spec import CheckpointsSpec, EarlyTerminateSpec, JobSpec, ParamSpec
 from hpo.storage import RECORD_FILES, RunLocation
 
 CONFIRM_DIR = "confirm"
-# No search-wide pruning: every run's best checkpoint must survive, since the winner is known
-# only at the end (Ray still keeps one best checkpoint per run).
+# No pruning while the runs train: the winner is known only at the end. Then every checkpoint
+# but the adopted one goes (confirm_runner.prune_checkpoints).
 EVERY_CHECKPOINT = 10**9
 SEED = "seed"
 

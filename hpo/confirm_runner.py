@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import shutil
 import sys
@@ -77,9 +78,12 @@ def retrain(
     ranked = rank_configurations(_entries(run, candidates, records), run.maximize)
     seeds = list(spec.parameters[SEED].values or [])
     path = write_confirmation(run.run_dir, confirmation_document(run, ranked, seeds))
+    kept = None
     if ranked[0]["chosen"]:
         winner = [r for r in records if config_key(r.config) == config_key(ranked[0]["config"])]
-        adopt(run, spec, data, winner, ranked)
+        kept = adopt(run, spec, data, winner, ranked)
+    if not location.remote:
+        prune_checkpoints(out, kept)
     location.push()
     print_ranking(run, ranked)
     if location.remote:  # the bucket's copy, in the form the run's URI has
@@ -113,14 +117,24 @@ def _entries(
     return entries
 
 
+def prune_checkpoints(confirm_dir: str, kept: str | None) -> None:
+    """Every retrained run's checkpoints but the adopted one (best.yaml names it, for `hpo
+    export`): their scores are in confirm.yaml, and each holds a whole model (with its
+    optimizer state, where the run could have resumed), top-k x seeds of them."""
+    for path in glob.glob(os.path.join(confirm_dir, "*", "checkpoint_*")):
+        if kept is None or os.path.realpath(path) != os.path.realpath(kept):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def adopt(
     run: RunData,
     spec: JobSpec,
     data: Any,
     records: list[TrialRecord],
     ranked: list[dict[str, Any]],
-) -> None:
-    """best.yaml and best_model/ become the chosen configuration's best seed run."""
+) -> str | None:
+    """best.yaml and best_model/ become the chosen configuration's best seed run; returns its
+    checkpoint (None when none was kept)."""
     chosen = ranked[0]
     from hpo.export import export_checkpoint
     from hpo.modelcard import document_model
@@ -128,7 +142,7 @@ def adopt(
 
     best = pick_best(records, spec)
     if best is None or not best.checkpoint:
-        return
+        return None
     document = best_document(best, run.spec, data.label_names)
     document["confirmed"] = {
         "search_trial": chosen["trial_id"],
@@ -156,6 +170,7 @@ def adopt(
 
         record_test_metrics(run.run_dir, evaluate_folder(out, run.spec, data.test, data.tokenizer))
     document_model(run.run_dir, out, data)
+    return best.checkpoint
 
 
 def print_ranking(run: RunData, ranked: list[dict[str, Any]]) -> None:

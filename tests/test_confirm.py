@@ -4,6 +4,7 @@ the Trainer, ranked by their mean; best.yaml, best_model/ and its card follow th
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 import shutil
@@ -221,6 +222,12 @@ def test_best_yaml_and_model_follow_the_most_robust_configuration(confirmed):
     assert "trial-seconds for hpo confirm" in card  # the compute confirmation spent counts too
     assert best["confirmed"]["trial_seconds"] > 0
     assert best["data"]["fingerprint"] in card
+    # Of the retrained runs' checkpoints only the adopted one is left, and it re-exports.
+    kept = glob.glob(os.path.join(run_dir, "confirm", "*", "checkpoint_*"))
+    assert [os.path.realpath(p) for p in kept] == [os.path.realpath(best["checkpoint"])]
+    again = os.path.join(os.path.dirname(run_dir), "re-exported")
+    assert main(["export", run_dir, "--out", again]) == 0
+    assert read_yaml(os.path.join(again, "hpo_best.yaml"))["value"] == best["value"]
 
 
 def test_report_shows_the_seed_spread(confirmed):
