@@ -33,8 +33,8 @@ def _by_base_name(config: dict[str, Any]) -> dict[str, Any]:
     return {base_name(key): value for key, value in config.items()}
 
 
-# Parameter columns of the live table: a strategy search's (strategy, learning rate, batch
-# size, freeze.layers, three LoRA ones) fit; past that, values would shrink to ellipses.
+# Parameter columns of the live table at most: a strategy search's (strategy, learning rate,
+# batch size, freeze.layers, three LoRA ones); fewer where the terminal cannot hold them whole.
 TABLE_PARAMS = 8
 
 
@@ -162,24 +162,44 @@ class TrialTable(Callback):
             f"best so far: {best}"
         )
         table = Table(title=title, title_justify="left")
-        for col in ("trial", "status"):  # kept whole on a narrow terminal; the values give way
-            table.add_column(col, no_wrap=True)
-        for col in (*self.columns, "evals", f"last {self.metric}", "best"):
-            table.add_column(col, overflow="ellipsis")
-        for trial_id, r in self.rows.items():
-            marker = " *" if self.best and self.best[1] == trial_id else ""
-            config = _by_base_name(r["config"])
+        cells = [self._cells(trial_id, r) for trial_id, r in self.rows.items()]
+        shown = self._fitting(cells, self.console.width)
+        for col in ("trial", "status", *shown, "evals", "last", "best"):
+            table.add_column(col, no_wrap=True, overflow="ellipsis")
+        for row in cells:
             table.add_row(
-                trial_id + marker,
-                r.get("status", ""),
-                *(_fmt(config.get(p, "")) for p in self.columns),
-                str(r.get("evals", 0)),
-                _fmt(r.get("last")),
-                _fmt(r.get("best")),
+                *(row[col] for col in ("trial", "status", *shown, "evals", "last", "best"))
             )
-        for note in self.notes:
-            table.caption = note
+        if self.notes:  # the latest verdict: each replaces the one before
+            table.caption = self.notes[-1]
         return table
+
+    def _cells(self, trial_id: str, r: dict[str, Any]) -> dict[str, str]:
+        config = _by_base_name(r["config"])
+        return {
+            "trial": trial_id + (" *" if self.best and self.best[1] == trial_id else ""),
+            "status": r.get("status", ""),
+            **{p: _fmt(config.get(p, "")) for p in self.columns},
+            "evals": str(r.get("evals", 0)),
+            "last": _fmt(r.get("last")),
+            "best": _fmt(r.get("best")),
+        }
+
+    def _fitting(self, cells: list[dict[str, str]], width: int) -> list[str]:
+        """The parameter columns that fit the terminal whole, in order: a value cut to `1.3…`
+        (1.3e-04 or 1.3e-05?) misleads. Each finished trial's line has them all."""
+
+        def need(col: str) -> int:  # rich's padding and the rule between columns
+            return max([len(col), *(len(row[col]) for row in cells)]) + 3
+
+        used = 1 + sum(need(col) for col in ("trial", "status", "evals", "last", "best"))
+        shown = []
+        for col in self.columns:
+            if used + need(col) > width:
+                break
+            shown.append(col)
+            used += need(col)
+        return shown
 
     def _draw(self, force: bool = False) -> None:
         if not self.console.is_terminal:

@@ -623,6 +623,34 @@ def test_live_table_keeps_its_trials_across_a_resume_and_fits_a_narrow_terminal(
     assert "4f0e9c2a" in out.getvalue() and "unfinished" in out.getvalue()
 
 
+def test_live_table_cuts_no_value_on_a_narrow_terminal_it_leaves_columns_out():
+    """1.30e-04 cut to `1.30…` reads as 1.30e-05 too: a column that does not fit whole is
+    left out (each finished trial's line has every value)."""
+    import io
+
+    from rich.console import Console
+
+    from hpo.progress import TrialTable
+    from hpo.spec import ParamSpec
+
+    spec = job()
+    names = ("learning_rate", "per_device_train_batch_size", "weight_decay", "warmup_steps")
+    spec.parameters = {n: ParamSpec(min=1e-5, max=1e-4) for n in names}
+    for width in (60, 80, 120, 200):
+        table = TrialTable(spec, console=Console(file=io.StringIO(), width=width))
+        trial = FakeTrial("4f0e9c2a")
+        trial.config = dict.fromkeys(names, 1.3e-4)  # type: ignore[attr-defined]
+        table.on_trial_start(0, [trial], trial)
+        table.on_trial_result(0, [trial], trial, {"training_iteration": 2, "eval_accuracy": 0.7})
+        out = io.StringIO()
+        Console(file=out, width=width).print(table.table())
+        text = out.getvalue()
+        assert "…" not in text and "4f0e9c2a" in text and "0.7" in text, (width, text)
+        shown = [n for n in names if n in text]
+        assert shown == list(names[: len(shown)]) and text.count("1.30e-04") == len(shown)
+        assert len(shown) == {60: 0, 80: 1, 120: 3, 200: 4}[width], (width, shown)
+
+
 def test_live_tables_best_takes_the_later_of_equal_scores_as_best_yaml_does():
     from rich.console import Console
 
