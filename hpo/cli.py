@@ -436,8 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_confirm,
     )
     confirm.add_argument("run_dir", help="a run directory, or the bucket URI `hpo run` printed")
-    confirm.add_argument("--top-k", type=int, default=3, help="configurations to retrain")
-    confirm.add_argument("--seeds", type=int, default=3, help="fresh seeds per configuration")
+    confirm.add_argument(
+        "--top-k", type=int, default=3, help="configurations to retrain (default 3)"
+    )
+    confirm.add_argument(
+        "--seeds", type=int, default=3, help="fresh seeds per configuration (default 3)"
+    )
     confirm.add_argument("--address", help=run_address_help)
     confirm.add_argument("--quiet", action="store_true", help="no live trial table")
     submit_option(confirm)
