@@ -137,6 +137,8 @@ def say_concurrency(spec: JobSpec, local: bool = False) -> int:
         if local:
             source = "what this machine holds"
         source += "; max_concurrent sets it"
+    if spec.run_cap and spec.run_cap < n:  # no more at once than the search will start
+        n, source = spec.run_cap, "run_cap"
     _note(f"up to {n} trial{'s' if n != 1 else ''} at a time ({source})")
     return n
 

@@ -91,6 +91,8 @@ def test_trials_at_once_count_the_nodes_the_autoscaler_can_add(record_node_types
     assert "up to 2 trials at a time (what the nodes alive now hold;" in capsys.readouterr().err
     say_concurrency(spec(cpu=1), local=True)
     assert "(what this machine holds; max_concurrent sets it)" in capsys.readouterr().err
+    assert say_concurrency(spec(cpu=1, run_cap=1), local=True) == 1  # one trial to start
+    assert "up to 1 trial at a time (run_cap)" in capsys.readouterr().err
     # 4 GPU workers of 8 CPUs and 1 GPU, two trials each (cpu 4, gpu 0.5): 8 at once, which
     # is what makes the autoscaler add them; the alive node holds none of these trials.
     record_node_types(("cpu-head", {"CPU": 2}, 1), ("gpu-workers", {"CPU": 8, "GPU": 1}, 4))
