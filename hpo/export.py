@@ -179,10 +179,9 @@ def check_out_dir(out_dir: str, run_dir: str) -> None:
     from hpo.paths import is_remote_uri
 
     out = os.path.realpath(out_dir)
-    if not is_remote_uri(run_dir):
-        run = os.path.realpath(run_dir)
-        if out == run or run.startswith(out + os.sep):
-            raise SpecError([f"--out {out_dir}: holds the run directory {run_dir}; pick another"])
+    local = not is_remote_uri(run_dir)
+    if local and (out == os.path.realpath(run_dir) or _inside(run_dir, out)):
+        raise SpecError([f"--out {out_dir}: holds the run directory {run_dir}; pick another"])
     if os.path.isfile(out):
         raise SpecError([f"--out {out_dir}: is a file; give a folder to write the model to"])
     exported_before = os.path.isfile(os.path.join(out, HYPERPARAMETERS_FILE))

@@ -11,11 +11,9 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from hpo.errors import SpecError
 from hpo.numbers import finite_number
@@ -114,14 +112,14 @@ def _ran_with(run_dir: str) -> dict[str, Any]:
     `training` values and `model.config` fields, and full fine-tuning where it had no
     `strategy` (hpo's default). A strategy search warm-started from a plain one so keeps
     the earlier learning rates as its full fine-tuning's."""
-    path = os.path.join(run_dir, "spec.yaml")
+    from hpo.runinfo import read_run_spec
+
     try:
-        raw = load_yaml(Path(path).read_text()) if os.path.isfile(path) else {}
-        training = dict(raw.get("training") or {})
-        config = dict((raw.get("model") or {}).get("config") or {})
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError):
-        training, config = {}, {}  # a damaged record: what hpo defaults to, no more
-    return {"strategy": "full", **training, **{f"model.{k}": v for k, v in config.items()}}
+        earlier = read_run_spec(run_dir)
+    except SpecError:  # no spec.yaml, or a damaged one: what hpo defaults to, no more
+        return {"strategy": "full"}
+    config = {f"model.{k}": v for k, v in earlier.model.config.items()}
+    return {"strategy": "full", **earlier.training, **config}
 
 
 def _as_trial(

@@ -147,7 +147,8 @@ def test_a_plain_search_seeds_a_strategy_search_as_full_fine_tuning(tmp_path):
             row("t2", "completed", "0.7", learning_rate="0.001"),  # outside full's new range
         ],
     )
-    (tmp_path / "spec.yaml").write_text("training: {weight_decay: 0.01}\n")
+    earlier = "model: {name_or_path: m}\ndata: {train: d.csv}\ntraining: {weight_decay: 0.01}\n"
+    (tmp_path / "spec.yaml").write_text(earlier)
     new = space(**VARIANTS, weight_decay={"values": [0.0, 0.01]})
     seeded = earlier_trials(new, spec(), run)
     (trial,) = seeded.trials
