@@ -22,7 +22,7 @@ from hpo.confirm import (
     write_confirmation,
 )
 from hpo.report.rundata import RunData
-from hpo.results import TrialRecord
+from hpo.results import TrialRecord, wall_seconds
 from hpo.spec import JobSpec
 from hpo.storage import RunLocation
 
@@ -41,7 +41,7 @@ def retrain(
     retrained runs to the bucket beside the search's, and hpo's files go back up at the end."""
     from hpo.cluster import check_cluster_fits, check_storage_shared
     from hpo.data import prepare
-    from hpo.endings import ended_trials
+    from hpo.endings import trial_endings
     from hpo.results import collect
     from hpo.tuner import build_tuner, data_change, fit, init_ray, make_callbacks
 
@@ -63,8 +63,8 @@ def retrain(
     callbacks = make_callbacks(spec, f"{run.name}-confirm", out, show_table)
     experiment = RunLocation(location.path, CONFIRM_DIR).path if location.remote else out
     grid = fit(build_tuner(spec, data, CONFIRM_DIR, experiment, callbacks, local_dir=out))
-    ended = ended_trials(callbacks)
-    if ended is not None and len(ended) < (spec.run_cap or 0):
+    endings = trial_endings(callbacks)
+    if endings is not None and len(endings.ended) < (spec.run_cap or 0):
         # Ctrl-C: Tune stopped the pairs cleanly. A ranking of the pairs that ran would name
         # a winner the others never had the chance to beat, and block a second try. Their
         # checkpoints go too (a second try starts afresh); a bucket's stay, as after a crash.
@@ -75,6 +75,7 @@ def retrain(
     records = collect(grid)
     for r in records:
         r.checkpoints = [(location.localize(p), m) for p, m in r.checkpoints]
+        r.failed_after = endings.failed_after.get(r.trial_id) if endings else None
     ranked = rank_configurations(_entries(run, candidates, records), run.maximize)
     seeds = list(spec.parameters[SEED].values or [])
     path = write_confirmation(run.run_dir, confirmation_document(run, ranked, seeds))
@@ -102,7 +103,7 @@ def _entries(
         for r in sorted(runs, key=lambda r: int(r.config.get(SEED, 0))):
             best = r.best(run.metric, goal)
             value = float(best[run.metric]) if best else None
-            seconds = round(float(r.last.get("time_total_s", 0.0) or 0.0), 3)
+            seconds = wall_seconds(r)
             seed = int(r.config[SEED])
             seeds.append({"seed": seed, "value": value, "trial_id": r.trial_id, "seconds": seconds})
         entries.append(

@@ -6,10 +6,15 @@ A trial that finishes, that the scheduler stops, or that fails reaches the callb
 not: Tune marks it terminated as it cleans up, and its last evaluation is not a final one,
 which is also what a trial stopped early looks like. The set rides with the search's saved
 state, so `hpo resume` keeps it.
+
+It also times the trials that fail: Ray's results carry a trial's time only as of its last
+evaluation, so one that failed before its first (or an hour after its last) would count no
+compute, and a search whose trials all failed would report none spent.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ray.tune import Callback
@@ -18,23 +23,45 @@ from ray.tune import Callback
 class TrialEndings(Callback):
     def __init__(self) -> None:
         self.ended: set[str] = set()
+        self.failed_after: dict[str, float] = {}  # errored trial -> seconds it ran
+        self._since: dict[str, float] = {}  # its attempt's start or latest evaluation
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._since[trial.trial_id] = time.monotonic()
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        self._since[trial.trial_id] = time.monotonic()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ended.add(trial.trial_id)
 
-    on_trial_error = on_trial_complete
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ended.add(trial.trial_id)
+        since = self._since.pop(trial.trial_id, None)
+        reported = trial.run_metadata.last_result.get("time_total_s") or 0.0
+        lost = time.monotonic() - since if since is not None else 0.0
+        self.failed_after[trial.trial_id] = round(float(reported) + lost, 3)
 
     def get_state(self) -> dict[str, Any]:
-        return {"ended": sorted(self.ended)}
+        return {"ended": sorted(self.ended), "failed_after": self.failed_after}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.ended = set(state.get("ended", []))
+        self.failed_after = dict(state.get("failed_after", {}))
+
+
+def trial_endings(callbacks: list[Any]) -> TrialEndings | None:
+    """A search's TrialEndings; None for a search started before hpo kept one (its trials'
+    outcomes are read from their last evaluation alone)."""
+    for callback in callbacks:
+        if isinstance(callback, TrialEndings):
+            return callback
+    return None
 
 
 def ended_trials(callbacks: list[Any]) -> set[str] | None:
-    """The trials that ended, from a search's callbacks; None for a search started before hpo
-    kept the set (its trials' outcomes are read from their last evaluation alone)."""
-    for callback in callbacks:
-        if isinstance(callback, TrialEndings):
-            return callback.ended
-    return None
+    """The trials that ended, from a search's callbacks (None: not known, as above)."""
+    endings = trial_endings(callbacks)
+    return endings.ended if endings is not None else None

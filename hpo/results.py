@@ -58,6 +58,7 @@ class TrialRecord:
     traceback: str | None = None  # the whole remote traceback of an errored trial
     ended: bool = True  # False: cut off by an interruption (hpo.endings), not stopped
     reached_target: bool = False  # an evaluation reached `metric.target`
+    failed_after: float | None = None  # seconds an errored trial ran, as the driver timed it
 
     @property
     def last(self) -> dict[str, Any]:
@@ -170,13 +171,19 @@ def trial_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str, Any]
         row["best_evaluation"] = best.get("training_iteration", "")
         row["evaluations"] = last.get("training_iteration", 0) or 0
         row["stopped_early"] = r.outcome == "stopped_early"
-        row["wall_seconds"] = round(float(last.get("time_total_s", 0.0) or 0.0), 3)
+        row["wall_seconds"] = wall_seconds(r)
         row["train_seconds"] = round(float(last.get(TRAIN_SECONDS, 0.0) or 0.0), 3)
         row["node"] = node_label(last) or failed_on(r.traceback)
         row["error"] = r.error or ""
         row["traceback"] = f"errors/{r.trial_id}.txt" if r.traceback else ""
         rows.append(row)
     return rows
+
+
+def wall_seconds(record: TrialRecord) -> float:
+    """The trial's time as of its last evaluation; a failed one's up to its failure."""
+    reported = round(float(record.last.get("time_total_s", 0.0) or 0.0), 3)
+    return max(reported, record.failed_after or 0.0) if record.error else reported
 
 
 def node_label(result: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from hpo.cluster import check_cluster_fits, check_storage_shared, say_concurrenc
 from hpo.config import dump_spec, run_name_problem
 from hpo.data import PreparedData, prepare
 from hpo.driver_lock import driving, refuse_if_driven
-from hpo.endings import TrialEndings, ended_trials
+from hpo.endings import TrialEndings, trial_endings
 from hpo.errors import SpecError, of_spec
 from hpo.jobs import with_data_origins
 from hpo.loopback import cluster_on_loopback, loopback_only
@@ -401,7 +401,7 @@ def run_search(
         tuner = build_tuner(spec, data, name, location.path, callbacks, run_dir, concurrency)
         grid = fit(tuner)
         location.pull()
-        return finish(spec, data, grid, run_dir, location, ended_trials(callbacks))
+        return finish(spec, data, grid, run_dir, location, trial_endings(callbacks))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -468,7 +468,7 @@ def resume_search(
         _with_failure_lines(callbacks, spec, location.path)
         grid = fit(tuner)
         location.pull()  # pull and the push in finish touch only a bucket run
-        return finish(spec, data, grid, location.local, location, ended_trials(callbacks))
+        return finish(spec, data, grid, location.local, location, trial_endings(callbacks))
 
 
 def _table_as_asked(callbacks: list[Any], spec: JobSpec, show_table: bool) -> None:
@@ -564,10 +564,11 @@ def finish(
     grid: Any,
     run_dir: str,
     location: RunLocation | None = None,
-    ended: set[str] | None = None,
+    endings: TrialEndings | None = None,
 ) -> SearchOutcome:
     """Results, the best model and its held-out score, from a finished Tune experiment
-    (`ended`: the trials Tune said ended; the others were cut off, when it is known)."""
+    (`endings`: the trials Tune said ended, the others cut off, and how long the failed ones
+    ran, when it is known)."""
     from hpo.export import export_checkpoint
     from hpo.results import best_document
 
@@ -575,9 +576,10 @@ def finish(
     for r in records:
         r.reached_target = target_reached(spec, [r])
     reached = any(r.reached_target for r in records)  # then Tune cut the others off: stopped
-    if ended is not None and not reached:
+    if endings is not None:
         for r in records:
-            r.ended = r.trial_id in ended
+            r.ended = reached or r.trial_id in endings.ended
+            r.failed_after = endings.failed_after.get(r.trial_id)
     if location is not None:
         for r in records:
             r.checkpoints = [(location.localize(p), m) for p, m in r.checkpoints]

@@ -507,3 +507,7 @@ tracking: {{wandb: {{mode: disabled}}}}
     from hpo.report.rundata import load_run
 
     assert load_run(str(tmp_path / "broken")).wall_seconds() >= 1
+    # Each failed trial loaded its model before it failed: compute that was spent.
+    rows = read_csv(str(tmp_path / "broken" / "trials.csv"))
+    assert all(float(r["wall_seconds"]) > 0 for r in rows), rows
+    assert load_run(str(tmp_path / "broken")).trial_seconds() > 0

@@ -123,6 +123,43 @@ def test_a_trial_cut_off_by_an_interruption_is_unfinished_not_stopped_early():
     assert ended_trials([object()]) is None  # a search from before: outcomes as they were
 
 
+def test_a_failed_trial_counts_the_time_it_ran_after_its_last_evaluation(monkeypatch):
+    """Ray's results time a trial as of its last evaluation: one that fails an hour later
+    (or before its first) would count no compute. The driver times it, across a resume."""
+    from hpo import endings as endings_module
+    from hpo.results import TrialRecord, trial_rows
+
+    clock = iter([100.0, 160.0, 200.0, 500.0, 501.0])
+    monkeypatch.setattr(endings_module.time, "monotonic", lambda: next(clock))
+    endings = endings_module.TrialEndings()
+
+    def trial(trial_id: str, reported: float | None) -> SimpleNamespace:
+        last = {} if reported is None else {"time_total_s": reported}
+        return SimpleNamespace(trial_id=trial_id, run_metadata=SimpleNamespace(last_result=last))
+
+    late = trial("late", 55.0)
+    endings.on_trial_start(0, [], late)  # 100
+    endings.on_trial_result(0, [], late, {})  # 160: its evaluation, 55 s into training
+    endings.on_trial_error(0, [], late)  # 200: 40 s after it
+    early = trial("early", None)
+    endings.on_trial_start(0, [], early)  # 500: it loads its model...
+    endings.on_trial_error(0, [], early)  # 501: ...and fails before any evaluation
+    restored = endings_module.TrialEndings()
+    restored.set_state(endings.get_state())
+    assert restored.failed_after == {"late": 95.0, "early": 1.0}
+
+    records = [
+        TrialRecord("late", {}, [{"training_iteration": 1, "time_total_s": 55.0}], "boom", None),
+        TrialRecord("early", {}, [], "boom", None),
+        TrialRecord("fine", {}, [{"training_iteration": 1, "time_total_s": 30.0}], None, None),
+    ]
+    for r in records:
+        r.failed_after = restored.failed_after.get(r.trial_id)
+    spec = SimpleNamespace(**vars(spec_of("eval_accuracy")), parameters={})
+    rows = trial_rows(records, spec)  # type: ignore[arg-type]
+    assert [r["wall_seconds"] for r in rows] == [95.0, 1.0, 30.0]
+
+
 def test_a_search_that_reached_its_target_ended_it_was_not_interrupted():
     """W&B's `metric.target`: once a trial reaches it Tune cuts the others off, with no
     event per trial; that is the search's end (exported), not a Ctrl-C."""
