@@ -126,24 +126,39 @@ def confirm_spec(spec: JobSpec, candidates: list[Candidate], seeds: list[int]) -
     )
 
 
+def spread(entry: dict[str, Any]) -> str:
+    """A configuration's mean and spread in words: `0.812 ± 0.012 over 3 seeds`."""
+    scored = len(entry["seeds"]) - int(entry.get("failures") or 0)
+    if entry.get("mean") is None:
+        return "no seed scored"
+    if entry.get("std") is None:
+        return f"{entry['mean']:.4g} on one seed (no spread measured)"
+    return f"{entry['mean']:.4g} ± {entry['std']:.2g} over {scored} seeds"
+
+
 def rank_configurations(entries: list[dict[str, Any]], maximize: bool) -> list[dict[str, Any]]:
     """Rank by mean over seeds; a configuration with failed runs ranks below those without.
 
     Each entry has `seeds`: [{"seed", "value" (None when the run failed), ...}]. Adds mean,
-    std, min, max, failures, rank and `chosen` (the first).
+    std (None from fewer than two scores: one run has no spread to show, and 0 would claim
+    one), min, max, failures, rank and `chosen` (the first).
     """
     sign = 1.0 if maximize else -1.0
     for entry in entries:
         values = [s["value"] for s in entry["seeds"] if finite_number(s["value"])]
         entry["failures"] = len(entry["seeds"]) - len(values)
         entry["mean"] = statistics.fmean(values) if values else None
-        entry["std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        entry["std"] = statistics.stdev(values) if len(values) > 1 else None
         entry["min"] = min(values) if values else None
         entry["max"] = max(values) if values else None
 
     def order(entry: dict[str, Any]) -> tuple[int, float, float]:
-        mean = entry["mean"]
-        return (entry["failures"], -sign * mean if mean is not None else math.inf, entry["std"])
+        mean, std = entry["mean"], entry["std"]
+        return (
+            entry["failures"],
+            -sign * mean if mean is not None else math.inf,
+            std if std is not None else 0.0,
+        )
 
     ranked = sorted(entries, key=order)
     for rank, entry in enumerate(ranked, start=1):

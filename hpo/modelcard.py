@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from hpo.confirm import spread
 from hpo.export import update_card
 from hpo.paths import looks_like_path
 from hpo.report.rundata import RunData, load_run
@@ -64,11 +65,9 @@ def _metric_line(run: RunData, best: dict[str, Any]) -> str:
     line = f"**{best['metric']} = {best['value']:.4g}** on the validation split"
     confirmed = best.get("confirmed")
     if confirmed and confirmed.get("mean") is not None:
-        n = len(confirmed.get("seeds", []))
-        line += (
-            f"; over {n} fresh seeds this configuration scored **{confirmed['mean']:.4g} "
-            f"± {confirmed['std']:.2g}** (min {confirmed['min']:.4g}, max {confirmed['max']:.4g})"
-        )
+        line += f"; retrained on fresh seeds, this configuration scored **{spread(confirmed)}**"
+        if confirmed.get("std") is not None:
+            line += f" (min {confirmed['min']:.4g}, max {confirmed['max']:.4g})"
     else:
         line += " (one training run: its seed spread was not measured; see `hpo confirm`)"
     return line

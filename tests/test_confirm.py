@@ -74,6 +74,25 @@ def test_losses_rank_low_first_and_failed_runs_rank_last():
     assert ranked[2]["failures"] == 1
 
 
+def test_one_scored_seed_has_no_spread_rather_than_a_spread_of_0():
+    from hpo.confirm import spread
+
+    ranked = rank_configurations(
+        [entry("two", 0.8, [0.81, 0.83]), entry("one", 0.9, [0.84, None]), entry("x", 0.7, [None])],
+        maximize=True,
+    )
+    by_id = {e["trial_id"]: e for e in ranked}
+    assert by_id["one"]["std"] is None and by_id["two"]["std"] is not None
+    assert spread(by_id["two"]) == "0.82 ± 0.014 over 2 seeds"
+    assert spread(by_id["one"]) == "0.84 on one seed (no spread measured)"
+    assert spread(by_id["x"]) == "no seed scored"
+    from hpo.modelcard import _metric_line
+
+    best = {"metric": "eval_accuracy", "value": 0.9, "confirmed": by_id["one"]}
+    line = _metric_line(None, best)  # type: ignore[arg-type]
+    assert "**0.84 on one seed (no spread measured)**" in line and "± 0" not in line
+
+
 def spec_with(parameters: dict[str, ParamSpec], seed: int = 0) -> JobSpec:
     return JobSpec(
         model=ModelSpec("m"), data=DataSpec(train="t.csv"), parameters=parameters, seed=seed

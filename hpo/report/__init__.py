@@ -79,7 +79,8 @@ def search_summary(run: RunData) -> dict:
     chosen = [c for c in (run.confirm or {}).get("ranking", []) if c.get("chosen")]
     if chosen:
         summary[f"confirmed_mean_{run.metric}"] = float(chosen[0]["mean"])
-        summary[f"confirmed_std_{run.metric}"] = float(chosen[0]["std"])
+        if chosen[0]["std"] is not None:
+            summary[f"confirmed_std_{run.metric}"] = float(chosen[0]["std"])
     return summary
 
 

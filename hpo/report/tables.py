@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from hpo.confirm import spread
 from hpo.report.outcomes import outcome_label
 from hpo.report.rundata import RunData
 
@@ -111,10 +112,7 @@ def headline(run: RunData) -> dict[str, str]:
     confirm = run.confirm or {}
     chosen = next((c for c in confirm.get("ranking", []) if c.get("chosen")), None)
     if chosen:
-        facts["confirmed"] = (
-            f"trial {chosen['trial_id']}'s configuration: mean {chosen['mean']:.4g} "
-            f"± {chosen['std']:.2g} over {len(chosen['seeds'])} seeds"
-        )
+        facts["confirmed"] = f"trial {chosen['trial_id']}'s configuration: {spread(chosen)}"
     return facts
 
 
