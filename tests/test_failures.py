@@ -50,16 +50,20 @@ def checkpoint_dirs(run_dir):
     return glob.glob(os.path.join(run_dir, "*", "checkpoint_*"))
 
 
-DROPOUT = "model.hidden_dropout_prob"
+OPTIM = "optim"
+# An optimizer whose package no node here has: TrainingArguments takes the name, the trial's
+# Trainer refuses it (ValueError) - a configuration that fails only where a trial runs.
+MISSING = "adamw_anyprecision"
+ITS_ERROR = "ValueError: Please install https://github.com/pytorch/torchdistx"
 QUIET = "--quiet"
 
 
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory, tiny_bert, sentiment_csv, local_ray):
-    """A grid with diverging points (learning rate 1e30: NaN loss), erroring points (a dropout
-    of 1.5: the model cannot be built, a bug that only the trial meets; a batch size of 0 is
-    refused before Ray now) and 2 healthy ones, under a budget of 1 checkpoint; a thread
-    counts the checkpoint folders on disk while it runs."""
+    """A grid with diverging points (learning rate 1e30: NaN loss), erroring points (an
+    optimizer whose package the worker lacks: only the trial meets it; a batch size of 0 or a
+    dropout of 1.5 is refused before Ray now) and 2 healthy ones, under a budget of 1
+    checkpoint; a thread counts the checkpoint folders on disk while it runs."""
     root = tmp_path_factory.mktemp("faults")
     spec = write_spec(
         root / "faulty.yaml",
@@ -70,7 +74,7 @@ metric: {{name: eval_loss}}
 method: grid
 parameters:
   learning_rate: {{values: [1.0e+30, 2.0e-3]}}
-  model.hidden_dropout_prob: {{values: [1.5, 0.1, 0.0]}}
+  optim: {{values: [{MISSING}, adamw_torch, sgd]}}
 training: {{num_train_epochs: 4}}
 early_terminate: {{type: none}}
 max_concurrent: 2
@@ -104,7 +108,7 @@ tracking: {{wandb: {{project: hpo-tests, mode: offline}}}}
 def test_diverging_trial_is_marked_and_not_retried(faulty_run):
     run_dir, *_ = faulty_run
     rows = read_csv(os.path.join(run_dir, "trials.csv"))
-    diverged = [r for r in rows if r["learning_rate"] == "1e+30" and r[DROPOUT] != "1.5"]
+    diverged = [r for r in rows if r["learning_rate"] == "1e+30" and r[OPTIM] != MISSING]
     assert len(diverged) == 2
     runs = {r.name: r for r in read_runs(run_dir)}
     for row in diverged:
@@ -118,11 +122,11 @@ def test_erroring_trial_is_recorded_and_the_search_goes_on(faulty_run):
     run_dir, *_ = faulty_run
     rows = read_csv(os.path.join(run_dir, "trials.csv"))
     errored = [r for r in rows if r["status"] == "ERROR"]
-    assert sorted(r[DROPOUT] for r in errored) == ["1.5", "1.5"]
+    assert [r[OPTIM] for r in errored] == [MISSING, MISSING]
     for row in errored:
-        assert row["outcome"] == "errored" and "dropout probability" in row["error"]
+        assert row["outcome"] == "errored" and row["error"] == ITS_ERROR
         text = Path(run_dir, row["traceback"]).read_text()
-        assert 'File "' in text and "dropout probability has to be between 0 and 1" in text
+        assert 'File "' in text and ITS_ERROR in text
         assert row["node"] == "127.0.0.1"  # from the traceback: it reported no evaluation
     assert len(rows) == 6
     assert [r["outcome"] for r in rows].count("completed") == 2
@@ -133,8 +137,8 @@ def test_a_trial_error_is_one_line_and_not_retried_when_a_restart_would_repeat_i
     errored = [r for r in read_csv(os.path.join(run_dir, "trials.csv")) if r["status"] == "ERROR"]
     for row in errored:
         line = (
-            f"hpo: trial {row['trial_id']} failed: ValueError: dropout probability has to be "
-            "between 0 and 1, but got 1.5; not run again on its node: it would fail the same way"
+            f"hpo: trial {row['trial_id']} failed: {ITS_ERROR}; not run again on its node: it "
+            "would fail the same way"
         )
         assert said.count(line) == 1, said
         # Ray still restarts it (`retries: 1`): the restart meets the record before it builds
@@ -143,7 +147,7 @@ def test_a_trial_error_is_one_line_and_not_retried_when_a_restart_would_repeat_i
         failures = ray_errors.read_text().split("Failure # ")[1:]
         assert len(failures) == 2 and "RepeatedFailure" not in failures[0]
         assert "RepeatedFailure: not run again on this node" in failures[1]
-        assert "build_trainer" in failures[1]  # the first failure's traceback, carried
+        assert "create_optimizer" in failures[1]  # the first failure's traceback, carried
     assert "Traceback" not in said and "failed" in said  # Ray's tracebacks: in errors/ only
 
 
@@ -474,7 +478,7 @@ def test_a_search_whose_every_trial_fails_exits_3_and_the_report_says_why(
     """No trial produced a model: a script must see the search fail, and the report must
     show why (the error, grouped, and where its tracebacks are)."""
     extra = f"""
-parameters: {{{DROPOUT}: {{value: 1.5}}}}
+parameters: {{{OPTIM}: {{value: {MISSING}}}}}
 run_cap: 2
 tracking: {{wandb: {{mode: disabled}}}}
 """
@@ -484,9 +488,9 @@ tracking: {{wandb: {{mode: disabled}}}}
     _, err = run.communicate(timeout=300)
     assert run.returncode == 3, err  # not 1: that is a crash of hpo itself
     assert "trials: 2 errored" in err
-    assert "every trial failed; the first: " in err and "dropout probability" in err
+    assert "every trial failed; the first: " in err and ITS_ERROR in err
     # One line per failed trial, and no traceback: Ray's are silenced, errors/ has them.
-    assert err.count("failed: ValueError: dropout probability") == 2, err
+    assert err.count(f"failed: {ITS_ERROR}") == 2, err
     assert "Traceback" not in err and "RepeatedFailure" not in err, err
     # "The first" is the first to run: Ray numbers the trials' folders in creation order.
     first = err.split("the first: ", 1)[1].split(":", 1)[0]
@@ -495,19 +499,19 @@ tracking: {{wandb: {{mode: disabled}}}}
     # A resume of it says the same, from trials.csv: the search has finished.
     assert main(["resume", str(tmp_path / "broken"), "--quiet"]) == 3
     resumed = capsys.readouterr().err
-    assert "every trial failed; the first: " in resumed and "dropout probability" in resumed
+    assert "every trial failed; the first: " in resumed and ITS_ERROR in resumed
     assert main(["report", str(tmp_path / "broken")]) == 0
     printed = capsys.readouterr().out
-    assert "2 │ ValueError: dropout probability" in printed, printed  # the terminal's table
+    assert f"2 │ {ITS_ERROR}" in printed, printed  # the terminal's table
     page = Path(printed.strip().splitlines()[-1]).read_text()
     failed = page.split("<h2>Failed trials</h2>", 1)[1]
-    assert "dropout probability has to be between 0 and 1" in failed
+    assert ITS_ERROR.removeprefix("ValueError: ") in failed
     assert "errors/" in failed
     # No evaluation to time: the search's own span is its wall time, not 0 s.
     from hpo.report.rundata import load_run
 
     assert load_run(str(tmp_path / "broken")).wall_seconds() >= 1
-    # Each failed trial loaded its model before it failed: compute that was spent.
+    # Each failed trial loaded its model and data before it failed: compute that was spent.
     rows = read_csv(str(tmp_path / "broken" / "trials.csv"))
     assert all(float(r["wall_seconds"]) > 0 for r in rows), rows
     assert load_run(str(tmp_path / "broken")).trial_seconds() > 0

@@ -3,7 +3,7 @@ again.
 
 `retries` restarts a trial whose worker died (a lost node, a killed process, a GPU out of
 memory beside other trials): the same configuration may well succeed on the next try. An error
-the trial's own code raised for its configuration (a dropout of 1.5, a LoRA target the model
+the trial's own code raised for its configuration (an optimizer whose package the worker
 lacks, a shape that does not fit) is met again by every restart, each one loading the model
 first. Such a failure is recorded in Ray's key-value store, which every node of the cluster
 reads, with the node it happened on; a restart on that node finds it and fails at once with

@@ -1,0 +1,69 @@
+"""Values the model's own layers refuse (`model.config`, `model.<field>` parameters) are
+refused before Ray starts, each named by its key, rather than by every trial in turn."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import write_spec
+
+from hpo.config import load_spec
+from hpo.errors import SpecError
+
+
+def spec_text(tiny_bert: str, csv: str, model_config: str, parameters: str) -> str:
+    return f"""
+model: {{name_or_path: {tiny_bert}, config: {model_config}}}
+data: {{train: {csv}}}
+parameters:
+  learning_rate: {{values: [1.0e-4]}}
+{parameters}
+"""
+
+
+def problems_of(tmp_path, text: str) -> list[str]:
+    with pytest.raises(SpecError) as refused:
+        load_spec(write_spec(tmp_path / "s.yaml", text))
+    return refused.value.problems
+
+
+def test_each_refused_value_is_named_at_once(tmp_path, tiny_bert, sentiment_csv):
+    text = spec_text(
+        tiny_bert,
+        sentiment_csv,
+        "{hidden_act: gelu_neww, num_attention_heads: 3, hidden_dropout_prob: 0.1}",
+        "  model.attention_probs_dropout_prob: {values: [0.1, 1.5]}",
+    )
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 2, problems  # the sampled one waits for the fixed ones' fix
+    assert problems[0].startswith("model.config.hidden_act: `gelu_neww` (did you mean")
+    assert problems[1].startswith("model.config.num_attention_heads: `3`: the model cannot")
+    assert "hidden size (32) is not a multiple of the number of attention heads (3)" in problems[1]
+
+
+def test_a_sampled_value_is_judged_at_the_ends_of_its_range(tmp_path, tiny_bert, sentiment_csv):
+    sampled = """  model.hidden_dropout_prob: {min: 0.0, max: 1.2}
+  model.num_attention_heads: {values: [1, 2, 4]}
+  model.attention_probs_dropout_prob: {min: 0.0, max: 0.3}"""
+    problems = problems_of(tmp_path, spec_text(tiny_bert, sentiment_csv, "{}", sampled))
+    assert problems == [
+        "parameters.model.hidden_dropout_prob: `1.2`: the model cannot be built with it "
+        "(ValueError: dropout probability has to be between 0 and 1, but got 1.2)"
+    ]
+
+
+def test_values_refused_only_together_are_named_together(tmp_path, tiny_bert, sentiment_csv):
+    # 30 is split by the model's 2 heads, and 32 by 4 heads; 30 by 4 is not.
+    text = spec_text(tiny_bert, sentiment_csv, "{hidden_size: 30, num_attention_heads: 4}", "")
+    (problem,) = problems_of(tmp_path, text)
+    assert problem.startswith("model.config: the model cannot be built with these values")
+
+
+def test_values_the_model_takes_pass(tmp_path, tiny_bert, sentiment_csv):
+    text = spec_text(
+        tiny_bert,
+        sentiment_csv,
+        "{hidden_act: relu, num_attention_heads: 4}",
+        "  model.hidden_dropout_prob: {min: 0.0, max: 0.5}",
+    )
+    spec = load_spec(write_spec(tmp_path / "s.yaml", text))
+    assert spec.model.config == {"hidden_act": "relu", "num_attention_heads": 4}
