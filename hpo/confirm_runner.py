@@ -83,8 +83,8 @@ def retrain(
     if ranked[0]["chosen"]:
         winner = [r for r in records if config_key(r.config) == config_key(ranked[0]["config"])]
         kept = adopt(run, spec, data, winner, ranked)
-    if not location.remote:
-        prune_checkpoints(out, kept)
+    prune_checkpoints(out, kept)  # a bucket run's local mirror
+    location.prune_checkpoints(CONFIRM_DIR, kept)  # and the bucket's
     location.push()
     print_ranking(run, ranked)
     if location.remote:  # the bucket's copy, in the form the run's URI has

@@ -169,6 +169,25 @@ class RunLocation:
             with contextlib.suppress(OSError):
                 fs.delete_dir(path)
 
+    def prune_checkpoints(self, folder: str, kept: str | None) -> None:
+        """Delete the checkpoints of the trials under `folder` in the bucket but `kept` (its
+        path in the local mirror); a local run's are pruned where they are."""
+        if not self.remote:
+            return
+        import pyarrow.fs
+
+        fs, path = self._fs()
+        directory = pyarrow.fs.FileType.Directory
+        trials = fs.get_file_info(pyarrow.fs.FileSelector(f"{path}/{folder}", allow_not_found=True))
+        for trial in (t for t in trials if t.type == directory):
+            for entry in fs.get_file_info(pyarrow.fs.FileSelector(trial.path)):
+                is_checkpoint = entry.type == directory and entry.base_name.startswith(
+                    "checkpoint_"
+                )
+                if is_checkpoint and not _same_path(self.localize(entry.path), kept):
+                    with contextlib.suppress(OSError):
+                        fs.delete_dir(entry.path)
+
     def push(self) -> None:
         """Upload hpo's own files from the local mirror to the bucket."""
         if not self.remote:
@@ -183,6 +202,10 @@ class RunLocation:
                 pyarrow.fs.copy_files(
                     src, f"{path}/{name}", source_filesystem=local, destination_filesystem=fs
                 )
+
+
+def _same_path(path: str, other: str | None) -> bool:
+    return other is not None and os.path.normpath(path) == os.path.normpath(other)
 
 
 def _clear_mirror(folder: str) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import enum
 import io
+import re
 import tempfile
 import types
 import typing
@@ -127,6 +128,19 @@ def _builds(spec: JobSpec, sampled: dict[str, Any], out: str, key: str, problems
     try:
         training_arguments(spec, sampled, seed=0, output_dir=out)
     except Exception as err:
-        problems.append(f"{key}: {str(err).strip().splitlines()[0]}")
+        problems.append(f"{key}: {_reason(err)}")
         return False
     return True
+
+
+# transformers' words for a package a value needs: "The 'deepspeed>=0.9.3' distribution was
+# not found and is required by this application", under importlib's own prefix.
+_MISSING_PACKAGE = re.compile(r"'([^']+)' distribution was not found")
+
+
+def _reason(err: Exception) -> str:
+    missing = _MISSING_PACKAGE.search(str(err))
+    if missing:
+        requirement = missing.group(1)
+        return f"needs the package `{requirement}`, not installed (pip install '{requirement}')"
+    return str(err).strip().splitlines()[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -300,6 +301,21 @@ parameters:
     assert not_a_choice.startswith(
         "parameters.lr_scheduler_type.values: cosinee is not a valid SchedulerType"
     ), not_a_choice
+
+
+def test_a_value_that_needs_a_missing_package_says_which(tmp_path, tiny_bert, sentiment_csv):
+    # deepspeed is not among hpo's requirements: absent where the tests run.
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("deepspeed is installed here")
+    config = tmp_path / "ds.json"
+    config.write_text("{}")
+    extra = f"training: {{deepspeed: {config}}}"
+    path = write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path, extra))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    (problem,) = err.value.problems
+    assert problem.startswith("training.deepspeed: needs the package `deepspeed"), problem
+    assert "No package metadata" not in problem
 
 
 def test_a_wrong_type_does_not_hide_the_other_problems(tmp_path, tiny_bert, sentiment_csv):

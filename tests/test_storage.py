@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -154,13 +155,20 @@ def test_search_with_bucket_storage(s3_server, tmp_path, tiny_bert, sentiment_cs
     assert confirmed.stdout.strip() == f"s3://hpo-bucket/runs/bucket/confirm.yaml?{query}"
     names = _bucket_names(fs, "hpo-bucket/runs/bucket")
     assert "confirm.yaml" in names
-    assert any(n.startswith("confirm/") and "/checkpoint_" in n for n in names), names
+    # Of the retrained runs' checkpoints only the adopted one stays, in the bucket too.
+    checkpoints = {
+        re.match(r"confirm/[^/]+/checkpoint_[^/]+", n).group(0)  # type: ignore[union-attr]
+        for n in names
+        if re.match(r"confirm/[^/]+/checkpoint_", n)
+    }
+    assert len(checkpoints) == 1, names
     with fs.open_input_stream("hpo-bucket/runs/bucket/confirm.yaml") as f:
         ranking = yaml.safe_load(f.read().decode())["ranking"]
     assert len(ranking) == 2 and all(len(entry["seeds"]) == 1 for entry in ranking)
     with fs.open_input_stream("hpo-bucket/runs/bucket/best.yaml") as f:
         best = yaml.safe_load(f.read().decode())
     assert best["confirmed"]["search_trial"] == ranking[0]["trial_id"]
+    assert best["checkpoint"].endswith(checkpoints.pop())  # the one best.yaml names
     with fs.open_input_stream("hpo-bucket/runs/bucket/best_model/hpo_best.yaml") as f:
         exported = yaml.safe_load(f.read().decode())
     assert exported["hyperparameters"] == best["hyperparameters"]  # the winner's model went up
