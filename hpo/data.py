@@ -30,6 +30,7 @@ _READERS = {
 }
 _COMPRESSION = (".bz2", ".gz", ".xz", ".zst")
 _SPACES = re.compile(r"\s+")
+_SPACES_IN_LINE = re.compile(r"[^\S\n]+")  # a causal LM's texts keep their line breaks
 
 
 @dataclass
@@ -119,15 +120,18 @@ def _load_hub(data: DataSpec) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def clean(frame: pd.DataFrame, data: DataSpec, key: str, stats: dict[str, int]) -> pd.DataFrame:
-    """Normalize whitespace, drop empty and duplicate texts; count what each step removed."""
+def clean(
+    frame: pd.DataFrame, data: DataSpec, key: str, stats: dict[str, int], keep_lines: bool = False
+) -> pd.DataFrame:
+    """Normalize whitespace (`keep_lines`: but for line breaks, which verse, code and dialogue
+    need a language model to learn), drop empty and duplicate texts; count what each step
+    removed."""
     cols = [data.text_column] + ([data.text_pair_column] if data.text_pair_column else [])
     before = len(frame)
     frame = frame.copy()
+    normalize = _normalize_lines if keep_lines else _normalize
     for col in cols:
-        frame[col] = (
-            frame[col].astype("string").fillna("").map(lambda s: _SPACES.sub(" ", s).strip())
-        )
+        frame[col] = frame[col].astype("string").fillna("").map(normalize)
     frame = frame[(frame[cols] != "").all(axis=1)]
     stats[f"{key}_empty_removed"] = before - len(frame)
     n = len(frame)
@@ -135,6 +139,15 @@ def clean(frame: pd.DataFrame, data: DataSpec, key: str, stats: dict[str, int]) 
     stats[f"{key}_duplicates_removed"] = n - len(frame)
     stats[f"{key}_rows"] = len(frame)
     return frame.reset_index(drop=True)
+
+
+def _normalize(text: str) -> str:
+    return _SPACES.sub(" ", text).strip()
+
+
+def _normalize_lines(text: str) -> str:
+    lines = (_SPACES_IN_LINE.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def check_columns(frames: dict[str, pd.DataFrame], spec: JobSpec) -> None:
@@ -166,23 +179,30 @@ def _source(data: DataSpec, split: str) -> str:
 
 
 def split_frames(
-    frames: dict[str, pd.DataFrame], data: DataSpec, seed: int
+    frames: dict[str, pd.DataFrame], data: DataSpec, seed: int, keep_order: bool = False
 ) -> dict[str, pd.DataFrame]:
-    """Carve validation (and test) from train with a seed when they are not given."""
+    """Carve validation (and test) from train with a seed when they are not given; the
+    `max_*_samples` caps take a random sample. `keep_order`: each carved split keeps the
+    file's order (a causal LM's blocks are cut from its texts as they follow each other, not
+    from paragraphs in random order)."""
     rng = np.random.default_rng(seed)
-    train = frames["train"].iloc[rng.permutation(len(frames["train"]))].reset_index(drop=True)
-    out = dict(frames)
+    rows = rng.permutation(len(frames["train"]))
+    picked: dict[str, np.ndarray] = {}
     for split, fraction in (("test", data.test_fraction), ("validation", data.validation_fraction)):
         if split in frames or fraction <= 0:
             continue
-        n = max(1, round(len(train) * fraction))
-        if n >= len(train):
+        n = max(1, round(len(rows) * fraction))
+        if n >= len(rows):
             raise SpecError([f"data.{split}_fraction: leaves no training rows"])
-        out[split], train = train.iloc[:n].reset_index(drop=True), train.iloc[n:]
-    out["train"] = train.reset_index(drop=True)
-    if data.max_train_samples:
-        out["train"] = out["train"].iloc[: data.max_train_samples]
-    if data.max_eval_samples and "validation" in out:
+        picked[split], rows = rows[:n], rows[n:]
+    picked["train"] = rows
+    caps = {"train": data.max_train_samples, "validation": data.max_eval_samples}
+    out = dict(frames)
+    for split, chosen in picked.items():
+        chosen = chosen[: caps.get(split) or None]
+        chosen = np.sort(chosen) if keep_order else chosen
+        out[split] = frames["train"].iloc[chosen].reset_index(drop=True)
+    if data.max_eval_samples and "validation" not in picked and "validation" in out:
         out["validation"] = out["validation"].iloc[: data.max_eval_samples]
     return out
 
@@ -256,12 +276,13 @@ def check_frames(spec: JobSpec) -> CheckedFrames:
     frames = load_frames(data)
     check_columns(frames, spec)
     stats: dict[str, int] = {}
-    frames = {k: clean(f, data, k, stats) for k, f in frames.items()}
+    lm = spec.task == "causal-lm"
+    frames = {k: clean(f, data, k, stats, keep_lines=lm) for k, f in frames.items()}
     frames = keep_labels(frames, data, stats)  # causal-lm too: an LM of some classes' texts
     for split, frame in frames.items():
         if len(frame) == 0:
             raise SpecError([f"data.{split}: no rows left after dropping empty texts"])
-    frames = split_frames(frames, data, spec.seed)
+    frames = split_frames(frames, data, spec.seed, keep_order=lm)
     labels = label_names(frames, data) if spec.task == "sequence-classification" else None
     return CheckedFrames(frames, labels, stats)
 
