@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from hpo.errors import SpecError, did_you_mean
-from hpo.model_checks import check_model_values
+from hpo.model_checks import check_max_length, check_model_values
 from hpo.model_config import read_model_config
 from hpo.paths import (
     REMOTE_SCHEMES,
@@ -265,6 +265,7 @@ def check_spec(spec: JobSpec, problems: list[str], strategies_narrowed: bool = F
     _check_model(spec, problems)
     check_recipe(spec, space, problems)
     check_model_values(spec, space, problems)
+    check_max_length(spec, problems)
     _check_data(spec, problems)
     _check_storage(spec, problems)
     _check_warm_start(spec, problems)

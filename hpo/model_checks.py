@@ -1,5 +1,5 @@
 """The model's config with the search's values (`model.config`, `model.<field>` parameters),
-built before Ray starts.
+built before Ray starts; and `data.max_length` against the positions the model has.
 
 Their names are checked against the config; their values only the model's own layers judge
 (a dropout of 1.5, `hidden_act: relu6x`, 5 heads for a hidden size of 384). A value they refuse
@@ -44,6 +44,32 @@ def check_model_values(spec: JobSpec, space: Space, problems: list[str]) -> None
             if (error := _build_error({**with_fixed, field: value}, spec.task)) is not None:
                 problems.append(f"parameters.{p.name}: {_refused(field, value, error)}")
                 break
+
+
+# Where configs keep how many positions the model embeds (BERT/Llama, GPT-2, older GPTs).
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")
+# RoBERTa's family numbers positions from padding_idx + 1: two of its 514 are never a token's.
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl"}
+
+
+def check_max_length(spec: JobSpec, problems: list[str]) -> None:
+    """A block or example longer than the model's position table fails every trial at its
+    first step, with torch's `IndexError: index out of range in self`."""
+    config = read_model_config(spec.model)
+    if config is None:
+        return
+    config = {**config, **spec.model.config}
+    key = next((k for k in POSITION_KEYS if isinstance(config.get(k), int)), None)
+    if key is None:
+        return
+    positions = config[key]
+    if config.get("model_type") in _OFFSET_POSITIONS:
+        positions -= int(config.get("pad_token_id") or 1) + 1
+    if spec.data.max_length > positions:
+        problems.append(
+            f"data.max_length: {spec.data.max_length} tokens, more than the model's "
+            f"{positions} positions ({key}); use at most {positions}"
+        )
 
 
 def _name_fixed_culprits(

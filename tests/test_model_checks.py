@@ -67,3 +67,19 @@ def test_values_the_model_takes_pass(tmp_path, tiny_bert, sentiment_csv):
     )
     spec = load_spec(write_spec(tmp_path / "s.yaml", text))
     assert spec.model.config == {"hidden_act": "relu", "num_attention_heads": 4}
+
+
+def test_max_length_is_held_to_the_positions_the_model_has(tmp_path, tiny_gpt2):
+    text = f"""
+model: {{name_or_path: {tiny_gpt2}, config: {{n_positions: 64}}}}
+task: causal-lm
+data: {{train: {tmp_path / "t.txt"}, max_length: 96}}
+"""
+    (tmp_path / "t.txt").write_text("one paragraph\n\nanother one\n")
+    (problem,) = problems_of(tmp_path, text)
+    assert problem == (
+        "data.max_length: 96 tokens, more than the model's 64 positions (n_positions); "
+        "use at most 64"
+    )
+    fits = text.replace("max_length: 96", "max_length: 64")
+    assert load_spec(write_spec(tmp_path / "fits.yaml", fits)).data.max_length == 64
