@@ -122,11 +122,11 @@ def _check_against_model(
 ) -> None:
     config = {**config, **spec.model.config}
     blocks = block_count(config)
-    for p in acting:
-        if base_name(p.name) == "freeze.layers" and blocks is not None:
-            _check_freeze_layers(p, blocks, problems)
     # Tied, the causal LM's head is the input embeddings: freezing the base freezes it too.
     tied = config.get("tie_word_embeddings", True)  # transformers' default
+    for p in acting:
+        if base_name(p.name) == "freeze.layers" and blocks is not None:
+            _check_freeze_layers(p, blocks, spec.task == "causal-lm" and tied, problems)
     if spec.task == "causal-lm" and "head" in strategies and tied:
         problems.append(
             "parameters.strategy: `head` trains nothing on this model: its output head shares "
@@ -137,14 +137,21 @@ def _check_against_model(
         _check_lora_targets(spec, targets, config, problems)
 
 
-def _check_freeze_layers(p: Param, blocks: int, problems: list[str]) -> None:
+def _check_freeze_layers(p: Param, blocks: int, tied_head: bool, problems: list[str]) -> None:
     """Freezing more blocks than the model has freezes them all, as its count does: a search
-    would spend trials on copies of one configuration."""
+    would spend trials on copies of one configuration. A causal LM whose head is its input
+    embeddings (frozen with them) would train only its last norm with every block frozen."""
     highest = max((v for v in p.extremes() if finite_number(v)), default=None)
     if highest is not None and highest > blocks:
         problems.append(
             f"parameters.{p.name}: {highest:g} is above the model's {blocks} transformer "
             f"blocks (freezing more than {blocks} is freezing {blocks})"
+        )
+    elif highest is not None and highest == blocks and tied_head:
+        problems.append(
+            f"parameters.{p.name}: {blocks} freezes every block of the model, and its output "
+            "head shares its weights with the frozen input embeddings (tie_word_embeddings): "
+            f"only a norm would train; freeze at most {blocks - 1}"
         )
 
 

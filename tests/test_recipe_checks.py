@@ -116,6 +116,21 @@ def test_head_on_a_causal_lm_with_tied_embeddings_is_refused(tmp_path, tiny_gpt2
         apply_strategy(model, "causal-lm", {"strategy": "head"})
 
 
+def test_freezing_every_block_of_a_tied_causal_lm_is_refused(tmp_path, tiny_gpt2, sentiment_csv):
+    """Its head froze with the input embeddings: with every block frozen too, only the last
+    norm trains. One block fewer leaves the top block to train; an encoder's head is its own."""
+    body = "parameters: {strategy: {value: freeze}, freeze.layers: {values: [1, %d]}}"
+    found = problems_of(tmp_path, tiny_gpt2, sentiment_csv, body % 2, task="task: causal-lm")
+    assert found == [
+        "parameters.freeze.layers: 2 freezes every block of the model, and its output head "
+        "shares its weights with the frozen input embeddings (tie_word_embeddings): only a "
+        "norm would train; freeze at most 1"
+    ]
+    assert problems_of(tmp_path, tiny_gpt2, sentiment_csv, body % 1, task="task: causal-lm") == []
+    untied = f"{tiny_gpt2}, config: {{tie_word_embeddings: false}}"  # inside model: {...}
+    assert problems_of(tmp_path, untied, sentiment_csv, body % 2, task="task: causal-lm") == []
+
+
 def test_lora_targets_are_matched_as_peft_matches_them(tmp_path, tiny_bert, sentiment_csv):
     def check(targets: str) -> list[str]:
         body = f"parameters: {{strategy: {{value: lora}}, lora.target_modules: {targets}}}"
