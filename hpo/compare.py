@@ -105,8 +105,9 @@ def _front_size(run: RunData, runs: list[RunData]) -> dict[str, Any]:
 def plot_best_so_far(runs: list[RunData], out_dir: str) -> str:
     """Every search's best so far against wall-clock time, on one axis."""
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    from hpo.report.plots import STYLE, _running_best, _save
+    from hpo.report.plots import STYLE, _running_best, _save, metric_axis
 
     palette = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
     with plt.rc_context(STYLE):
@@ -125,9 +126,10 @@ def plot_best_so_far(runs: list[RunData], out_dir: str) -> str:
                 label=f"{run.name} (best {best.iloc[-1]:.4g})",
             )
         ax.set_xlabel("wall-clock time since the search started (seconds)")
-        ax.set_ylabel(f"best {runs[0].metric} so far")
+        shown = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata())]
+        metric_axis(ax, shown, runs[0].metric, runs[0].maximize, " so far")
         ax.set_title("Searches compared: best so far against time")
-        ax.legend(loc="lower right" if runs[0].maximize else "upper right")
+        ax.legend(loc="best")
         return _save(fig, out_dir, COMPARE_PNG)
 
 

@@ -189,6 +189,32 @@ def test_the_importance_legend_covers_no_bar(tmp_path, monkeypatch):
     assert overlaps == [False, False]
 
 
+def test_a_parameter_only_one_evaluator_scored_still_gets_its_bar(tmp_path, monkeypatch):
+    """fANOVA scores only the parameters every trial sampled: in a strategy search it leaves
+    out each strategy's learning rate, which PED-ANOVA may find to matter most."""
+    from hpo.report import plots
+    from hpo.report.importance import Importance
+
+    run = strategy_run()
+    scores = {
+        "fANOVA": {"strategy": 1.0},
+        "PED-ANOVA": {"learning_rate@full": 0.98, "strategy": 0.02},
+    }
+    drawn = {}
+
+    def keep(fig, out_dir, name):
+        ax = fig.axes[0]
+        drawn["ticks"] = [t.get_text() for t in ax.get_yticklabels()]
+        drawn["xlabel"] = ax.get_xlabel()
+        return name
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.importance_bars(run, Importance(1, 4, scores), str(tmp_path))
+    assert drawn["ticks"] == ["strategy", "learning_rate@full"]  # bottom up: the top matters most
+    assert "fANOVA could not score learning_rate@full (not in every trial)" in drawn["xlabel"]
+    assert "PED-ANOVA could not" not in drawn["xlabel"]
+
+
 def test_of_trials_tied_at_the_top_the_exported_one_ranks_first():
     """The top-trials table must not put another trial above the model the search exported
     (best.yaml's tie-break: a checkpoint on disk, the later objectives)."""
@@ -264,3 +290,20 @@ def test_the_seed_spread_draws_a_configuration_whose_every_run_failed(tmp_path):
     }
     path = plots.seed_spread(run, str(tmp_path))
     assert path is not None and os.path.getsize(tmp_path / path) > 5_000
+
+
+def test_a_metric_axis_says_which_way_is_better_and_turns_log_over_a_wide_span():
+    """Perplexities of 1,009 and 49,000 on a linear axis draw the good trials as one line."""
+    import matplotlib.pyplot as plt
+
+    from hpo.report.plots import metric_axis
+
+    fig, (wide, narrow, negative) = plt.subplots(1, 3)
+    metric_axis(wide, [1009.0, 1088.0, float("nan"), 49_000.0], "perplexity", maximize=False)
+    metric_axis(narrow, [0.5, 0.81], "eval_accuracy", maximize=True)
+    metric_axis(negative, [-3.0, 0.01, 5.0], "score", maximize=True)
+    assert wide.get_yscale() == "log" and wide.get_ylabel() == "perplexity (lower is better)"
+    assert narrow.get_yscale() == "linear"
+    assert narrow.get_ylabel() == "eval_accuracy (higher is better)"
+    assert negative.get_yscale() == "linear"  # no log of values at or below 0
+    plt.close(fig)

@@ -37,6 +37,7 @@ STYLE: Any = {
     "legend.frameon": False,
 }
 BEST_COLOUR = "#0072B2"
+LOG_SPAN = 30  # the values' max / min above which the metric's axis is logarithmic
 
 
 def _save(fig: Any, out_dir: str, name: str) -> str:
@@ -52,6 +53,17 @@ def _running_best(values: pd.Series, maximize: bool) -> pd.Series:
 
 def _labels(run: RunData) -> dict[str, str]:
     return {r["trial_id"]: outcome_label(run.spec, r) for r in run.trials.to_dict("records")}
+
+
+def metric_axis(ax: Any, values: Any, metric: str, maximize: bool, what: str = "") -> None:
+    """The metric's axis says which way is better, and turns logarithmic where the values
+    span more than 30x: a perplexity of thousands from a poor trial would otherwise flatten
+    the good trials' curves into one line at the bottom."""
+    ax.set_ylabel(f"{metric}{what} ({'higher' if maximize else 'lower'} is better)")
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) and finite.min() > 0 and finite.max() / finite.min() > LOG_SPAN:
+        ax.set_yscale("log")
 
 
 def _empty(ax: Any, text: str) -> None:
@@ -75,9 +87,9 @@ def best_vs_time(run: RunData, out_dir: str) -> str:
         ax.step(t, best, where="post", color=BEST_COLOUR, lw=2.2, label="best so far")
         _mark_best(ax, t, best, frame, run)
         ax.set_xlabel(f"wall-clock time since the search started ({unit})")
-        ax.set_ylabel(run.metric)
+        metric_axis(ax, frame[run.metric], run.metric, run.maximize)
         ax.set_title(f"Best {run.metric} so far, against time")
-        ax.legend(loc="lower right" if run.maximize else "upper right")
+        ax.legend(loc="best")
         return _save(fig, out_dir, "best_vs_time.png")
 
 
@@ -112,7 +124,7 @@ def best_vs_trials(run: RunData, out_dir: str) -> str:
         best = _running_best(values, run.maximize)
         ax.step(frame["order"], best, where="post", color=BEST_COLOUR, lw=2.2, label="best so far")
         ax.set_xlabel("trial (in the order they started)")
-        ax.set_ylabel(f"{run.metric} (each trial's best evaluation)")
+        metric_axis(ax, values, run.metric, run.maximize, ", each trial's best evaluation")
         ax.set_title(f"Best {run.metric} so far, against trials")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8, loc="best")
@@ -148,7 +160,7 @@ def learning_curves(run: RunData, out_dir: str) -> str:
         _outcome_legend(ax, seen, labels)
         clock = {"asha": " (ASHA's clock)", "hyperband": " (HyperBand's clock)"}
         ax.set_xlabel("evaluation" + clock.get(run.spec.early_terminate.type, ""))
-        ax.set_ylabel(run.metric)
+        metric_axis(ax, frame[run.metric], run.metric, run.maximize)
         ax.set_title("Learning curves, coloured by outcome")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         return _save(fig, out_dir, "learning_curves.png")
@@ -198,15 +210,19 @@ def importance_bars(run: RunData, result: Importance, out_dir: str) -> str:
         if not result.scores:
             _empty(ax, f"importance not computed: {result.reason}")
             return _save(fig, out_dir, "importance.png")
-        first = next(iter(result.scores.values()))
-        names = sorted(first, key=first.get)  # type: ignore[arg-type]
+        # Every parameter any evaluator scored: fANOVA scores only those every trial sampled,
+        # so in a strategy search its column lacks each strategy's own learning rate.
+        names = sorted(  # the most important on top: by its mean over those that scored it
+            {n for scores in result.scores.values() for n in scores},
+            key=lambda n: float(np.mean([s[n] for s in result.scores.values() if n in s])),
+        )
         height = 0.8 / len(result.scores)
         colours = (BEST_COLOUR, "#E69F00", "#009E73")
         for i, (label, scores) in enumerate(result.scores.items()):
             y = np.arange(len(names)) + (i - (len(result.scores) - 1) / 2) * height
             ax.barh(y, [scores.get(n, 0.0) for n in names], height, label=label, color=colours[i])
         ax.set_yticks(np.arange(len(names)), names)
-        ax.set_xlabel("share of the metric's variation explained")
+        ax.set_xlabel("share of the metric's variation explained" + _unscored_note(result, names))
         ax.set_title(
             f"Hyperparameter importance\n({run.metric} at evaluation {result.evaluation}, "
             f"{result.trials} of {len(run.trials)} trials)"
@@ -217,6 +233,17 @@ def importance_bars(run: RunData, result: Importance, out_dir: str) -> str:
         handles, labels = ax.get_legend_handles_labels()
         ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.0, 1.0))
         return _save(fig, out_dir, "importance.png")
+
+
+def _unscored_note(result: Importance, names: list[str]) -> str:
+    """Which evaluator left which parameters out (a conditional one, which some trials did
+    not sample, fANOVA cannot score): a missing bar is not an importance of 0."""
+    notes = []
+    for label, scores in result.scores.items():
+        left_out = [n for n in reversed(names) if n not in scores]
+        if left_out:
+            notes.append(f"{label} could not score {', '.join(left_out)} (not in every trial)")
+    return "".join(f"\n{note}" for note in notes)
 
 
 def pareto_front(run: RunData, out_dir: str) -> str | None:
