@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, Literal
 
 from hpo.errors import SpecError
 from hpo.paths import output_folder
@@ -152,17 +152,18 @@ def _html(table: list[dict[str, Any]], warning: str | None) -> str:
 
 
 def _print(table: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from hpo.report.tables import fmt
+    from hpo.report.terminal import table_console
 
     out = Table(title="searches compared", title_justify="left")
     for column in table[0]:
-        out.add_column(column, justify="left" if column in ("search", "method") else "right")
+        justify: Literal["left", "right"] = "left" if column in ("search", "method") else "right"
+        out.add_column(column, justify=justify, overflow="fold")
     for row in table:
         out.add_row(*(fmt(v) for v in row.values()))
-    Console(file=sys.stderr, width=160).print(out)
+    table_console(sys.stderr).print(out)
 
 
 def compare_runs(run_dirs: list[str], out_dir: str) -> str:

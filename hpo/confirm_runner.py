@@ -7,7 +7,7 @@ import glob
 import os
 import shutil
 import sys
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -175,12 +175,14 @@ def adopt(
 
 
 def print_ranking(run: RunData, ranked: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from hpo.report.terminal import table_console
 
     table = Table(title=f"configurations by mean {run.metric} over fresh seeds")
     for column in ("rank", "search rank", "trial", "mean", "std", "min", "max", "per seed"):
-        table.add_column(column, justify="left" if column in ("trial", "per seed") else "right")
+        justify: Literal["left", "right"] = "left" if column in ("trial", "per seed") else "right"
+        table.add_column(column, justify=justify, overflow="fold")
     for e in ranked:
         per_seed = "  ".join(
             f"{s['seed']}: {s['value']:.4g}" if s["value"] is not None else f"{s['seed']}: failed"
@@ -193,4 +195,4 @@ def print_ranking(run: RunData, ranked: list[dict[str, Any]]) -> None:
             *(f"{e[k]:.4g}" if e[k] is not None else "" for k in ("mean", "std", "min", "max")),
             per_seed,
         )
-    Console(file=sys.stderr, width=140).print(table)
+    table_console(sys.stderr).print(table)

@@ -307,3 +307,27 @@ def test_a_metric_axis_says_which_way_is_better_and_turns_log_over_a_wide_span()
     assert narrow.get_ylabel() == "eval_accuracy (higher is better)"
     assert negative.get_yscale() == "linear"  # no log of values at or below 0
     plt.close(fig)
+
+
+def test_the_terminal_tables_cut_no_number_or_name(monkeypatch):
+    """A pipe or log gets lines long enough for the whole table; a narrow terminal breaks
+    a cell over lines rather than cut `2.175e+04` to `2.175e+…`."""
+    import io
+
+    from hpo.report.terminal import _table, table_console
+
+    header = ["trial", "outcome", "best_perplexity", "learning_rate@full", "learning_rate@lora"]
+    header += [f"lora.lora_{name}" for name in ("alpha", "dropout", "r", "target_modules")]
+    rows = [["a1b2c3d4", "completed", "2.175e+04", "2e-05", "", "16", "0.05", "8", "q_proj"]] * 3
+
+    def printed() -> str:
+        out = io.StringIO()
+        table_console(out).print(_table("top trials", header, rows, ("trial", "outcome"), True))
+        return out.getvalue()
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    piped = printed()
+    assert "…" not in piped and all(name in piped for name in [*header, "2.175e+04"]), piped
+    monkeypatch.setenv("COLUMNS", "60")
+    narrow = printed()
+    assert "…" not in narrow and max(map(len, narrow.splitlines())) <= 60, narrow

@@ -7,11 +7,25 @@ from typing import Any
 from hpo.report.rundata import RunData
 from hpo.report.tables import failures, headline, top_trials
 
+# Where the output is no terminal (a pipe, a log file) nothing limits a line but the reader.
+UNBOUNDED_WIDTH = 240
 
-def print_summary(run: RunData, file: Any = None) -> None:
+
+def table_console(file: Any = None) -> Any:
+    """A console as wide as the terminal (or `COLUMNS`); one that is no terminal gets lines
+    long enough that no number in a table is cut."""
+    import os
+
     from rich.console import Console
 
-    console = Console(file=file, width=140)
+    console = Console(file=file)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(file=file, width=UNBOUNDED_WIDTH)
+    return console
+
+
+def print_summary(run: RunData, file: Any = None) -> None:
+    console = table_console(file)
     facts = headline(run)
     width = max(len(key) for key in facts)
     for key, value in facts.items():
@@ -47,6 +61,7 @@ def _table(
             column,
             justify="left" if column in left else "right",
             no_wrap=whole and column in left,
+            overflow="fold",  # a narrow terminal breaks a number or a name, never cuts it
         )
     for i, row in enumerate(rows):
         table.add_row(*row, style="bold" if whole and i == 0 else None)
