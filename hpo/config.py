@@ -36,7 +36,12 @@ WANDB_MODES = ("online", "offline", "disabled")
 _HUB_ID = re.compile(r"^[\w.\-]+(/[\w.\-]+)?$")
 _PARAM_KEYS = {f.name for f in dataclasses.fields(ParamSpec)}
 # TrainingArguments fields people still write, and what to write instead.
-REMOVED_TRAINING_ARGS = {"warmup_ratio": "removed in transformers 5; use warmup_steps below 1"}
+# TrainingArguments fields hpo refuses in a spec, with what to do instead.
+REFUSED_TRAINING_ARGS = {
+    "warmup_ratio": "removed in transformers 5; use warmup_steps below 1",
+    # spec.yaml, W&B's config and the job sent to a cluster carry the spec; a key must not.
+    "hub_token": "a secret, which the saved spec would keep; set HF_TOKEN in the environment",
+}
 
 
 def load_spec(
@@ -331,8 +336,8 @@ def _check_parameter_names(spec: JobSpec, problems: list[str]) -> None:
             pass  # hpo's own (`seed` is a TrainingArguments field too, which the trial sets)
         elif name in MANAGED_TRAINING_ARGS:
             problems.append(f"{key}: set by hpo ({MANAGED_TRAINING_ARGS[name]})")
-        elif name in REMOVED_TRAINING_ARGS:
-            problems.append(f"{key}: {REMOVED_TRAINING_ARGS[name]}")
+        elif name in REFUSED_TRAINING_ARGS:
+            problems.append(f"{key}: {REFUSED_TRAINING_ARGS[name]}")
         elif name not in allowed and name not in RECIPE_PARAMS:
             hint = did_you_mean(name, list(allowed) + list(RECIPE_PARAMS))
             problems.append(
@@ -466,8 +471,8 @@ def _check_training(spec: JobSpec, problems: list[str]) -> None:
         key = f"training.{name}"
         if name in MANAGED_TRAINING_ARGS:
             problems.append(f"{key}: set by hpo ({MANAGED_TRAINING_ARGS[name]})")
-        elif name in REMOVED_TRAINING_ARGS:
-            problems.append(f"{key}: {REMOVED_TRAINING_ARGS[name]}")
+        elif name in REFUSED_TRAINING_ARGS:
+            problems.append(f"{key}: {REFUSED_TRAINING_ARGS[name]}")
         elif name not in allowed:
             problems.append(f"{key}: not a TrainingArguments field{did_you_mean(name, allowed)}")
 

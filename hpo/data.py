@@ -307,5 +307,38 @@ def prepare(spec: JobSpec) -> PreparedData:
         fingerprint=fingerprint(frames),
         stats=stats,
         split_fingerprints={split: fingerprint({split: f}) for split, f in frames.items()},
-        unit=f"blocks of {spec.data.max_length} tokens" if spec.task == "causal-lm" else "examples",
+        unit=data_unit(spec),
     )
+
+
+def data_unit(spec: JobSpec) -> str:
+    """What a split's count counts: a causal LM's are blocks of tokens, not texts."""
+    return f"blocks of {spec.data.max_length} tokens" if spec.task == "causal-lm" else "examples"
+
+
+def data_line(stats: dict[str, int], unit: str = "examples") -> str:
+    """`data: 360 train, 40 validation examples; removed 3 empty texts and 2 duplicate texts
+    from train`, from the stats keys `<split>_examples` and `<split>_<what>_removed` (a
+    causal LM's `unit`: blocks of N tokens, which the row caps do not cap)."""
+    sizes = ", ".join(
+        f"{n} {k.removesuffix('_examples')}" for k, n in stats.items() if k.endswith("_examples")
+    )
+    removed: dict[str, list[str]] = {}
+    for key, n in stats.items():
+        if key.endswith("_removed") and n:
+            split, what = key.removesuffix("_removed").split("_", 1)
+            one, many = _REMOVED_AS.get(what, (what, what))
+            removed.setdefault(split, []).append(f"{n} {one if n == 1 else many}")
+    said = "; ".join(f"{_listed(items)} from {split}" for split, items in removed.items())
+    return f"data: {sizes} {unit}; removed {said or 'nothing'}"
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+_REMOVED_AS = {  # what the cleaning step removed: (one, several)
+    "empty": ("empty text", "empty texts"),
+    "duplicates": ("duplicate text", "duplicate texts"),
+    "other_labels": ("row with another label", "rows with other labels"),
+}

@@ -81,6 +81,22 @@ def _sources(spec: Any) -> str:
     return ", ".join(f"`{f}`" for f in files)
 
 
+def _data_lines(spec: Any, stats: dict[str, Any]) -> list[str]:
+    """What the model was trained and scored on, in words: the split sizes it saw (after the
+    carve and the caps, not the rows read), what cleaning removed, and the caps."""
+    from hpo.data import data_line, data_unit
+
+    counts = {k: v for k, v in stats.items() if k.endswith(("_examples", "_removed"))}
+    if not any(k.endswith("_examples") for k in counts):
+        return []  # an older run's record
+    lines = [f"- {data_line(counts, data_unit(spec)).removeprefix('data: ')}"]
+    caps = {"max_train_samples": "training", "max_eval_samples": "validation"}
+    for key, split in caps.items():
+        if getattr(spec.data, key, None):
+            lines.append(f"- {split} capped at {getattr(spec.data, key)} texts (`data.{key}`)")
+    return lines
+
+
 def _software_line(run_dir: str) -> list[str]:
     """The versions the search started with (environment.yaml; none for older runs)."""
     from hpo.environment import read
@@ -110,7 +126,8 @@ def render_card(run: RunData) -> str:
         "",
         "## Model",
         f"- Task: {spec.task}",
-        f"- Base model: `{spec.model.name_or_path}`",
+        f"- Base model: `{spec.model.name_or_path}`"
+        + (f", its GGUF file `{spec.model.gguf_file}`" if spec.model.gguf_file else ""),
     ]
     if best.get("labels"):
         lines.append(f"- Labels: {', '.join(map(str, best['labels']))}")
@@ -119,8 +136,8 @@ def render_card(run: RunData) -> str:
         "## Data",
         f"- Training data: {_sources(spec)}",
         f"- Fingerprint of the cleaned splits: `{data.get('fingerprint', 'not recorded')}`",
+        *_data_lines(spec, data),
     ]
-    lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in data.items() if k != "fingerprint"]
     lines += ["", "## Result", _metric_line(run, best)]
     if best.get("test_metrics"):
         scores = {k: v for k, v in best["test_metrics"].items() if not is_cost(k)}  # older runs

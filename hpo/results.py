@@ -360,6 +360,11 @@ def evaluation_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str,
         "epoch",
         TRAIN_SECONDS,
         *(m.name for m in spec.metrics),
+        *(
+            loss
+            for loss in ("train_loss", "eval_loss")
+            if loss not in [m.name for m in spec.metrics]
+        ),
     )
     rows = []
     for r in records:

@@ -25,6 +25,14 @@ from hpo.spec import JobSpec, WandbSpec
 from hpo.trial.reporter import FINAL, NODE, OUTCOME
 
 _NOT_LOGGED = {FINAL, OUTCOME, NODE, "done", "trial_id", "date", "hostname", "node_ip", "pid"}
+# Ray Tune's bookkeeping, beside each result: noise in W&B's charts (the step is the evaluation).
+_NOT_LOGGED |= {
+    "training_iteration",
+    "iterations_since_restore",
+    "time_this_iter_s",
+    "time_since_restore",
+    "timestamp",
+}
 
 
 def wandb_mode(settings: WandbSpec) -> str:
@@ -132,7 +140,7 @@ class WandbTrialRuns(Callback):
             name=trial.trial_id,
             id=run_id(self._search_id, trial.trial_id),
             resume="allow",
-            config=dict(trial.config),
+            config=self._config(trial),
             tags=list(self._settings.tags),
             dir=self._dir,
             mode=self._mode,
@@ -147,6 +155,16 @@ class WandbTrialRuns(Callback):
                 x_save_requirements=False,
             ),
         )
+
+    def _config(self, trial: Any) -> dict[str, Any]:
+        """The trial's sampled values, and what every trial of the search shares (the model,
+        the task, the fixed training values), so runs of different searches compare in W&B."""
+        shared = {
+            "model": self._spec.model.name_or_path,
+            "task": self._spec.task,
+            "training": dict(self._spec.training),
+        }
+        return {**shared, **trial.config}
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any

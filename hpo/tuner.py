@@ -23,7 +23,7 @@ from typing import Any
 from hpo import environment
 from hpo.cluster import check_cluster_fits, check_storage_shared, say_concurrency, trial_slots
 from hpo.config import dump_spec, run_name_problem
-from hpo.data import PreparedData, prepare
+from hpo.data import PreparedData, data_line, prepare
 from hpo.driver_lock import driving, refuse_if_driven
 from hpo.endings import TrialEndings, trial_endings
 from hpo.errors import SpecError, of_spec
@@ -328,34 +328,6 @@ def data_change(run_dir: str, data: PreparedData) -> str | None:
         "the spec's data files (or dataset) now hold other examples than when the search "
         f"started (fingerprint {data.fingerprint}, data.yaml: {recorded})"
     )
-
-
-def data_line(stats: dict[str, int], unit: str = "examples") -> str:
-    """`data: 360 train, 40 validation examples; removed 3 empty texts and 2 duplicate texts
-    from train`, from the stats keys `<split>_examples` and `<split>_<what>_removed` (a
-    causal LM's `unit`: blocks of N tokens, which the row caps do not cap)."""
-    sizes = ", ".join(
-        f"{n} {k.removesuffix('_examples')}" for k, n in stats.items() if k.endswith("_examples")
-    )
-    removed: dict[str, list[str]] = {}
-    for key, n in stats.items():
-        if key.endswith("_removed") and n:
-            split, what = key.removesuffix("_removed").split("_", 1)
-            one, many = _REMOVED_AS.get(what, (what, what))
-            removed.setdefault(split, []).append(f"{n} {one if n == 1 else many}")
-    said = "; ".join(f"{_listed(items)} from {split}" for split, items in removed.items())
-    return f"data: {sizes} {unit}; removed {said or 'nothing'}"
-
-
-def _listed(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
-
-
-_REMOVED_AS = {  # what the cleaning step removed: (one, several)
-    "empty": ("empty text", "empty texts"),
-    "duplicates": ("duplicate text", "duplicate texts"),
-    "other_labels": ("row with another label", "rows with other labels"),
-}
 
 
 def run_search(

@@ -9,8 +9,7 @@ import re
 from conftest import package_folder, write_spec
 
 from hpo.config import load_spec
-from hpo.data import prepare
-from hpo.tuner import data_line
+from hpo.data import data_line, prepare
 
 
 def test_the_data_line_says_what_cleaning_removed_in_words(tmp_path, tiny_bert, sentiment_csv):

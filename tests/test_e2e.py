@@ -113,6 +113,7 @@ def test_best_is_the_best_evaluation_of_all_trials(finished_run):
     best = read_yaml(os.path.join(finished_run, "best.yaml"))
     rows = read_csv(os.path.join(finished_run, "evaluations.csv"))
     lowest = min(float(r["eval_loss"]) for r in rows)
+    assert all(float(r["train_loss"]) > 0 for r in rows)  # its learning curve, per evaluation
     assert best["metric"] == "eval_loss"
     assert best["value"] == pytest.approx(lowest)
     assert set(best["hyperparameters"]) == {
@@ -150,6 +151,11 @@ def test_wandb_has_one_offline_run_per_trial(finished_run):
         assert run.config["learning_rate"] == pytest.approx(float(trial["learning_rate"]))
         assert len(run.history) == int(trial["evaluations"])
         assert all("eval_loss" in h for h in run.history)
+        # The training curve beside eval's; Ray's bookkeeping is not a chart of its own.
+        assert all("train_loss" in h for h in run.history), run.history
+        assert not any("time_this_iter_s" in h or "timestamp" in h for h in run.history)
+        # What every trial shares, so runs of different searches compare in W&B.
+        assert run.config["task"] == "sequence-classification" and "training" in run.config
         expected = "stopped_early" if trial["stopped_early"] == "True" else "completed"
         assert run.summary["outcome"] == expected
         assert run.summary["best_eval_loss"] == pytest.approx(float(trial["best_eval_loss"]))

@@ -216,6 +216,11 @@ def test_model_card_says_how_the_model_was_found(search, tmp_path):
     assert best["data"]["fingerprint"] == fingerprint and fingerprint in card
     assert "sequence-classification" in card and "tpe" in card and "asha" in card
     assert "Trials: 6" in card and "trial-seconds" in card
+    # The splits as trained and scored (after the carve), in words, not the rows read.
+    data = best["data"]
+    trained = f"- {data['train_examples']} train, {data['validation_examples']} validation examples"
+    assert trained in card, card
+    assert "train rows" not in card and "_removed" not in card
     software = next(line for line in card.splitlines() if line.startswith("- Software: "))
     for name in ("hpo", "transformers", "ray"):
         assert f"{name} {importlib.metadata.version(name)}" in software, name

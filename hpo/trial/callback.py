@@ -56,6 +56,7 @@ class ReportCallback(TrainerCallback):
         # ... and at these evaluations (1 = the first), where promotion-type ASHA may pause it.
         self.pause_points = pause_points
         self.evaluations = 0  # reported so far, the scheduler's clock (training_iteration)
+        self._losses: list[float] = []  # the training loss logged since the last evaluation
 
     # -- timing: training compute, as opposed to evaluation and overhead -------------------
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -75,6 +76,8 @@ class ReportCallback(TrainerCallback):
     # -- divergence -------------------------------------------------------------------------
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         loss = (logs or {}).get("loss")
+        if loss is not None and math.isfinite(loss):
+            self._losses.append(float(loss))
         if loss is None or math.isfinite(loss) or self.diverged:
             return
         self.diverged = True
@@ -109,6 +112,9 @@ class ReportCallback(TrainerCallback):
             report["eval_perplexity"] = math.exp(min(report["eval_loss"], 700.0))
         report.update(self.extra)
         report.update(global_step=state.global_step, epoch=float(state.epoch or 0.0))
+        if self._losses:  # W&B and evaluations.csv show the training curve beside eval's
+            report["train_loss"] = sum(self._losses) / len(self._losses)
+            self._losses = []
         report[TRAIN_SECONDS] = self.train_seconds
         lost_patience = self._update_patience(report.get(self.metric))
         best_so_far = self._best_so_far(report.get(self.metric))
