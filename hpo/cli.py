@@ -168,7 +168,7 @@ def _later(best_outcome: str) -> str:
 def _no_model(outcome: Any) -> str:
     if set(outcome.counts) == {"errored"}:
         return (
-            f"every trial failed; the first: {outcome.first_error or 'see trials.csv'}\n"
+            f"every trial failed; the first to start: {outcome.first_error or 'see trials.csv'}\n"
             f"  tracebacks: {outcome.run_dir}/errors/"
         )
     return "no model: no trial finished an evaluation with a finite score"

@@ -488,18 +488,18 @@ tracking: {{wandb: {{mode: disabled}}}}
     _, err = run.communicate(timeout=300)
     assert run.returncode == 3, err  # not 1: that is a crash of hpo itself
     assert "trials: 2 errored" in err
-    assert "every trial failed; the first: " in err and ITS_ERROR in err
+    assert "every trial failed; the first to start: " in err and ITS_ERROR in err
     # One line per failed trial, and no traceback: Ray's are silenced, errors/ has them.
     assert err.count(f"failed: {ITS_ERROR}") == 2, err
     assert "Traceback" not in err and "RepeatedFailure" not in err, err
     # "The first" is the first to run: Ray numbers the trials' folders in creation order.
-    first = err.split("the first: ", 1)[1].split(":", 1)[0]
+    first = err.split("the first to start: ", 1)[1].split(":", 1)[0]
     assert glob.glob(str(tmp_path / "broken" / f"*_{first}_1_*")), (first, err)
     assert read_csv(str(tmp_path / "broken" / "trials.csv"))[0]["trial_id"] == first
     # A resume of it says the same, from trials.csv: the search has finished.
     assert main(["resume", str(tmp_path / "broken"), "--quiet"]) == 3
     resumed = capsys.readouterr().err
-    assert "every trial failed; the first: " in resumed and ITS_ERROR in resumed
+    assert "every trial failed; the first to start: " in resumed and ITS_ERROR in resumed
     assert main(["report", str(tmp_path / "broken")]) == 0
     printed = capsys.readouterr().out
     assert f"2 │ {ITS_ERROR}" in printed, printed  # the terminal's table
