@@ -282,7 +282,23 @@ def best_document(best: Best, spec: JobSpec, labels: list[str] | None = None) ->
         document["labels"] = list(labels)
     if spec.model.gguf_file:
         document["gguf_file"] = spec.model.gguf_file
+    document.update(as_run(best.hyperparameters, spec))
     return document
+
+
+def as_run(hyperparameters: dict[str, Any], spec: JobSpec) -> dict[str, Any]:
+    """What the trial ran with, by where each value went and under its own name (a variant's
+    `learning_rate@lora` is TrainingArguments' `learning_rate`): the spec's fixed values with
+    the sampled ones on top, to train the configuration again outside hpo."""
+    from hpo.trial.run import Hyperparameters
+
+    split = Hyperparameters.split(hyperparameters)
+    ran: dict[str, Any] = {"training_arguments": {**spec.training, **split.training}}
+    if spec.model.config or split.model:
+        ran["model_config"] = {**spec.model.config, **split.model}
+    if split.recipe:
+        ran["recipe"] = split.recipe
+    return ran
 
 
 def read_outcome(run_dir: str) -> tuple[Best | None, dict[str, int]]:

@@ -121,6 +121,10 @@ def test_best_is_the_best_evaluation_of_all_trials(finished_run):
         "per_device_train_batch_size",
         "model.hidden_dropout_prob",
     }
+    # ... and as the trial ran with them: TrainingArguments' values, the model's config.
+    sampled = best["hyperparameters"]
+    assert best["training_arguments"]["learning_rate"] == sampled["learning_rate"]
+    assert best["model_config"] == {"hidden_dropout_prob": sampled["model.hidden_dropout_prob"]}
 
 
 def test_best_model_loads_and_reproduces_its_metric(finished_run):

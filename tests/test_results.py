@@ -233,3 +233,23 @@ def test_a_trial_that_reported_nothing_is_placed_on_its_last_failures_node():
     assert failed_on(two_failures) == "10.0.0.7"
     assert failed_on("ray.exceptions.ActorDiedError: the actor died") == ""
     assert failed_on(None) == ""
+
+
+def test_the_best_configuration_is_also_given_as_the_trial_ran_it():
+    """A variant (`learning_rate@lora`) is TrainingArguments' `learning_rate`; the spec's
+    fixed values are part of the recipe, and a sampled one overrides its fixed value."""
+    from hpo.results import as_run
+    from hpo.spec import DataSpec, JobSpec, ModelSpec
+
+    spec = JobSpec(
+        model=ModelSpec("m", config={"num_hidden_layers": 4}),
+        data=DataSpec(train="t.csv"),
+        training={"num_train_epochs": 3, "weight_decay": 0.0},
+    )
+    sampled = {"learning_rate@lora": 1e-3, "weight_decay": 0.01, "strategy": "lora", "lora.r": 8}
+    sampled["model.hidden_dropout_prob"] = 0.1
+    assert as_run(sampled, spec) == {
+        "training_arguments": {"num_train_epochs": 3, "weight_decay": 0.01, "learning_rate": 1e-3},
+        "model_config": {"num_hidden_layers": 4, "hidden_dropout_prob": 0.1},
+        "recipe": {"strategy": "lora", "lora.r": 8},
+    }
