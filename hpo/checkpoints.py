@@ -6,12 +6,18 @@ Everything else is deleted as soon as it falls out of that set, so a long search
 the disk with the checkpoints of trials that ASHA stopped long ago. Once it holds `keep`, the worst
 of the best is published as the bar a new checkpoint must reach (`hpo.checkpoint_bar`), so that
 trials do not write checkpoints that would be deleted at once.
+
+One exception: a checkpoint the experiment state Tune last saved names as a trial's latest
+waits for Tune's next save. Tune saves that state from time to time; a driver killed in
+between is resumed from it, and each unfinished trial then restarts from the checkpoint it
+names, which must still be there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +48,16 @@ class CheckpointBudget(Callback):
         self.saved: list[_Saved] = []
         self.finished: set[str] = set()
         self._count = 0
+        self.deferred: list[_Saved] = []  # out of the budget, but named by the saved state
+        self.referenced: set[str] = set()  # each unfinished trial's latest, as last saved
+        self._fs: Any = None  # the checkpoints' filesystem, for the deletions get_state makes
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_fs"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A budget pickled by an older hpo lacks the newer fields.
+        self.__dict__.update({"deferred": [], "referenced": set(), **state, "_fs": None})
 
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
@@ -52,6 +68,7 @@ class CheckpointBudget(Callback):
             score = self.sign * float(value)
         self._count += 1
         self.saved.append(_Saved(trial.trial_id, checkpoint.path, score, self._count))
+        self._fs = checkpoint.filesystem
         self._prune(checkpoint.filesystem)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -83,35 +100,73 @@ class CheckpointBudget(Callback):
 
     def kept(self) -> set[str]:
         """Paths the budget keeps: the best `keep`, and each unfinished trial's latest."""
-        best = self._best()
+        return {s.path for s in self._best()} | self._latest()
+
+    def _latest(self) -> set[str]:
         latest: dict[str, _Saved] = {}
         for s in self.saved:
             if s.trial_id not in self.finished:
                 latest[s.trial_id] = s
-        return {s.path for s in best} | {s.path for s in latest.values()}
+        return {s.path for s in latest.values()}
 
     def _prune(self, filesystem: Any) -> None:
         if filesystem is None:
             return
         keep = self.kept()
-        doomed = [s for s in self.saved if s.path not in keep]
+        self.deferred += [s for s in self.saved if s.path not in keep]
         self.saved = [s for s in self.saved if s.path in keep]
-        for s in doomed:
-            with contextlib.suppress(OSError):  # already gone: nothing to free
-                filesystem.delete_dir(s.path)
+        self._delete_unreferenced(filesystem)
         self._publish(self.bar())
 
-    # Tune checkpoints callback state with the experiment, so `hpo resume` keeps the budget.
+    def _delete_unreferenced(self, filesystem: Any) -> None:
+        waiting = []
+        for s in self.deferred:
+            if s.path in self.referenced:
+                waiting.append(s)  # a restore from the saved state would look for it
+                continue
+            with contextlib.suppress(OSError):  # already gone: nothing to free
+                filesystem.delete_dir(s.path)
+        self.deferred = waiting
+
+    # Tune saves the callbacks' state with the experiment, so `hpo resume` keeps the budget.
+    # It does so right after it wrote the experiment state: the trials' latest checkpoints
+    # now are those a restore from it looks for, and those it named before may go.
     def get_state(self) -> dict[str, Any]:
-        return {"saved": self.saved, "finished": self.finished, "count": self._count}
+        self.referenced = self._latest()
+        self._prune(self._fs)
+        return {
+            "saved": self.saved,
+            "finished": self.finished,
+            "count": self._count,
+            "deferred": self.deferred,
+            "referenced": self.referenced,
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.saved = state["saved"]
         self.finished = state["finished"]
         self._count = state["count"]
+        self.deferred = list(state.get("deferred", []))
+        self.referenced = set(state.get("referenced", self._latest()))
         self._publish(self.bar())  # the cluster may be a new one
+
+    def relocate(self, run_dir: str) -> None:
+        """A local run moved, renamed or copied since its state was saved: its checkpoints
+        are under `run_dir` now. (Else a moved run's budget would fail to delete at the old
+        paths, and a copy's would delete the original's checkpoints.) A bucket's paths stay."""
+        for s in [*self.saved, *self.deferred]:
+            s.path = _under(s.path, run_dir)
+        self.referenced = {_under(path, run_dir) for path in self.referenced}
 
     def use_bar_key(self, key: str) -> None:
         """Publish the bar under `key` from now on (`hpo resume` of a moved run directory)."""
         self.bar_key = key
         self._publish(self.bar())
+
+
+def _under(path: str, run_dir: str) -> str:
+    """A local checkpoint path (`<run>/<trial>/checkpoint_N`) in the run directory `run_dir`."""
+    if not os.path.isabs(path) or not os.path.isabs(run_dir):
+        return path  # a bucket's (pyarrow's paths have no leading slash)
+    trial, checkpoint = os.path.split(os.path.dirname(path))[1], os.path.basename(path)
+    return os.path.join(run_dir, trial, checkpoint)

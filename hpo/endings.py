@@ -26,6 +26,13 @@ class TrialEndings(Callback):
         self.failed_after: dict[str, float] = {}  # errored trial -> seconds it ran
         self._since: dict[str, float] = {}  # its attempt's start or latest evaluation
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_since"}  # this process's clock
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # One pickled by an older hpo (with the search, then `hpo resume`) lacks the timings.
+        self.__dict__.update({"failed_after": {}, **state, "_since": {}})
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._since[trial.trial_id] = time.monotonic()
 

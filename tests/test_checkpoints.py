@@ -87,3 +87,72 @@ def test_trials_read_the_bar_the_driver_publishes(local_ray):
     checkpoint_bar.publish(key, float("-inf"))  # the worst kept score is not a number
     assert reporter.checkpoint_bar() is None
     assert TuneReporter().checkpoint_bar() is None, "no key: no bar"
+
+
+def test_a_checkpoint_the_saved_state_names_waits_for_the_next_save(monkeypatch):
+    """A driver killed between Tune's saves is resumed from the last: each unfinished trial
+    restarts from the checkpoint it names, so the budget may not have deleted it."""
+    monkeypatch.setattr(checkpoint_bar, "publish", lambda *key_score: None)
+    budget = CheckpointBudget("eval_loss", "minimize", keep=1, bar_key="key")
+    folders = Folders()
+
+    def save(trial_id: str, loss: float, path: str) -> None:
+        trial = SimpleNamespace(trial_id=trial_id, last_result={"eval_loss": loss})
+        budget.on_checkpoint(0, [], trial, SimpleNamespace(path=path, filesystem=folders))
+
+    save("a", 0.2, "a1")  # the best
+    save("b", 0.9, "b1")  # b's latest
+    state = budget.get_state()  # Tune saved the experiment: it names a1 and b1
+    save("b", 0.8, "b2")  # b1 falls out of the budget, but a restore would look for it
+    assert folders.deleted == []
+    restored = CheckpointBudget("eval_loss", "minimize", keep=1, bar_key="key")
+    restored.set_state(state)  # (what `hpo resume` after a kill -9 would start from)
+    assert "b1" in restored.referenced
+    budget.get_state()  # the next save names b2: b1 may go now
+    assert folders.deleted == ["b1"]
+    budget.on_trial_complete(0, [], SimpleNamespace(trial_id="b", checkpoint=None))
+    budget.get_state()  # a finished trial is not restored: its latest is named by no save
+    save("a", 0.1, "a2")  # b2 goes at once; a1, a's latest at the last save, waits
+    assert folders.deleted == ["b1", "b2"]
+    budget.get_state()
+    assert folders.deleted == ["b1", "b2", "a1"]
+
+
+def test_a_moved_or_copied_run_prunes_its_own_checkpoints_only(monkeypatch, tmp_path):
+    """The budget's paths are absolute: after `mv` they would name nothing (a leak), and in a
+    copy they would name the original's checkpoints (deleted from under it)."""
+    import pickle
+
+    monkeypatch.setattr(checkpoint_bar, "publish", lambda *key_score: None)
+    original, copy = tmp_path / "runs" / "s", tmp_path / "runs" / "s-copy"
+    budget = CheckpointBudget("eval_loss", "minimize", keep=1, bar_key="key")
+    folders = Folders()
+
+    def save(trial_id: str, loss: float, path: str) -> None:
+        trial = SimpleNamespace(trial_id=trial_id, last_result={"eval_loss": loss})
+        budget.on_checkpoint(0, [], trial, SimpleNamespace(path=path, filesystem=folders))
+
+    save("a", 0.2, str(original / "train_trial_a_00000" / "checkpoint_000000"))
+    save("b", 0.9, str(original / "train_trial_b_00001" / "checkpoint_000000"))
+    budget.on_trial_complete(0, [], SimpleNamespace(trial_id="a", checkpoint=None))
+    budget = pickle.loads(pickle.dumps(budget))  # as `hpo resume` finds it
+    budget.relocate(str(copy))
+    save("b", 0.8, str(copy / "train_trial_b_00001" / "checkpoint_000001"))
+    assert folders.deleted == [str(copy / "train_trial_b_00001" / "checkpoint_000000")]
+    bucket = CheckpointBudget("eval_loss", "minimize", keep=1)
+    bucket.saved = [_Saved("a", "bucket/runs/s/train_trial_a_00000/checkpoint_000000", 0.0, 1)]
+    bucket.relocate(str(tmp_path / "mirror" / "s"))  # a bucket run's paths are the bucket's
+    assert bucket.saved[0].path == "bucket/runs/s/train_trial_a_00000/checkpoint_000000"
+
+
+def test_a_budget_pickled_by_an_older_hpo_defers_nothing_it_cannot_know(monkeypatch):
+    import pickle
+
+    monkeypatch.setattr(checkpoint_bar, "publish", lambda *key_score: None)
+    old = CheckpointBudget("eval_loss", "minimize", keep=1)
+    for name in ("deferred", "referenced", "_fs"):
+        del old.__dict__[name]
+    restored = pickle.loads(pickle.dumps(old))
+    restored.set_state({"saved": [_Saved("a", "a1", 1.0, 1)], "finished": set(), "count": 1})
+    assert restored.referenced == {"a1"} and restored.deferred == []  # a1: a's latest
+    assert restored.get_state()["referenced"] == {"a1"}

@@ -253,3 +253,22 @@ def test_the_best_configuration_is_also_given_as_the_trial_ran_it():
         "model_config": {"num_hidden_layers": 4, "hidden_dropout_prob": 0.1},
         "recipe": {"strategy": "lora", "lora.r": 8},
     }
+
+
+def test_trial_endings_pickled_by_an_older_hpo_resume():
+    """`hpo resume` unpickles the callbacks the search started with: one from before the
+    timings lacks them, and a timing from the killed process's clock means nothing here."""
+    import pickle
+
+    from hpo.endings import TrialEndings
+
+    old = TrialEndings()
+    del old.__dict__["_since"], old.__dict__["failed_after"]
+    restored = pickle.loads(pickle.dumps(old))
+    trial = SimpleNamespace(trial_id="t", run_metadata=SimpleNamespace(last_result={}))
+    restored.on_trial_start(0, [], trial)
+    restored.on_trial_error(0, [], trial)
+    assert set(restored.failed_after) == {"t"} and restored.ended == {"t"}
+    timed = TrialEndings()
+    timed.on_trial_start(0, [], trial)
+    assert pickle.loads(pickle.dumps(timed))._since == {}
