@@ -365,3 +365,27 @@ def test_an_error_of_the_moment_is_left_to_the_retries(prepared, monkeypatch):
     with pytest.raises(RuntimeError):
         train_trial({"learning_rate": 1e-3}, spec=spec, data=data, reporter=reporter)
     assert reporter.failure is None and reporter.earlier_failure() is None
+
+
+def test_a_killed_workers_output_folder_is_removed_by_the_next_trial(tmp_path, monkeypatch):
+    """A worker killed mid-trial never reaches its cleanup; its folder may hold a model."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from hpo.trial import run
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = tmp_path / f"hpo-trial-{int(ended.stdout)}-abc123"
+    alive = tmp_path / f"hpo-trial-{os.getpid()}-def456"
+    other = tmp_path / "hpo-trial-xyz"  # not one hpo names by its pid: not hpo's to judge
+    for folder in (dead, alive, other):
+        (folder / "checkpoint-5").mkdir(parents=True)
+    run.remove_abandoned_output_dirs()
+    assert not dead.exists() and alive.exists() and other.exists()

@@ -7,7 +7,9 @@ or tuner; it talks to them only through its `Reporter`.
 from __future__ import annotations
 
 import functools
+import glob
 import math
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -210,7 +212,8 @@ def _train(
         prepare_worker_process()
         link_checkpoints_into_local_storage()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
-    output_dir = tempfile.mkdtemp(prefix="hpo-trial-")
+    remove_abandoned_output_dirs()
+    output_dir = tempfile.mkdtemp(prefix=f"{OUTPUT_PREFIX}{os.getpid()}-")
     try:
         trainer = build_trainer(config, spec, data, reporter, output_dir)
         with reporter.restored_checkpoint() as resume_from:
@@ -219,6 +222,29 @@ def _train(
             trainer.train(resume_from_checkpoint=resume_from)
     finally:
         shutil.rmtree(output_dir, ignore_errors=True)
+
+
+OUTPUT_PREFIX = "hpo-trial-"  # + the pid of the worker that writes it
+
+
+def remove_abandoned_output_dirs() -> None:
+    """Delete the output folders of trial workers that no longer run: a worker killed (a
+    driver's kill -9, a lost actor) never reaches its own cleanup, and a folder can hold a
+    checkpoint on its way to storage, a whole model."""
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{OUTPUT_PREFIX}*-*")):
+        pid = os.path.basename(folder)[len(OUTPUT_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _report_callback(trainer: Any) -> Any:
