@@ -145,9 +145,11 @@ class TrialTable(Callback):
         config = _by_base_name(row["config"])
         params = " ".join(f"{p}={_fmt(config.get(p))}" for p in self.params if p in config)
         best = f"{self.metric}={_fmt(self.best[0])} ({self.best[1]})" if self.best else "-"
+        evals = row["evals"]
+        own = f": best {_fmt(row['best'])}" if row["best"] is not None else ""
         return (
-            f"[{done}/{self.run_cap}] {trial_id} {row['status']} after {row['evals']} "
-            f"evaluation(s): best {_fmt(row['best'])} | {params} | search best {best}"
+            f"[{done}/{self.run_cap}] {trial_id} {row['status']} after {evals} "
+            f"evaluation{'' if evals == 1 else 's'}{own} | {params} | search best {best}"
         )
 
     def table(self) -> Table:

@@ -397,7 +397,7 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     # The table as the resume asks, whatever the run started with (--quiet here).
-    assert ("evaluation(s): best" in err) != bool(quiet), err
+    assert ("| search best " in err) != bool(quiet), err
     record = read_yaml(os.path.join(run_dir, "environment.yaml"))
     assert [r["versions"] for r in record["resumes"]] == [record["versions"]]
     assert "other versions" not in err

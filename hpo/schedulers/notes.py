@@ -38,8 +38,9 @@ def scheduler_lines(scheduler: Any) -> list[str]:
         )
     if hasattr(scheduler, "num_promoted_from_pause"):
         lines.append(
-            f"promotion: {scheduler.num_paused} pauses, "
-            f"{scheduler.num_promoted_from_pause} paused trials resumed from their checkpoint"
+            f"promotion: {_count(scheduler.num_paused, 'pause')}, "
+            f"{_count(scheduler.num_promoted_from_pause, 'paused trial')} resumed from "
+            "their checkpoint"
             + (
                 f", {scheduler.num_dropped} stopped to keep at most {scheduler.max_paused} paused"
                 if getattr(scheduler, "num_dropped", 0)
@@ -104,3 +105,7 @@ class SearchNotes(Callback):
 
 
 SchedulerNotes = SearchNotes  # its name until the seventeenth session, for saved searches
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" + ("" if n == 1 else "s")
