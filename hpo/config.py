@@ -196,13 +196,31 @@ def _new_parameter(path: str) -> str:
     return name if name and last in _PARAM_KEYS else path
 
 
+def _place_training_keys(raw: dict[str, Any], problems: list[str], since: int) -> None:
+    """A TrainingArguments field written at the top (`num_train_epochs: 2`, `--set
+    learning_rate=...`) belongs in a section: say which."""
+    unknown = [i for i in range(since, len(problems)) if problems[i].endswith(": unknown key")]
+    if not unknown:
+        return
+    fields = training_arg_names()  # (transformers is imported only here)
+    for i in unknown:
+        key = problems[i].removesuffix(": unknown key")
+        if key in fields and key in raw:
+            problems[i] += (
+                f"; a TrainingArguments value goes under `training:` (fixed, "
+                f"training.{key}) or `parameters:` (searched, parameters.{key})"
+            )
+
+
 def parse_spec(raw: dict[str, Any], problems: list[str]) -> JobSpec | None:
     """The spec's dataclasses; a key that is missing or of the wrong type is a problem and
     keeps its default (an empty section for model and data), so that checks can go on."""
     for required in ("model", "data"):
         if required not in raw:
             problems.append(f"{required}: required section is missing")
+    before = len(problems)
     spec = build(JobSpec, raw, "", problems)
+    _place_training_keys(raw, problems, before)
     if spec is None:
         return None
     spec.model = spec.model or ModelSpec()
@@ -475,6 +493,19 @@ def _check_training(spec: JobSpec, problems: list[str]) -> None:
             problems.append(f"{key}: {REFUSED_TRAINING_ARGS[name]}")
         elif name not in allowed:
             problems.append(f"{key}: not a TrainingArguments field{did_you_mean(name, allowed)}")
+        elif searched := _always_searched(spec, name):
+            problems.append(
+                f"{key}: also searched (parameters.{searched}), whose sampled value every trial "
+                "uses instead; keep one (a variant with a `when` may leave it to the others)"
+            )
+
+
+def _always_searched(spec: JobSpec, name: str) -> str | None:
+    """The parameter that sets TrainingArguments' `name` in every trial (no `when`), if any."""
+    return next(
+        (p for p, entry in spec.parameters.items() if base_name(p) == name and not entry.when),
+        None,
+    )
 
 
 def _check_resources(spec: JobSpec, problems: list[str]) -> None:

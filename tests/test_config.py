@@ -491,3 +491,19 @@ def test_an_empty_storage_flag_is_refused_not_ignored(
     err = capsys.readouterr().err
     assert "--storage: expected a string, got nothing (an empty value)" in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_fixed_training_value_a_variant_leaves_to_other_trials_is_kept(
+    tmp_path, tiny_bert, sentiment_csv
+):
+    """`training.learning_rate` for the trials whose strategy has no variant of its own."""
+    extra = """
+training: {learning_rate: 3.0e-5}
+parameters:
+  strategy: {values: [full, lora]}
+  learning_rate@lora: {values: [1.0e-4, 3.0e-4], when: {strategy: lora}}
+"""
+    spec = load_spec(
+        write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path, extra))
+    )
+    assert spec.training["learning_rate"] == 3.0e-5
