@@ -34,6 +34,10 @@ def _quiet_environment() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # hpo draws its own trial table
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # A W&B service another process started (a notebook, a script that ran hpo) is not
+    # hpo's: a driver killed while connected to it leaves its trials' runs open there, and
+    # `hpo resume` could not open them again ("run ID ... is in use"). hpo starts its own.
+    os.environ.pop("WANDB_SERVICE", None)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
