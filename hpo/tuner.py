@@ -422,6 +422,7 @@ def resume_search(
         return _already_finished(location, finished)
     if not tune.Tuner.can_restore(location.path):
         raise SpecError([f"{location.path}: no saved search state to resume from"])
+    _say_resuming(location, spec)
     data = prepare(spec)
     check_same_data(location.local, data)
     with driving(location.lockable, "hpo resume"):  # from its first write to its end
@@ -467,6 +468,17 @@ def _with_failure_lines(callbacks: list[Any], spec: JobSpec, experiment_path: st
 
     if callbacks and not any(isinstance(c, FailureLines) for c in callbacks):
         callbacks.append(FailureLines(spec.retries, bar_key(experiment_path)))
+
+
+def _say_resuming(location: RunLocation, spec: JobSpec) -> None:
+    """Which search this is, and how far it got as trials.csv last recorded it (a driver
+    killed outright recorded nothing since its last interruption)."""
+    from hpo.results import read_outcome
+
+    _, counts = read_outcome(location.local)
+    ended = sum(n for outcome, n in counts.items() if outcome != "unfinished")
+    so_far = f": {ended} of {spec.run_cap} trials had ended" if counts else ""
+    print(f"hpo resume: {location.path}{so_far}", file=sys.stderr)
 
 
 def _already_finished(location: RunLocation, finished: str) -> SearchOutcome:

@@ -396,6 +396,10 @@ def _crash_and_resume(stop, spec, storage, run_dir, env):
     resumed = _hpo("resume", run_dir, *quiet, env_extra=env)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
+    # It says which search it resumes and how far it had got.
+    ended = sum(outcome != "unfinished" for outcome in at_interrupt.values())
+    so_far = f": {ended} of 6 trials had ended" if at_interrupt else ""
+    assert f"hpo resume: {run_dir}{so_far}\n" in err, err
     # The table as the resume asks, whatever the run started with (--quiet here).
     assert ("| search best " in err) != bool(quiet), err
     record = read_yaml(os.path.join(run_dir, "environment.yaml"))
