@@ -30,6 +30,19 @@ LOCK_FILE = ".hpo-driver.lock"
 _RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
+def driven_by(run_dir: str) -> dict[str, Any] | None:
+    """Who drives the run now (its lock's holder: command, pid, host), or None; takes and
+    drops the lock where no one does."""
+    try:
+        fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return None if _lock(fd) else _read_holder(fd)
+    finally:
+        os.close(fd)
+
+
 def refuse_if_driven(run_dir: str | None) -> None:
     """SpecError (exit 2) naming the holder when another process drives the run; writes
     nothing. A command calls it first, so that the checks it makes before its first write
@@ -37,15 +50,9 @@ def refuse_if_driven(run_dir: str | None) -> None:
     user reads; `driving` then takes the lock for the writes."""
     if run_dir is None:
         return
-    try:
-        fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY)
-    except OSError:
-        return  # no lock file: no hpo process has driven this run since hpo kept one
-    try:
-        if not _lock(fd):
-            raise SpecError([refusal(run_dir, _read_holder(fd))])
-    finally:
-        os.close(fd)  # and with it the lock, if this took it
+    holder = driven_by(run_dir)
+    if holder is not None:
+        raise SpecError([refusal(run_dir, holder)])
 
 
 @contextlib.contextmanager

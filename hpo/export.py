@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -210,6 +211,7 @@ def export_run(run_dir: str, out_dir: str) -> str:
 
     best = read_best(run_dir)
     spec = read_run_spec(run_dir)
+    _say_if_still_running(run_dir)
     labels = best.get("labels") or None
     checkpoint = checkpoint_in(run_dir, best.get("checkpoint") or "")
     out = export_checkpoint(checkpoint, out_dir, best, spec, labels)
@@ -217,6 +219,19 @@ def export_run(run_dir: str, out_dir: str) -> str:
 
     write_model_card(run_dir, out)
     return out
+
+
+def _say_if_still_running(run_dir: str) -> None:
+    """A search still running (a resume, a confirmation) may yet find a better model."""
+    from hpo.driver_lock import driven_by
+
+    holder = driven_by(run_dir)
+    if holder is not None:
+        print(
+            f"hpo export: `{holder.get('command', 'hpo')}` (pid {holder.get('pid')}) is still "
+            "working on this run: this is its best so far; export again when it ends",
+            file=sys.stderr,
+        )
 
 
 def checkpoint_in(run_dir: str, recorded: str) -> str:

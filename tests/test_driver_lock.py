@@ -96,3 +96,22 @@ def test_no_lock_where_none_can_be_taken(tmp_path):
     with driving(str(missing), "hpo resume"):  # the command says what is wrong with it
         pass
     assert not missing.exists(), "the lock never creates a run directory"
+
+
+def test_an_export_of_a_run_still_driven_says_it_is_the_best_so_far(tmp_path, capsys):
+    from hpo.export import _say_if_still_running
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    _say_if_still_running(str(run_dir))
+    assert capsys.readouterr().err == ""  # no lock: nothing to say
+    holder = _hold(run_dir)
+    try:
+        _say_if_still_running(str(run_dir))
+        err = capsys.readouterr().err
+        assert f"`hpo resume` (pid {holder.pid}) is still working on this run" in err, err
+        assert "best so far" in err
+    finally:
+        holder.communicate("")
+    _say_if_still_running(str(run_dir))
+    assert capsys.readouterr().err == ""  # its driver ended
