@@ -170,3 +170,24 @@ def _under(path: str, run_dir: str) -> str:
         return path  # a bucket's (pyarrow's paths have no leading slash)
     trial, checkpoint = os.path.split(os.path.dirname(path))[1], os.path.basename(path)
     return os.path.join(run_dir, trial, checkpoint)
+
+
+# What a checkpoint holds only to resume training from it (the optimizer's moments are twice
+# the model's size under Adam); the weights, config and trainer state stay.
+RESUME_ONLY = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
+
+
+def strip_resume_state(run_dir: str) -> int:
+    """A finished search's kept checkpoints resume nothing: drop what only a resume reads
+    (a local run's; a resumable checkpoint of a paused or running trial outlives its trial).
+    Returns the bytes freed."""
+    import glob
+
+    freed = 0
+    for pattern in RESUME_ONLY:
+        for path in glob.glob(os.path.join(run_dir, "*", "checkpoint_*", pattern)):
+            with contextlib.suppress(OSError):
+                size = os.path.getsize(path)
+                os.remove(path)
+                freed += size
+    return freed

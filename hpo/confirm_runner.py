@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import yaml
 
+from hpo.checkpoints import strip_resume_state
 from hpo.confirm import (
     CONFIRM_DIR,
     SEED,
@@ -84,6 +85,7 @@ def retrain(
         winner = [r for r in records if config_key(r.config) == config_key(ranked[0]["config"])]
         kept = adopt(run, spec, data, winner, ranked)
     prune_checkpoints(out, kept)  # a bucket run's local mirror
+    strip_resume_state(out)
     location.prune_checkpoints(CONFIRM_DIR, kept)  # and the bucket's
     location.push()
     print_ranking(run, ranked)

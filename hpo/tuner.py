@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo import environment
+from hpo.checkpoints import strip_resume_state
 from hpo.cluster import check_cluster_fits, check_storage_shared, say_concurrency, trial_slots
 from hpo.config import dump_spec, run_name_problem
 from hpo.data import PreparedData, data_line, prepare
@@ -594,6 +595,8 @@ def finish(
         from hpo.modelcard import document_model  # best_model/README.md, the model card
 
         document_model(run_dir, out, data)
+    if location is None or not location.remote:
+        strip_resume_state(run_dir)
     environment.record_finish(run_dir)
     if location is not None:
         location.push()

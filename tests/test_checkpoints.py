@@ -156,3 +156,20 @@ def test_a_budget_pickled_by_an_older_hpo_defers_nothing_it_cannot_know(monkeypa
     restored.set_state({"saved": [_Saved("a", "a1", 1.0, 1)], "finished": set(), "count": 1})
     assert restored.referenced == {"a1"} and restored.deferred == []  # a1: a's latest
     assert restored.get_state()["referenced"] == {"a1"}
+
+
+def test_a_finished_search_keeps_its_checkpoints_weights_not_what_only_a_resume_reads(tmp_path):
+    from hpo.checkpoints import strip_resume_state
+
+    checkpoint = tmp_path / "train_trial_a_00000" / "checkpoint_000001"
+    checkpoint.mkdir(parents=True)
+    resume_only = ["optimizer.pt", "scheduler.pt", "rng_state.pth", "rng_state_1.pth"]
+    kept = ["model.safetensors", "config.json", "trainer_state.json", "hpo_trial_state.json"]
+    for name in resume_only + kept:
+        (checkpoint / name).write_bytes(b"x" * 10)
+    best_model = tmp_path / "best_model"  # the export: not a checkpoint, left as it is
+    best_model.mkdir()
+    (best_model / "optimizer.pt").write_bytes(b"not hpo's to judge")
+    assert strip_resume_state(str(tmp_path)) == 40
+    assert sorted(p.name for p in checkpoint.iterdir()) == sorted(kept)
+    assert (best_model / "optimizer.pt").exists()

@@ -109,6 +109,12 @@ def test_finished_trials_keep_tune_statistics_only_for_the_metric(finished_run):
     assert all(keys == {"eval_loss", "training_iteration"} for keys in kept), kept
 
 
+def test_a_finished_searchs_checkpoints_keep_nothing_only_a_resume_reads(finished_run):
+    kept = glob.glob(os.path.join(finished_run, "*", "checkpoint_*"))
+    assert kept and all(glob.glob(os.path.join(c, "model.safetensors")) for c in kept)
+    assert not glob.glob(os.path.join(finished_run, "*", "checkpoint_*", "optimizer.pt"))
+
+
 def test_best_is_the_best_evaluation_of_all_trials(finished_run):
     best = read_yaml(os.path.join(finished_run, "best.yaml"))
     rows = read_csv(os.path.join(finished_run, "evaluations.csv"))
