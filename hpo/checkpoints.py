@@ -7,10 +7,13 @@ the disk with the checkpoints of trials that ASHA stopped long ago. Once it hold
 of the best is published as the bar a new checkpoint must reach (`hpo.checkpoint_bar`), so that
 trials do not write checkpoints that would be deleted at once.
 
-One exception: a checkpoint the experiment state Tune last saved names as a trial's latest
-waits for Tune's next save. Tune saves that state from time to time; a driver killed in
-between is resumed from it, and each unfinished trial then restarts from the checkpoint it
-names, which must still be there.
+One exception: a checkpoint a recently saved experiment state names as a trial's latest
+waits. Tune saves that state from time to time (every 10 s or more), first to the driver's
+staging folder, then copies it to the run directory on a background thread, which skips a
+save while the previous copy runs. A driver killed in between is resumed from the state the
+run directory holds, and each unfinished trial restarts from the checkpoint that names, so
+it must still be there: the last `NAMED_BY_SAVES` saves' checkpoints, and any save's of the
+last `NAMED_FOR_S` seconds, stay.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +29,9 @@ from ray.tune import Callback
 
 from hpo import checkpoint_bar
 from hpo.numbers import finite_number
+
+NAMED_BY_SAVES = 2
+NAMED_FOR_S = 120.0
 
 
 @dataclass
@@ -48,16 +55,19 @@ class CheckpointBudget(Callback):
         self.saved: list[_Saved] = []
         self.finished: set[str] = set()
         self._count = 0
-        self.deferred: list[_Saved] = []  # out of the budget, but named by the saved state
-        self.referenced: set[str] = set()  # each unfinished trial's latest, as last saved
+        self.deferred: list[_Saved] = []  # out of the budget, but named by a recent save
+        self._named: list[tuple[float, set[str]]] = []  # (when, the latest paths) per save
         self._fs: Any = None  # the checkpoints' filesystem, for the deletions get_state makes
+        self._run_dir: str | None = None  # a local run's directory, where it is now
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_fs"}
+        # The filesystem and the clock's readings are this process's.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fs", "_named")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A budget pickled by an older hpo lacks the newer fields.
-        self.__dict__.update({"deferred": [], "referenced": set(), **state, "_fs": None})
+        defaults: dict[str, Any] = {"deferred": [], "_run_dir": None}
+        self.__dict__.update({**defaults, **state, "_fs": None, "_named": []})
 
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
@@ -80,9 +90,16 @@ class CheckpointBudget(Callback):
     def _finished(self, trial: Any) -> None:
         self.finished.add(trial.trial_id)
         checkpoint = trial.checkpoint
-        self._prune(checkpoint.filesystem if checkpoint is not None else None)
+        if checkpoint is not None:
+            self._fs = checkpoint.filesystem
+        self._prune(self._fs)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if all(t.trial_id in self.finished for t in trials):
+            # Every trial ended (an interrupted one reaches no on_trial_complete): nothing
+            # will resume, so what only a resume could look for goes now.
+            self._named = []
+            self._prune(self._fs)
         self._publish(None)  # a long-lived cluster need not remember this search
 
     def bar(self) -> float | None:
@@ -118,21 +135,35 @@ class CheckpointBudget(Callback):
         self._delete_unreferenced(filesystem)
         self._publish(self.bar())
 
+    @property
+    def referenced(self) -> set[str]:
+        """The checkpoints a state in the run directory may name: recent saves' latest."""
+        return set().union(*(paths for _, paths in self._recent_saves()))
+
+    def _recent_saves(self) -> list[tuple[float, set[str]]]:
+        now = time.monotonic()
+        last = len(self._named) - NAMED_BY_SAVES
+        return [
+            (when, paths)
+            for i, (when, paths) in enumerate(self._named)
+            if i >= last or now - when < NAMED_FOR_S
+        ]
+
     def _delete_unreferenced(self, filesystem: Any) -> None:
+        named = self.referenced
         waiting = []
         for s in self.deferred:
-            if s.path in self.referenced:
-                waiting.append(s)  # a restore from the saved state would look for it
+            if s.path in named:
+                waiting.append(s)  # a restore from a saved state would look for it
                 continue
             with contextlib.suppress(OSError):  # already gone: nothing to free
                 filesystem.delete_dir(s.path)
         self.deferred = waiting
 
-    # Tune saves the callbacks' state with the experiment, so `hpo resume` keeps the budget.
-    # It does so right after it wrote the experiment state: the trials' latest checkpoints
-    # now are those a restore from it looks for, and those it named before may go.
+    # Tune saves the callbacks' state with the experiment's, so `hpo resume` keeps the
+    # budget; the trials' latest checkpoints now are those this save names.
     def get_state(self) -> dict[str, Any]:
-        self.referenced = self._latest()
+        self._named = [*self._recent_saves(), (time.monotonic(), self._latest())]
         self._prune(self._fs)
         return {
             "saved": self.saved,
@@ -147,16 +178,25 @@ class CheckpointBudget(Callback):
         self.finished = state["finished"]
         self._count = state["count"]
         self.deferred = list(state.get("deferred", []))
-        self.referenced = set(state.get("referenced", self._latest()))
+        # The state this resume starts from: what it names stays until saves name others.
+        named = set(state.get("referenced", self._latest()))
+        self._named = [(time.monotonic(), named)]
+        if self._run_dir is not None:  # Tune restores the state after hpo relocated
+            self.follow_local_run(self._run_dir)
         self._publish(self.bar())  # the cluster may be a new one
 
-    def relocate(self, run_dir: str) -> None:
-        """A local run moved, renamed or copied since its state was saved: its checkpoints
+    def follow_local_run(self, run_dir: str) -> None:
+        """A local run, moved, renamed or copied since its state was saved: its checkpoints
         are under `run_dir` now. (Else a moved run's budget would fail to delete at the old
-        paths, and a copy's would delete the original's checkpoints.) A bucket's paths stay."""
+        paths, and a copy's would delete the original's checkpoints.) `hpo resume` calls it
+        before Tune restores the budget's state, which then follows it too."""
+        import pyarrow.fs
+
+        self._run_dir = run_dir
+        self._fs = self._fs or pyarrow.fs.LocalFileSystem()
         for s in [*self.saved, *self.deferred]:
             s.path = _under(s.path, run_dir)
-        self.referenced = {_under(path, run_dir) for path in self.referenced}
+        self._named = [(when, {_under(p, run_dir) for p in paths}) for when, paths in self._named]
 
     def use_bar_key(self, key: str) -> None:
         """Publish the bar under `key` from now on (`hpo resume` of a moved run directory)."""
@@ -166,8 +206,6 @@ class CheckpointBudget(Callback):
 
 def _under(path: str, run_dir: str) -> str:
     """A local checkpoint path (`<run>/<trial>/checkpoint_N`) in the run directory `run_dir`."""
-    if not os.path.isabs(path) or not os.path.isabs(run_dir):
-        return path  # a bucket's (pyarrow's paths have no leading slash)
     trial, checkpoint = os.path.split(os.path.dirname(path))[1], os.path.basename(path)
     return os.path.join(run_dir, trial, checkpoint)
 

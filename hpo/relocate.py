@@ -56,9 +56,13 @@ def relocate_callbacks(tuner: Any, run_dir: str, experiment_path: str) -> list[A
     callbacks = getattr(run_config, "callbacks", None)
     if callbacks is None:
         return []
+    from hpo.paths import is_remote_uri
+
     for callback in callbacks:
         if hasattr(callback, "relocate"):
             callback.relocate(run_dir)
+        if hasattr(callback, "follow_local_run") and not is_remote_uri(experiment_path):
+            callback.follow_local_run(run_dir)  # the checkpoint budget's paths
         if hasattr(callback, "use_bar_key"):  # the checkpoint budget, the failure lines
             callback.use_bar_key(bar_key(experiment_path))
     return callbacks

@@ -89,10 +89,15 @@ def test_trials_read_the_bar_the_driver_publishes(local_ray):
     assert TuneReporter().checkpoint_bar() is None, "no key: no bar"
 
 
-def test_a_checkpoint_the_saved_state_names_waits_for_the_next_save(monkeypatch):
-    """A driver killed between Tune's saves is resumed from the last: each unfinished trial
-    restarts from the checkpoint it names, so the budget may not have deleted it."""
+def test_a_checkpoint_a_recent_save_names_waits(monkeypatch):
+    """A driver killed between Tune's saves is resumed from the state the run directory
+    holds, which may be a save or two behind (Tune copies it there in the background, and
+    skips a copy while one runs): each unfinished trial restarts from the checkpoint it names."""
+    from hpo import checkpoints
+
     monkeypatch.setattr(checkpoint_bar, "publish", lambda *key_score: None)
+    clock = [0.0]
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
     budget = CheckpointBudget("eval_loss", "minimize", keep=1, bar_key="key")
     folders = Folders()
 
@@ -100,49 +105,67 @@ def test_a_checkpoint_the_saved_state_names_waits_for_the_next_save(monkeypatch)
         trial = SimpleNamespace(trial_id=trial_id, last_result={"eval_loss": loss})
         budget.on_checkpoint(0, [], trial, SimpleNamespace(path=path, filesystem=folders))
 
+    def tune_saves(after_s: float) -> dict:
+        clock[0] += after_s
+        return budget.get_state()
+
     save("a", 0.2, "a1")  # the best
     save("b", 0.9, "b1")  # b's latest
-    state = budget.get_state()  # Tune saved the experiment: it names a1 and b1
+    state = tune_saves(10)  # names a1 and b1
     save("b", 0.8, "b2")  # b1 falls out of the budget, but a restore would look for it
     assert folders.deleted == []
     restored = CheckpointBudget("eval_loss", "minimize", keep=1, bar_key="key")
     restored.set_state(state)  # (what `hpo resume` after a kill -9 would start from)
     assert "b1" in restored.referenced
-    budget.get_state()  # the next save names b2: b1 may go now
+    tune_saves(10)  # names b2; the run directory may still hold the save before
+    tune_saves(10)  # two saves since: yet within NAMED_FOR_S of the one that named b1
+    assert folders.deleted == []
+    tune_saves(checkpoints.NAMED_FOR_S)
     assert folders.deleted == ["b1"]
     budget.on_trial_complete(0, [], SimpleNamespace(trial_id="b", checkpoint=None))
-    budget.get_state()  # a finished trial is not restored: its latest is named by no save
-    save("a", 0.1, "a2")  # b2 goes at once; a1, a's latest at the last save, waits
-    assert folders.deleted == ["b1", "b2"]
-    budget.get_state()
-    assert folders.deleted == ["b1", "b2", "a1"]
+    save("a", 0.1, "a2")  # b2 and a1 were named by the last saves: they wait
+    assert folders.deleted == ["b1"]
+    tune_saves(1)  # Tune's last save, at the end of the search
+    assert folders.deleted == ["b1"]
+    budget.on_experiment_end([SimpleNamespace(trial_id="b")])  # a, running, was cut off
+    assert folders.deleted == ["b1"], "an interrupted search keeps what a resume reads"
+    budget.on_trial_complete(0, [], SimpleNamespace(trial_id="a", checkpoint=None))
+    budget.on_experiment_end([SimpleNamespace(trial_id=t) for t in "ab"])  # every trial ended
+    assert sorted(folders.deleted) == ["a1", "b1", "b2"]
 
 
 def test_a_moved_or_copied_run_prunes_its_own_checkpoints_only(monkeypatch, tmp_path):
     """The budget's paths are absolute: after `mv` they would name nothing (a leak), and in a
-    copy they would name the original's checkpoints (deleted from under it)."""
+    copy they would name the original's checkpoints (deleted from under it). In Ray's order:
+    `hpo resume` relocates the budget the search started with, then Tune restores its state."""
     import pickle
 
+    from hpo import checkpoints
+
     monkeypatch.setattr(checkpoint_bar, "publish", lambda *key_score: None)
+    monkeypatch.setattr(checkpoints, "NAMED_FOR_S", 0.0)
     original, copy = tmp_path / "runs" / "s", tmp_path / "runs" / "s-copy"
-    budget = CheckpointBudget("eval_loss", "minimize", keep=1, bar_key="key")
+    started = pickle.dumps(CheckpointBudget("eval_loss", "minimize", keep=1, bar_key="key"))
+    budget = pickle.loads(started)
     folders = Folders()
 
-    def save(trial_id: str, loss: float, path: str) -> None:
+    def save(trial_id: str, loss: float, path) -> None:
         trial = SimpleNamespace(trial_id=trial_id, last_result={"eval_loss": loss})
-        budget.on_checkpoint(0, [], trial, SimpleNamespace(path=path, filesystem=folders))
+        budget.on_checkpoint(0, [], trial, SimpleNamespace(path=str(path), filesystem=folders))
 
-    save("a", 0.2, str(original / "train_trial_a_00000" / "checkpoint_000000"))
-    save("b", 0.9, str(original / "train_trial_b_00001" / "checkpoint_000000"))
+    save("a", 0.2, original / "train_trial_a_00000" / "checkpoint_000000")
+    save("b", 0.9, original / "train_trial_b_00001" / "checkpoint_000000")
     budget.on_trial_complete(0, [], SimpleNamespace(trial_id="a", checkpoint=None))
-    budget = pickle.loads(pickle.dumps(budget))  # as `hpo resume` finds it
-    budget.relocate(str(copy))
-    save("b", 0.8, str(copy / "train_trial_b_00001" / "checkpoint_000001"))
+    state = pickle.loads(pickle.dumps(budget.get_state()))
+    budget = pickle.loads(started)  # `hpo resume` of the copy
+    budget.follow_local_run(str(copy))
+    budget.set_state(state)
+    save("b", 0.8, copy / "train_trial_b_00001" / "checkpoint_000001")
+    budget.get_state()
+    budget.get_state()
     assert folders.deleted == [str(copy / "train_trial_b_00001" / "checkpoint_000000")]
-    bucket = CheckpointBudget("eval_loss", "minimize", keep=1)
-    bucket.saved = [_Saved("a", "bucket/runs/s/train_trial_a_00000/checkpoint_000000", 0.0, 1)]
-    bucket.relocate(str(tmp_path / "mirror" / "s"))  # a bucket run's paths are the bucket's
-    assert bucket.saved[0].path == "bucket/runs/s/train_trial_a_00000/checkpoint_000000"
+    paths = [s.path for s in [*budget.saved, *budget.deferred]]
+    assert paths and all(p.startswith(f"{copy}/") for p in paths), paths
 
 
 def test_a_budget_pickled_by_an_older_hpo_defers_nothing_it_cannot_know(monkeypatch):
@@ -150,7 +173,7 @@ def test_a_budget_pickled_by_an_older_hpo_defers_nothing_it_cannot_know(monkeypa
 
     monkeypatch.setattr(checkpoint_bar, "publish", lambda *key_score: None)
     old = CheckpointBudget("eval_loss", "minimize", keep=1)
-    for name in ("deferred", "referenced", "_fs"):
+    for name in ("deferred", "_named", "_fs", "_run_dir"):
         del old.__dict__[name]
     restored = pickle.loads(pickle.dumps(old))
     restored.set_state({"saved": [_Saved("a", "a1", 1.0, 1)], "finished": set(), "count": 1})
