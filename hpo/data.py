@@ -29,6 +29,9 @@ _READERS = {
     ".txt": lambda p: _read_text(p),
 }
 _COMPRESSION = (".bz2", ".gz", ".xz", ".zst")
+# How hpo turns data files into examples, recorded in data.yaml: a run's fingerprint compares
+# only with one made the same way. 2: a causal LM's texts keep their line breaks and order.
+PREPARATION = 2
 _SPACES = re.compile(r"\s+")
 _SPACES_IN_LINE = re.compile(r"[^\S\n]+")  # a causal LM's texts keep their line breaks
 

@@ -50,6 +50,7 @@ def check_model_values(spec: JobSpec, space: Space, problems: list[str]) -> None
 POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")
 # RoBERTa's family numbers positions from padding_idx + 1: two of its 514 are never a token's.
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl"}
+_RELATIVE_POSITIONS = {"t5", "mt5", "umt5", "longt5", "bloom", "mpt", "deberta", "deberta-v2"}
 
 
 def check_max_length(spec: JobSpec, problems: list[str]) -> None:
@@ -60,16 +61,28 @@ def check_max_length(spec: JobSpec, problems: list[str]) -> None:
         return
     config = {**config, **spec.model.config}
     key = next((k for k in POSITION_KEYS if isinstance(config.get(k), int)), None)
-    if key is None:
+    if key is None or not _learned_positions(config):
         return
     positions = config[key]
     if config.get("model_type") in _OFFSET_POSITIONS:
-        positions -= int(config.get("pad_token_id") or 1) + 1
+        pad = config.get("pad_token_id")
+        positions -= (pad if isinstance(pad, int) else 1) + 1
     if spec.data.max_length > positions:
         problems.append(
             f"data.max_length: {spec.data.max_length} tokens, more than the model's "
             f"{positions} positions ({key}); use at most {positions}"
         )
+
+
+def _learned_positions(config: dict[str, Any]) -> bool:
+    """Whether the model looks positions up in a table of `max_position_embeddings` rows.
+    Rotary (Llama, Mistral, Qwen, GPT-NeoX), ALiBi and relative ones (T5) have none: their
+    figure is the context they were trained on, and a longer block still runs."""
+    if any(k.startswith("rope") or "rotary" in k or k == "alibi" for k in config):
+        return False
+    if config.get("model_type") in _RELATIVE_POSITIONS:
+        return False
+    return config.get("position_embedding_type", "absolute") == "absolute"
 
 
 def _name_fixed_culprits(

@@ -54,6 +54,16 @@ def read_record(path: str) -> dict[str, Any] | None:
     return document
 
 
+def recorded_preparation(run_dir: str) -> int:
+    """How the search's examples were made (data.yaml's `preparation`; 1 before hpo said)."""
+    try:
+        record = read_record(os.path.join(run_dir, DATA_REPORT)) or {}
+    except SpecError:
+        record = {}
+    value = record.get("preparation", 1)
+    return value if isinstance(value, int) else 1
+
+
 def recorded_fingerprint(run_dir: str, split: str | None = None) -> str | None:
     """The fingerprint of the data the search started on (data.yaml), or of one of its splits;
     None where there is no record to compare with (a run directory from before data.yaml, or

@@ -24,7 +24,7 @@ from hpo import environment
 from hpo.checkpoints import strip_resume_state
 from hpo.cluster import check_cluster_fits, check_storage_shared, say_concurrency, trial_slots
 from hpo.config import dump_spec, run_name_problem
-from hpo.data import PreparedData, data_line, prepare
+from hpo.data import PREPARATION, PreparedData, data_line, prepare
 from hpo.driver_lock import driving, refuse_if_driven
 from hpo.endings import TrialEndings, trial_endings
 from hpo.errors import SpecError, of_spec
@@ -34,7 +34,7 @@ from hpo.numbers import finite_number
 from hpo.paths import is_remote_uri
 from hpo.relocate import follow_moved_run, relocate_callbacks
 from hpo.results import Best, collect, write_results
-from hpo.runinfo import DATA_REPORT, SPEC_FILE, recorded_fingerprint
+from hpo.runinfo import DATA_REPORT, SPEC_FILE, recorded_fingerprint, recorded_preparation
 from hpo.spec import JobSpec
 from hpo.storage import RunLocation
 
@@ -299,6 +299,7 @@ def write_data_report(run_dir: str, data: PreparedData) -> None:
     import yaml
 
     document = {
+        "preparation": PREPARATION,
         "fingerprint": data.fingerprint,
         "split_fingerprints": data.split_fingerprints,  # which split differs, for hpo compare
         "labels": data.label_names,
@@ -313,10 +314,10 @@ def check_same_data(run_dir: str, data: PreparedData) -> None:
     would be compared with scores on different examples."""
     changed = data_change(run_dir, data)
     if changed:
-        raise SpecError(
-            [f"data: {changed}; restore them, or start a new search"],
-            source=os.path.join(run_dir, SPEC_FILE),
-        )
+        remedy = "restore them, or start a new search"
+        if recorded_preparation(run_dir) != PREPARATION:
+            remedy = "resume it with the hpo it started with (environment.yaml), or start anew"
+        raise SpecError([f"data: {changed}; {remedy}"], source=os.path.join(run_dir, SPEC_FILE))
 
 
 def data_change(run_dir: str, data: PreparedData) -> str | None:
@@ -325,6 +326,12 @@ def data_change(run_dir: str, data: PreparedData) -> str | None:
     recorded = recorded_fingerprint(run_dir)
     if not recorded or recorded == data.fingerprint:
         return None
+    if recorded_preparation(run_dir) != PREPARATION:
+        return (
+            "the search's examples were made by an earlier hpo, which prepared texts "
+            "otherwise (a causal LM's now keep their line breaks and the file's order), so "
+            "this one makes other examples of the same files"
+        )
     return (
         "the spec's data files (or dataset) now hold other examples than when the search "
         f"started (fingerprint {data.fingerprint}, data.yaml: {recorded})"

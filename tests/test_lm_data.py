@@ -66,3 +66,24 @@ data: {{train: {tmp_path / "reviews.csv"}, max_length: 16}}
     )
     numbers = [int(t.split()[1]) for t in texts]
     assert numbers != sorted(numbers)  # shuffled: a capped sample is not the file's head
+
+
+def test_a_run_prepared_by_an_earlier_hpo_is_told_apart_from_changed_files(tmp_path):
+    """Its causal-LM examples were made otherwise (line breaks dropped, paragraphs shuffled):
+    the fingerprint differs though the files did not change, and the message says so."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from hpo.errors import SpecError
+    from hpo.tuner import check_same_data, data_change
+
+    now = SimpleNamespace(fingerprint="new0123456789abc")
+    (tmp_path / "data.yaml").write_text("fingerprint: old0123456789abc\n")
+    assert "made by an earlier hpo" in (data_change(str(tmp_path), now) or "")
+    with pytest.raises(SpecError, match="resume it with the hpo it started with"):
+        check_same_data(str(tmp_path), now)  # type: ignore[arg-type]
+    (tmp_path / "data.yaml").write_text("preparation: 2\nfingerprint: old0123456789abc\n")
+    assert "now hold other examples" in (data_change(str(tmp_path), now) or "")
+    (tmp_path / "data.yaml").write_text("fingerprint: new0123456789abc\n")
+    assert data_change(str(tmp_path), now) is None  # the same examples, however recorded

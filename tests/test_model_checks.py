@@ -83,3 +83,32 @@ data: {{train: {tmp_path / "t.txt"}, max_length: 96}}
     )
     fits = text.replace("max_length: 96", "max_length: 64")
     assert load_spec(write_spec(tmp_path / "fits.yaml", fits)).data.max_length == 64
+
+
+def test_rotary_and_relative_positions_are_no_limit(monkeypatch):
+    """A Llama's max_position_embeddings is the context it was trained on, not a table: a
+    longer block runs. GPT-2's n_positions is a table."""
+    from types import SimpleNamespace
+
+    from hpo import model_checks
+
+    def problems(config: dict) -> list[str]:
+        monkeypatch.setattr(model_checks, "read_model_config", lambda model: config)
+        spec = SimpleNamespace(
+            model=SimpleNamespace(config={}), data=SimpleNamespace(max_length=96)
+        )
+        found: list[str] = []
+        model_checks.check_max_length(spec, found)  # type: ignore[arg-type]
+        return found
+
+    assert problems({"model_type": "llama", "max_position_embeddings": 64, "rope_theta": 1e4}) == []
+    assert (
+        problems({"model_type": "gpt_neox", "max_position_embeddings": 64, "rotary_pct": 0.25})
+        == []
+    )
+    assert problems({"model_type": "t5", "n_positions": 64}) == []
+    assert problems({"model_type": "gpt2", "n_positions": 64})
+    # RoBERTa numbers positions from its pad id + 1: 97 rows hold 96 tokens with pad id 0.
+    roberta = {"model_type": "roberta", "max_position_embeddings": 97}
+    assert problems({**roberta, "pad_token_id": 0}) == []
+    assert problems({**roberta, "pad_token_id": 1})  # 95 tokens
