@@ -1,7 +1,7 @@
 """What one configuration that cannot work costs a search: the quickstart (all-MiniLM-L6-v2 on
 Rotten Tomatoes snippets) with an optimizer whose package (torchdistx) the workers lack, which
-the trial's Trainer refuses after it loaded the model and data. (The eighteenth session used a
-dropout of 1.5, which `hpo validate` refuses since the twentieth.)
+the trial's Trainer refuses after it loaded the model and data. (BENCHMARKS.md's first figures
+used a dropout of 1.5, which `hpo validate` now refuses before Ray starts.)
 
 Each search is a real `hpo run` in its own process (Ray Tune, `retries: 2`). Reported: the whole
 run's wall time, the seconds from the trial's first failure to its last (its restarts), how

@@ -199,15 +199,15 @@ def _new_parameter(path: str) -> str:
 def _place_training_keys(raw: dict[str, Any], problems: list[str], since: int) -> None:
     """A TrainingArguments field written at the top (`num_train_epochs: 2`, `--set
     learning_rate=...`) belongs in a section: say which."""
-    unknown = [i for i in range(since, len(problems)) if problems[i].endswith(": unknown key")]
+    unknown = [i for i in range(since, len(problems)) if ": unknown key" in problems[i]]
     if not unknown:
         return
     fields = training_arg_names()  # (transformers is imported only here)
     for i in unknown:
-        key = problems[i].removesuffix(": unknown key")
-        if key in fields and key in raw:
-            problems[i] += (
-                f"; a TrainingArguments value goes under `training:` (fixed, "
+        key = problems[i].split(": unknown key", 1)[0]
+        if key in fields and key in raw:  # said instead of a did-you-mean of the top's keys
+            problems[i] = (
+                f"{key}: unknown key; a TrainingArguments value goes under `training:` (fixed, "
                 f"training.{key}) or `parameters:` (searched, parameters.{key})"
             )
 

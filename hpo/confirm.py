@@ -131,7 +131,7 @@ def spread(entry: dict[str, Any]) -> str:
     scored = len(entry["seeds"]) - int(entry.get("failures") or 0)
     if entry.get("mean") is None:
         return "no seed scored"
-    if entry.get("std") is None:
+    if entry.get("std") is None or scored < 2:  # (an older confirm.yaml said 0)
         return f"{entry['mean']:.4g} on one seed (no spread measured)"
     return f"{entry['mean']:.4g} ± {entry['std']:.2g} over {scored} seeds"
 

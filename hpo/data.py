@@ -33,7 +33,7 @@ _COMPRESSION = (".bz2", ".gz", ".xz", ".zst")
 # only with one made the same way. 2: a causal LM's texts keep their line breaks and order.
 PREPARATION = 2
 _SPACES = re.compile(r"\s+")
-_SPACES_IN_LINE = re.compile(r"[^\S\n]+")  # a causal LM's texts keep their line breaks
+_BLANK_LINES = re.compile(r"\n{3,}")  # a causal LM's texts keep their lines (_normalize_lines)
 
 
 @dataclass
@@ -126,9 +126,9 @@ def _load_hub(data: DataSpec) -> dict[str, pd.DataFrame]:
 def clean(
     frame: pd.DataFrame, data: DataSpec, key: str, stats: dict[str, int], keep_lines: bool = False
 ) -> pd.DataFrame:
-    """Normalize whitespace (`keep_lines`: but for line breaks, which verse, code and dialogue
-    need a language model to learn), drop empty and duplicate texts; count what each step
-    removed."""
+    """Normalize whitespace (`keep_lines`: only trailing spaces and blank-line runs, as verse,
+    code and dialogue need their lines and indentation), drop empty and duplicate texts;
+    count what each step removed."""
     cols = [data.text_column] + ([data.text_pair_column] if data.text_pair_column else [])
     before = len(frame)
     frame = frame.copy()
@@ -149,8 +149,9 @@ def _normalize(text: str) -> str:
 
 
 def _normalize_lines(text: str) -> str:
-    lines = (_SPACES_IN_LINE.sub(" ", line).strip() for line in text.splitlines())
-    return "\n".join(line for line in lines if line)
+    """Trailing spaces and runs of blank lines go; indentation (code, verse) stays."""
+    lines = "\n".join(line.rstrip() for line in text.splitlines())
+    return _BLANK_LINES.sub("\n\n", lines).strip("\n").rstrip()
 
 
 def check_columns(frames: dict[str, pd.DataFrame], spec: JobSpec) -> None:

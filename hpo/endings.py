@@ -66,9 +66,3 @@ def trial_endings(callbacks: list[Any]) -> TrialEndings | None:
         if isinstance(callback, TrialEndings):
             return callback
     return None
-
-
-def ended_trials(callbacks: list[Any]) -> set[str] | None:
-    """The trials that ended, from a search's callbacks (None: not known, as above)."""
-    endings = trial_endings(callbacks)
-    return endings.ended if endings is not None else None

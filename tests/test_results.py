@@ -99,7 +99,7 @@ def test_the_best_is_never_an_evaluation_whose_checkpoint_was_lost(tmp_path):
 
 
 def test_a_trial_cut_off_by_an_interruption_is_unfinished_not_stopped_early():
-    from hpo.endings import TrialEndings, ended_trials
+    from hpo.endings import TrialEndings, trial_endings
     from hpo.results import FINAL, TrialRecord
 
     endings = TrialEndings()
@@ -107,7 +107,7 @@ def test_a_trial_cut_off_by_an_interruption_is_unfinished_not_stopped_early():
         endings.on_trial_complete(0, [], SimpleNamespace(trial_id=trial_id))
     restored = TrialEndings()  # `hpo resume`: the set comes back with the search's state
     restored.set_state(endings.get_state())
-    ended = ended_trials([object(), restored])
+    ended = trial_endings([object(), restored]).ended  # type: ignore[union-attr]
     assert ended == {"stopped", "done", "failed"}
 
     def record(trial_id: str, final: int, error: str | None = None) -> TrialRecord:
@@ -120,7 +120,7 @@ def test_a_trial_cut_off_by_an_interruption_is_unfinished_not_stopped_early():
     assert record("cut_off", 0).outcome == "unfinished"
     assert record("done", 1).outcome == "completed"
     assert record("failed", 0, error="boom").outcome == "errored"
-    assert ended_trials([object()]) is None  # a search from before: outcomes as they were
+    assert trial_endings([object()]) is None  # a search from before: outcomes as they were
 
 
 def test_a_failed_trial_counts_the_time_it_ran_after_its_last_evaluation(monkeypatch):

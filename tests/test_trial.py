@@ -382,10 +382,12 @@ def test_a_killed_workers_output_folder_is_removed_by_the_next_trial(tmp_path, m
         capture_output=True,
         text=True,
     )
-    dead = tmp_path / f"hpo-trial-{int(ended.stdout)}-abc123"
-    alive = tmp_path / f"hpo-trial-{os.getpid()}-def456"
-    other = tmp_path / "hpo-trial-xyz"  # not one hpo names by its pid: not hpo's to judge
-    for folder in (dead, alive, other):
+    host = run._host()
+    dead = tmp_path / f"hpo-trial-{host}-{int(ended.stdout)}-abc123"
+    alive = tmp_path / f"hpo-trial-{host}-{os.getpid()}-def456"
+    elsewhere = tmp_path / f"hpo-trial-otherhost-{int(ended.stdout)}-abc123"  # its pids: not ours
+    other = tmp_path / "hpo-trial-xyz"  # not one hpo names by host and pid
+    for folder in (dead, alive, elsewhere, other):
         (folder / "checkpoint-5").mkdir(parents=True)
     run.remove_abandoned_output_dirs()
-    assert not dead.exists() and alive.exists() and other.exists()
+    assert not dead.exists() and alive.exists() and elsewhere.exists() and other.exists()

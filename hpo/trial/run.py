@@ -213,7 +213,7 @@ def _train(
         link_checkpoints_into_local_storage()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     remove_abandoned_output_dirs()
-    output_dir = tempfile.mkdtemp(prefix=f"{OUTPUT_PREFIX}{os.getpid()}-")
+    output_dir = tempfile.mkdtemp(prefix=f"{OUTPUT_PREFIX}{_host()}-{os.getpid()}-")
     try:
         trainer = build_trainer(config, spec, data, reporter, output_dir)
         with reporter.restored_checkpoint() as resume_from:
@@ -224,17 +224,25 @@ def _train(
         shutil.rmtree(output_dir, ignore_errors=True)
 
 
-OUTPUT_PREFIX = "hpo-trial-"  # + the pid of the worker that writes it
+OUTPUT_PREFIX = "hpo-trial-"  # + the host and pid of the worker that writes it
 
 
 def remove_abandoned_output_dirs() -> None:
-    """Delete the output folders of trial workers that no longer run: a worker killed (a
-    driver's kill -9, a lost actor) never reaches its own cleanup, and a folder can hold a
-    checkpoint on its way to storage, a whole model."""
-    for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{OUTPUT_PREFIX}*-*")):
-        pid = os.path.basename(folder)[len(OUTPUT_PREFIX) :].split("-", 1)[0]
+    """Delete the output folders of this host's trial workers that no longer run: a worker
+    killed (a driver's kill -9, a lost actor) never reaches its own cleanup, and a folder can
+    hold a checkpoint on its way to storage, a whole model. (A temp folder other hosts share
+    holds theirs too, whose pids mean nothing here.)"""
+    mine = f"{OUTPUT_PREFIX}{_host()}-"
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{mine}*-*")):
+        pid = os.path.basename(folder)[len(mine) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname().replace("-", "_")  # "-" separates the name's parts
 
 
 def _alive(pid: int) -> bool:
