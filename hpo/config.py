@@ -283,7 +283,7 @@ def check_spec(spec: JobSpec, problems: list[str], strategies_narrowed: bool = F
     _check_points(spec, space, problems)
     _check_budget(spec, space, problems)
     _check_training(spec, problems)
-    check_training_values(spec, problems)
+    check_training_values(spec, problems, space)
     _check_resources(spec, problems)
     _check_model(spec, problems)
     check_recipe(spec, space, problems)

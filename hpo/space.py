@@ -42,6 +42,8 @@ DISTRIBUTIONS = (
 _NEEDS_RANGE = {d for d in DISTRIBUTIONS if "uniform" in d}
 _NORMALS = {"normal", "q_normal", "log_normal", "q_log_normal"}
 _EXPONENT_FORMS = {"log_uniform", "q_log_uniform", "inv_log_uniform"}
+# Exponents closer than this draw values within 1% of each other: the values were meant.
+_NARROWEST_EXPONENTS = 0.01
 _QUANTILE_EPS = 1e-6
 VARIANT = "@"
 
@@ -427,6 +429,12 @@ def _compile_numeric(
     if kind == "int_uniform" and not (float(low).is_integer() and float(high).is_integer()):
         problems.append(f"{key}: int_uniform needs integer min and max, got {spec.min}, {spec.max}")
     if kind in _EXPONENT_FORMS:
+        if 0 < low < high < 1 and high - low < _NARROWEST_EXPONENTS:
+            problems.append(
+                f"{key}: {kind} takes exponents (W&B's form): min {spec.min} and max "
+                f"{spec.max} draw e^{spec.min}..e^{spec.max}, all within 1% of 1; for those "
+                f"values use {kind}_values"
+            )
         low, high = (
             (math.exp(-high), math.exp(-low))
             if kind.startswith("inv")
@@ -438,7 +446,14 @@ def _compile_numeric(
             " (W&B's `log_uniform` takes exponents; `log_uniform_values` takes values)"
         )
     q = spec.q if spec.q is not None else (1.0 if kind.startswith("q_") else None)
-    return Param(name, kind, low=low, high=high, q=q, conditions=conditions)
+    param = Param(name, kind, low=low, high=high, q=q, conditions=conditions)
+    ends = param.extremes()
+    if q is not None and low < high and len(ends) == 2 and ends[0] == ends[1]:
+        problems.append(
+            f"{key}: q {q:g} rounds every draw of {spec.min}..{spec.max} to {ends[0]}; "
+            "give a smaller `q` (W&B's default is 1)"
+        )
+    return param
 
 
 _WHEN = re.compile(r"^\s*([\w.\-]+(?:@[\w.\-]+)?)\s*(==|!=|=|not in|in)\s*(.+?)\s*$")

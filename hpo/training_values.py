@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from hpo.schema import type_name
-from hpo.space import base_name
+from hpo.space import Space, base_name
 from hpo.spec import JobSpec
 from hpo.tasks import MANAGED_TRAINING_ARGS, RECIPE_PARAMS
 
@@ -39,12 +39,12 @@ POSITIVE = {
 NON_NEGATIVE = {"weight_decay", "warmup_steps", "max_grad_norm", "label_smoothing_factor"}
 
 
-def check_training_values(spec: JobSpec, problems: list[str]) -> None:
+def check_training_values(spec: JobSpec, problems: list[str], space: Space | None = None) -> None:
     from transformers import TrainingArguments
 
     hints = typing.get_type_hints(TrainingArguments)
     checked: list[tuple[str, str, Any]] = []
-    for key, name, value in _given_values(spec):
+    for key, name, value in _given_values(spec, space):
         if name not in hints or name in MANAGED_TRAINING_ARGS:
             continue  # those have their own messages; model.* and recipe keys are not ours
         problem = _value_problem(name, value, hints[name])
@@ -55,8 +55,9 @@ def check_training_values(spec: JobSpec, problems: list[str]) -> None:
     _build_each(spec, checked, problems)
 
 
-def _given_values(spec: JobSpec) -> Iterator[tuple[str, str, Any]]:
-    """(key to name in a message, TrainingArguments field, a value the search may give it)."""
+def _given_values(spec: JobSpec, space: Space | None) -> Iterator[tuple[str, str, Any]]:
+    """(key to name in a message, TrainingArguments field, a value the search may give it).
+    A range's ends as drawn: W&B's `log_uniform` takes exponents, -11.5 meaning e^-11.5."""
     for name, value in spec.training.items():
         yield f"training.{name}", name, value
     for qualified, entry in spec.parameters.items():
@@ -67,9 +68,12 @@ def _given_values(spec: JobSpec) -> Iterator[tuple[str, str, Any]]:
             yield f"{key}.value", name, entry.value
         for value in entry.values or []:
             yield f"{key}.values", name, value
-        for bound in ("min", "max"):
+        compiled = space.by_name.get(qualified) if space is not None else None
+        ends = compiled.extremes() if compiled is not None else []
+        for i, bound in enumerate(("min", "max")):
             if getattr(entry, bound) is not None and not entry.values:
-                yield f"{key}.{bound}", name, getattr(entry, bound)
+                drawn = ends[i] if len(ends) == 2 else getattr(entry, bound)
+                yield f"{key}.{bound}", name, drawn
 
 
 def _value_problem(name: str, value: Any, hint: Any) -> str | None:

@@ -507,3 +507,19 @@ parameters:
         write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path, extra))
     )
     assert spec.training["learning_rate"] == 3.0e-5
+
+
+def test_log_uniform_exponents_of_a_training_value_are_checked_as_the_values_they_draw(
+    tmp_path, tiny_bert, sentiment_csv
+):
+    """W&B's `log_uniform` takes exponents: -11.5..-8.1 is a learning rate of 1e-5..3e-4,
+    which must be above 0; its exponents need not be."""
+    extra = """
+parameters:
+  learning_rate: {distribution: log_uniform, min: -11.5, max: -8.1}
+  warmup_steps: {distribution: log_uniform, min: -4.6, max: -2.3}
+"""
+    spec = load_spec(
+        write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path, extra))
+    )
+    assert spec.parameters["learning_rate"].min == -11.5
