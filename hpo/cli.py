@@ -44,7 +44,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from hpo.config import dump_spec, load_spec
 
     # The local data files too, as `hpo run` would read them: "valid" means it runs.
+    from hpo.schedulers import evaluations_per_trial, scheduler_caveats
+
     spec = load_spec(args.spec, args.set, read_data=True, check_data=True)
+    evaluations = None
     if args.data:
         from hpo.data import prepare
 
@@ -52,6 +55,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             data = prepare(spec)
         stats = ", ".join(f"{k}={v}" for k, v in data.stats.items())
         print(f"# data: {stats}; fingerprint {data.fingerprint}", file=sys.stderr)
+        evaluations = evaluations_per_trial(spec, len(data.train))
+    for caveat in scheduler_caveats(spec, evaluations=evaluations):
+        print(f"# note: {caveat}", file=sys.stderr)
     print(dump_spec(spec), end="")
     print(f"# {args.spec}: valid", file=sys.stderr)
     return 0

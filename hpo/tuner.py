@@ -364,9 +364,10 @@ def run_search(
     check_cluster_fits(spec)
     check_storage_shared(spec.storage)
     concurrency = say_concurrency(spec, local=address is None)
-    from hpo.schedulers import scheduler_caveats
+    from hpo.schedulers import evaluations_per_trial, scheduler_caveats
 
-    for caveat in scheduler_caveats(spec, concurrency):
+    evaluations = evaluations_per_trial(spec, len(data.train))
+    for caveat in scheduler_caveats(spec, concurrency, evaluations):
         print(f"hpo: {caveat}", file=sys.stderr)
     run_dir = location.local
     if location.remote:  # the local mirror of a bucket run is a cache: start it clean

@@ -723,3 +723,16 @@ def test_what_hyperband_will_not_do_is_said_and_a_w_and_b_sweeps_keys_are_accept
     (alone,) = caveats(1, type="hyperband")
     assert "hyperband stops no trial when one runs at a time" in alone
     assert caveats(2, type="hyperband") == caveats(1, type="asha", min_iter=3, s=2) == []
+
+
+def test_a_first_rung_at_or_past_a_trials_last_evaluation_is_said():
+    """A sweep's `min_iter: 5` where a trial makes 3 evaluations stops nothing."""
+    spec = JobSpec(
+        model=ModelSpec(name_or_path="m"),
+        data=DataSpec(train="d.csv"),
+        early_terminate=EarlyTerminateSpec(type="asha", min_iter=5),
+    )
+    (said,) = scheduler_caveats(spec, evaluations=3)
+    assert said.startswith("early_terminate.min_iter: 5, and a trial makes 3 evaluation(s)")
+    assert scheduler_caveats(spec, evaluations=6) == []
+    assert scheduler_caveats(spec) == []  # not known without the data: not said

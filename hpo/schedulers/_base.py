@@ -63,14 +63,23 @@ def evaluations_per_trial(spec: JobSpec, n_train: int) -> int:
 SCHEDULERS = ("asha", "hyperband", "none")
 
 
-def scheduler_caveats(spec: JobSpec, concurrency: int) -> list[str]:
-    """What the chosen scheduler will not do that the spec may expect, said at the start.
-    A W&B sweep's `hyperband` (ASHA-like there, with `min_iter` and `s`) ports unchanged, so
-    its keys are accepted; Ray's synchronous HyperBand sets its brackets itself."""
+def scheduler_caveats(
+    spec: JobSpec, concurrency: int | None = None, evaluations: int | None = None
+) -> list[str]:
+    """What the chosen scheduler will not do that the spec may expect, said at the start
+    (`hpo validate` says those it can tell without the cluster and the data: `concurrency`,
+    `evaluations` a trial makes). A W&B sweep's `hyperband` (ASHA-like there, with
+    `min_iter` and `s`) ports unchanged, so its keys are accepted; Ray's synchronous
+    HyperBand sets its brackets itself."""
     et = spec.early_terminate
-    if et.type != "hyperband":
-        return []
     said = []
+    if et.type == "asha" and evaluations is not None and et.min_iter >= evaluations:
+        said.append(
+            f"early_terminate.min_iter: {et.min_iter}, and a trial makes {evaluations} "
+            "evaluation(s): ASHA's first rung is at its last, so no trial is stopped early"
+        )
+    if et.type != "hyperband":
+        return said
     unused = [k for k, v in (("min_iter", et.min_iter != 1), ("s", et.s is not None)) if v]
     if unused:
         keys = " and ".join(f"early_terminate.{k}" for k in unused)
