@@ -376,12 +376,10 @@ def evaluation_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str,
         "epoch",
         TRAIN_SECONDS,
         *(m.name for m in spec.metrics),
-        *(
-            loss
-            for loss in ("train_loss", "eval_loss")
-            if loss not in [m.name for m in spec.metrics]
-        ),
     )
+    # Beside the learning curve; a gap where a trial logged no training loss before an
+    # evaluation (Ray's table has NaN there, which reads like a divergence).
+    losses = [n for n in ("train_loss", "eval_loss") if n not in [m.name for m in spec.metrics]]
     rows = []
     for r in records:
         for h in r.history:
@@ -389,6 +387,7 @@ def evaluation_rows(records: list[TrialRecord], spec: JobSpec) -> list[dict[str,
                 {
                     "trial_id": r.trial_id,
                     **{k: h.get(k, "") for k in keep},
+                    **{k: h[k] if finite_number(h.get(k)) else "" for k in losses},
                     "timestamp": h.get("timestamp", ""),
                 }
             )

@@ -331,3 +331,33 @@ def test_the_terminal_tables_cut_no_number_or_name(monkeypatch):
     monkeypatch.setenv("COLUMNS", "60")
     narrow = printed()
     assert "…" not in narrow and max(map(len, narrow.splitlines())) <= 60, narrow
+
+
+def test_the_pareto_front_is_a_staircase_on_log_axes_where_the_values_span_decades(monkeypatch):
+    """Trainable parameters from 770 (head) to 22 million (full): on a linear axis the
+    small ones sit on one dot; between two front trials the front is a step, not a slope."""
+    import matplotlib.pyplot as plt
+
+    from hpo.report import pareto
+    from hpo.spec import MetricSpec
+
+    run = strategy_run()
+    run.spec.metric = [
+        MetricSpec(name="eval_accuracy", goal="maximize"),
+        MetricSpec(name="trainable_params", goal="minimize"),
+    ]
+    points = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "eval_accuracy": [0.52, 0.66, 0.71],
+            "trainable_params": [770.0, 74_498.0, 22_700_000.0],
+            "on_front": [True, True, True],
+        }
+    )
+    monkeypatch.setattr(pareto, "objective_points", lambda run: points)
+    fig, ax = plt.subplots()
+    pareto.draw_front(ax, run)
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "linear"
+    (step,) = [line for line in ax.get_lines() if line.get_drawstyle() == "steps-pre"]
+    assert list(step.get_xdata()) == [0.52, 0.66, 0.71]
+    plt.close(fig)

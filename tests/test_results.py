@@ -272,3 +272,15 @@ def test_trial_endings_pickled_by_an_older_hpo_resume():
     timed = TrialEndings()
     timed.on_trial_start(0, [], trial)
     assert pickle.loads(pickle.dumps(timed))._since == {}
+
+
+def test_an_evaluation_without_a_training_loss_leaves_a_gap_not_nan():
+    from hpo.results import TrialRecord, evaluation_rows
+
+    history = [
+        {"training_iteration": 1, "eval_accuracy": 0.6, "train_loss": float("nan")},
+        {"training_iteration": 2, "eval_accuracy": 0.7, "train_loss": 0.5, "eval_loss": 0.6},
+    ]
+    rows = evaluation_rows([TrialRecord("t", {}, history, None, None)], spec_of("eval_accuracy"))  # type: ignore[arg-type]
+    assert [r["train_loss"] for r in rows] == ["", 0.5]
+    assert [r["eval_loss"] for r in rows] == ["", 0.6]

@@ -37,7 +37,7 @@ def objective_points(run: RunData) -> pd.DataFrame:
 
 
 def draw_front(ax: Any, run: RunData) -> None:
-    from hpo.report.plots import BEST_COLOUR, _empty
+    from hpo.report.plots import BEST_COLOUR, _empty, spans_decades
 
     metrics = run.spec.metrics
     x, y = metrics[0].name, metrics[1].name
@@ -50,9 +50,15 @@ def draw_front(ax: Any, run: RunData) -> None:
     exported = points[points["trial_id"] == (run.best or {}).get("trial_id")]
     if not others.empty:
         ax.scatter(others[x], others[y], s=36, color="#999999", label="dominated", zorder=2)
-    # On two objectives the front is a staircase; on more, its trials need not be one in 2-D.
-    style = "o-" if len(metrics) == 2 else "o"
-    ax.plot(front[x], front[y], style, color="#D55E00", ms=7, lw=1.8, label="Pareto front")
+    ax.plot(front[x], front[y], "o", color="#D55E00", ms=7, label="Pareto front")
+    if len(metrics) == 2:  # on more, its trials need not be one front in these two
+        # The staircase that bounds what the front dominates: between two of its trials,
+        # the level of the one further along the first objective (if it is maximized).
+        where = "pre" if metrics[0].goal == "maximize" else "post"
+        ax.step(front[x], front[y], where=where, color="#D55E00", lw=1.8)
+    for axis, name in (("x", x), ("y", y)):  # trainable parameters: 770 to 22 million
+        if spans_decades(points[name]):
+            getattr(ax, f"set_{axis}scale")("log")
     if not exported.empty:
         ax.scatter(
             exported[x],

@@ -60,10 +60,15 @@ def metric_axis(ax: Any, values: Any, metric: str, maximize: bool, what: str = "
     span more than 30x: a perplexity of thousands from a poor trial would otherwise flatten
     the good trials' curves into one line at the bottom."""
     ax.set_ylabel(f"{metric}{what} ({'higher' if maximize else 'lower'} is better)")
+    if spans_decades(values):
+        ax.set_yscale("log")
+
+
+def spans_decades(values: Any) -> bool:
+    """Positive values more than LOG_SPAN apart: an axis for them is logarithmic."""
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
-    if len(finite) and finite.min() > 0 and finite.max() / finite.min() > LOG_SPAN:
-        ax.set_yscale("log")
+    return bool(len(finite) and finite.min() > 0 and finite.max() / finite.min() > LOG_SPAN)
 
 
 def _empty(ax: Any, text: str) -> None:
@@ -124,7 +129,7 @@ def best_vs_trials(run: RunData, out_dir: str) -> str:
         best = _running_best(values, run.maximize)
         ax.step(frame["order"], best, where="post", color=BEST_COLOUR, lw=2.2, label="best so far")
         ax.set_xlabel("trial (in the order they started)")
-        metric_axis(ax, values, run.metric, run.maximize, ", each trial's best evaluation")
+        metric_axis(ax, values, run.metric, run.maximize, ", each trial's best")
         ax.set_title(f"Best {run.metric} so far, against trials")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8, loc="best")
