@@ -212,12 +212,35 @@ def _place_training_keys(raw: dict[str, Any], problems: list[str], since: int) -
             )
 
 
+def _without_nested_parameters(raw: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """W&B's nested sweep parameters (`optimizer: {parameters: {...}}`), said once; they are
+    then left out, so that the checks of a parameter do not each misread them."""
+    parameters = raw.get("parameters")
+    if not isinstance(parameters, dict):
+        return raw
+    nested = {n: e for n, e in parameters.items() if isinstance(e, dict) and "parameters" in e}
+    for name, entry in nested.items():
+        inner = list(entry["parameters"]) if isinstance(entry["parameters"], dict) else []
+        names = (
+            ", ".join(map(str, inner))
+            if len(inner) == 1
+            else "each of " + (", ".join(map(str, inner)) or "them")
+        )
+        problems.append(
+            f"parameters.{name}: W&B's nested parameters are not supported; give {names} "
+            "its own entry under `parameters:`"
+        )
+    kept = {n: e for n, e in parameters.items() if n not in nested}
+    return {**raw, "parameters": kept} if nested else raw
+
+
 def parse_spec(raw: dict[str, Any], problems: list[str]) -> JobSpec | None:
     """The spec's dataclasses; a key that is missing or of the wrong type is a problem and
     keeps its default (an empty section for model and data), so that checks can go on."""
     for required in ("model", "data"):
         if required not in raw:
             problems.append(f"{required}: required section is missing")
+    raw = _without_nested_parameters(raw, problems)
     before = len(problems)
     spec = build(JobSpec, raw, "", problems)
     _place_training_keys(raw, problems, before)

@@ -44,8 +44,9 @@ def check_training_values(spec: JobSpec, problems: list[str], space: Space | Non
 
     hints = typing.get_type_hints(TrainingArguments)
     checked: list[tuple[str, str, Any]] = []
+    said = {problem.split(": ", 1)[0] for problem in problems}  # (by the space's checks)
     for key, name, value in _given_values(spec, space):
-        if name not in hints or name in MANAGED_TRAINING_ARGS:
+        if name not in hints or name in MANAGED_TRAINING_ARGS or key in said:
             continue  # those have their own messages; model.* and recipe keys are not ours
         problem = _value_problem(name, value, hints[name])
         if problem:

@@ -523,3 +523,14 @@ parameters:
         write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path, extra))
     )
     assert spec.parameters["learning_rate"].min == -11.5
+
+
+def test_a_range_the_space_refuses_is_not_also_refused_as_a_training_value(
+    tmp_path, tiny_bert, sentiment_csv
+):
+    extra = "parameters: {learning_rate: {distribution: log_uniform_values, min: 0, max: 0.001}}"
+    path = write_spec(tmp_path / "s.yaml", base(tiny_bert, sentiment_csv, tmp_path, extra))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    (problem,) = err.value.problems
+    assert problem.startswith("parameters.learning_rate.min: log_uniform_values needs min > 0")
