@@ -407,7 +407,7 @@ def _check_points(spec: JobSpec, space: Space, problems: list[str]) -> None:
             if param is None and name in spec.parameters:
                 continue  # declared, but wrong itself: its own problem says so
             if param is None:
-                problems.append(f"{key}.{name}: not a parameter{did_you_mean(name, space.names)}")
+                problems.append(f"{key}.{name}: not a parameter{_point_hint(space, point, name)}")
             elif not param.contains(value):
                 problems.append(f"{key}.{name}: {value!r} is outside the parameter's range")
             elif name in inactive:
@@ -417,6 +417,16 @@ def _check_points(spec: JobSpec, space: Space, problems: list[str]) -> None:
                     "would be dropped; remove it from the point, or give the point values "
                     "that activate it"
                 )
+
+
+def _point_hint(space: Space, point: dict[str, Any], name: str) -> str:
+    """A variant of `name` the point's own values make active (`learning_rate@freeze` for a
+    freeze point), before a did-you-mean by spelling."""
+    inactive = _ruled_out(space, point)
+    variants = [p for p in space.params if base_name(p.name) == name and p.name not in inactive]
+    if len(variants) == 1:
+        return f" (this point's is `{variants[0].name}`)"
+    return did_you_mean(name, space.names)
 
 
 def _ruled_out(space: Space, point: dict[str, Any]) -> set[str]:
