@@ -75,15 +75,23 @@ class Seeded:
     trials: list[optuna.trial.FrozenTrial]
     earlier: int  # trials in the earlier run
     # Parameters that search did not sample, taken at the one value its trials ran with.
-    fixed: list[str] = field(default_factory=list)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)  # trial -> why
 
     def summary(self) -> str:
         line = f"warm_start: {len(self.trials)} of {self.earlier} earlier trials seed the sampler"
-        if len(self.trials) < self.earlier:
-            line += " (the others errored, ran unfinished, lack a metric or lie outside this space)"
+        if self.left_out:
+            why = "; ".join(f"{t} {reason}" for t, reason in list(self.left_out.items())[:3])
+            more = len(self.left_out) - 3
+            line += f" (left out: {why}{f'; {more} more' if more > 0 else ''})"
         if self.fixed:
-            line += f"; {', '.join(self.fixed)} at the one value that search's trials ran with"
+            taken = ", ".join(f"{name}={_shown(v)}" for name, v in self.fixed.items())
+            line += f"; {taken}: the one value that search's trials ran with"
         return line
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def earlier_trials(space: Space, spec: JobSpec, run_dir: str) -> Seeded:
@@ -97,14 +105,19 @@ def earlier_trials(space: Space, spec: JobSpec, run_dir: str) -> Seeded:
         if all(finite_number(v) for v in values.values()):
             step = int(float(e["training_iteration"]))
             scores.setdefault(e["trial_id"], {})[step] = {k: float(v) for k, v in values.items()}
-    trials = []
+    seeded = Seeded([], len(rows))
     ran_with, fixed = _ran_with(run_dir), set[str]()
     for row in rows:
         scored = scores.get(row["trial_id"], {})
         trial = _as_trial(row, space, objectives, scored, ran_with, fixed)
-        if trial is not None:
-            trials.append(trial)
-    return Seeded(trials, len(rows), sorted(fixed))
+        if isinstance(trial, str):
+            seeded.left_out[row["trial_id"]] = trial
+        else:
+            seeded.trials.append(trial)
+    seeded.fixed = {
+        name: ran_with.get(name, ran_with.get(base_name(name))) for name in sorted(fixed)
+    }
+    return seeded
 
 
 def _ran_with(run_dir: str) -> dict[str, Any]:
@@ -129,11 +142,14 @@ def _as_trial(
     scores: dict[int, dict[str, float]],
     ran_with: dict[str, Any],
     fixed: set[str],
-) -> optuna.trial.FrozenTrial | None:
+) -> optuna.trial.FrozenTrial | str:
+    """The earlier trial as an Optuna trial of this space, or why it cannot be one."""
     state = _USABLE.get(row.get("outcome", ""))
+    if state is None:
+        return row.get("outcome") or "unfinished"
     values = _final_values(row, objectives, scores) if state == "COMPLETE" else None
-    if state is None or (state == "COMPLETE" and values is None):
-        return None
+    if state == "COMPLETE" and values is None:
+        return "has no score"
     params, dists = {}, {}
     config: dict[str, Any] = {}  # the trial's values so far, for the next ones' conditions
     filled = set()
@@ -145,7 +161,7 @@ def _as_trial(
         if value is None:
             continue  # inactive in that trial
         if not p.contains(value):
-            return None  # the new space no longer holds it
+            return f"ran {p.name}={_shown(value)}, outside this space"
         params[p.name] = p.to_internal(value)
         dists[p.name] = p.distribution()
         config[p.name] = value

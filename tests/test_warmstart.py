@@ -153,14 +153,35 @@ def test_a_plain_search_seeds_a_strategy_search_as_full_fine_tuning(tmp_path):
     seeded = earlier_trials(new, spec(), run)
     (trial,) = seeded.trials
     assert trial.params == {"strategy": "full", "learning_rate@full": 3e-05, "weight_decay": 0.01}
-    assert seeded.fixed == ["strategy", "weight_decay"]
-    assert seeded.summary().endswith(
-        "; strategy, weight_decay at the one value that search's trials ran with"
+    assert seeded.fixed == {"strategy": "full", "weight_decay": 0.01}
+    assert seeded.summary() == (
+        "warm_start: 1 of 2 earlier trials seed the sampler (left out: t2 ran "
+        "learning_rate@full=0.001, outside this space); strategy=full, weight_decay=0.01: "
+        "the one value that search's trials ran with"
     )
     (tmp_path / "spec.yaml").write_text("training: [damaged\n")  # a broken record: defaults
-    assert earlier_trials(new, spec(), run).fixed == ["strategy"]
+    assert earlier_trials(new, spec(), run).fixed == {"strategy": "full"}
     # A parameter the earlier search had, empty in a trial, stays inactive there: not filled.
     lora_only = space(**VARIANTS, **{"lora.r": {"values": [4, 8], "when": {"strategy": "lora"}}})
     write_run(tmp_path, [row("t1", "completed", "0.8", strategy="lora", **{"lora.r": ""})])
     (trial,) = earlier_trials(lora_only, spec(), run).trials
     assert trial.params == {"strategy": "lora"}
+
+
+def test_the_summary_says_why_each_earlier_trial_was_left_out(tmp_path):
+    run = write_run(
+        tmp_path,
+        [
+            row("t1", "completed", "0.8", learning_rate="0.001"),
+            row("t2", "errored", "", learning_rate="0.002"),
+            row("t3", "unfinished", "", learning_rate="0.003"),
+            row("t4", "completed", "", learning_rate="0.004"),  # no score anywhere
+        ],
+    )
+    seeded = earlier_trials(space(learning_rate={"min": 1e-4, "max": 1e-2}), spec(), run)
+    assert [t.user_attrs["warm_start_trial"] for t in seeded.trials] == ["t1"]
+    assert seeded.left_out == {"t2": "errored", "t3": "unfinished", "t4": "has no score"}
+    assert seeded.summary() == (
+        "warm_start: 1 of 4 earlier trials seed the sampler (left out: t2 errored; t3 "
+        "unfinished; t4 has no score)"
+    )
