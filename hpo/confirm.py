@@ -147,7 +147,8 @@ def rank_configurations(entries: list[dict[str, Any]], maximize: bool) -> list[d
     for entry in entries:
         values = [s["value"] for s in entry["seeds"] if finite_number(s["value"])]
         entry["failures"] = len(entry["seeds"]) - len(values)
-        entry["mean"] = statistics.fmean(values) if values else None
+        # 12 significant digits: fmean's last bit is noise (0.5900000000000001 in a record).
+        entry["mean"] = float(f"{statistics.fmean(values):.12g}") if values else None
         entry["std"] = statistics.stdev(values) if len(values) > 1 else None
         entry["min"] = min(values) if values else None
         entry["max"] = max(values) if values else None

@@ -40,7 +40,7 @@ def scheduler_lines(scheduler: Any) -> list[str]:
         lines.append(
             f"promotion: {_count(scheduler.num_paused, 'pause')}, "
             f"{_count(scheduler.num_promoted_from_pause, 'paused trial')} resumed from "
-            "their checkpoint"
+            f"{'its checkpoint' if scheduler.num_promoted_from_pause == 1 else 'their checkpoints'}"
             + (
                 f", {scheduler.num_dropped} stopped to keep at most {scheduler.max_paused} paused"
                 if getattr(scheduler, "num_dropped", 0)
