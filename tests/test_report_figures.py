@@ -57,6 +57,9 @@ def test_every_trial_is_one_unbroken_line_on_one_axis_per_parameter():
     layers = axes["freeze.layers"]
     assert layers.positions[:2] == [UNUSED, UNUSED] and layers.positions[2] > layers.positions[3]
     assert {text for _, text in layers.ticks} == {"2", "5", "8", "unused"}  # not 8.0
+    run.trials["freeze.layers"] = [None, None, 1.0, 2.0]
+    layers = {a.name: a for a in build_axes(run, run.trials)}["freeze.layers"]
+    assert {text for _, text in layers.ticks} == {"1", "2", "unused"}  # a count: no 1.5
 
 
 def test_a_one_value_axis_has_one_mark():

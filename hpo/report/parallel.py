@@ -40,8 +40,10 @@ def _numeric_axis(name: str, values: pd.Series, log: bool) -> Axis:
             name, [0.5 if math.isfinite(v) else UNUSED for v in t], [(0.5, _label(x.max()))]
         )
     positions = ((t - low) / span).fillna(UNUSED).tolist()
-    ticks = [(q, _label(10 ** (low + q * span) if log else low + q * span)) for q in (0, 0.5, 1)]
-    return Axis(name, positions, ticks + _unused_tick(x))
+    ticks = [(q, 10 ** (low + q * span) if log else low + q * span) for q in (0, 0.5, 1)]
+    whole = bool((x.dropna() % 1 == 0).all())  # a count (freeze.layers): no tick at 1.5
+    shown = [(q, _label(v)) for q, v in ticks if not whole or log or float(v).is_integer()]
+    return Axis(name, positions, shown + _unused_tick(x))
 
 
 def _categorical_axis(name: str, values: pd.Series) -> Axis:
@@ -147,7 +149,8 @@ def draw_parallel(fig: Any, ax: Any, run: RunData, frame: pd.DataFrame) -> None:
                 zorder=5,
                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
             )
-    ax.set_xticks(xs, [a.name for a in axes], rotation=12)
+    # Slanted and ending at their axis: long names side by side would run into each other.
+    ax.set_xticks(xs, [a.name for a in axes], rotation=20, ha="right", rotation_mode="anchor")
     ax.set_yticks([])
     ax.set_xlim(-0.2, len(axes) - 0.6)
     unused = any(y == UNUSED for a in axes for y in a.positions)
