@@ -127,7 +127,7 @@ def test_a_checkpoint_a_recent_save_names_waits(monkeypatch):
     assert folders.deleted == ["b1"]
     tune_saves(1)  # Tune's last save, at the end of the search
     assert folders.deleted == ["b1"]
-    budget.on_experiment_end([SimpleNamespace(trial_id="b")])  # a, running, was cut off
+    budget.on_experiment_end([SimpleNamespace(trial_id=t) for t in "ab"])  # a was cut off
     assert folders.deleted == ["b1"], "an interrupted search keeps what a resume reads"
     budget.on_trial_complete(0, [], SimpleNamespace(trial_id="a", checkpoint=None))
     budget.on_experiment_end([SimpleNamespace(trial_id=t) for t in "ab"])  # every trial ended
