@@ -6,6 +6,7 @@ only a resume reads (optimizer, scheduler, scaler and RNG states) among them. `-
 runs another checkout's hpo with this venv (the comparison before/after a change).
 
     .venv/bin/python benchmarks/disk_after_search.py --out disk_after_search.json
+    .venv/bin/python benchmarks/disk_after_search.py --set tracking.wandb.mode=disabled  # whole
 """
 
 from __future__ import annotations
@@ -54,13 +55,13 @@ def measure(run_dir: str) -> dict:
     }
 
 
-def run_once(storage: str, hpo_path: str | None) -> dict:
+def run_once(storage: str, hpo_path: str | None, sets: list[str]) -> dict:
     env = dict(os.environ)
     if hpo_path:  # Ray's workers inherit it from the driver
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [hpo_path, env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "hpo.cli", "run", str(SPEC), "--quiet"]
     command += ["--name", "disk", "--storage", storage]
-    for item in SETS:
+    for item in sets:
         command += ["--set", item]
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
@@ -76,12 +77,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hpo-path", help="another checkout's folder holding hpo/")
     parser.add_argument("--out", help="write the result as JSON here")
+    parser.add_argument(
+        "--set", action="append", help=f"the search's overrides (default: {' '.join(SETS)})"
+    )
     args = parser.parse_args()
+    sets = args.set or SETS
     with tempfile.TemporaryDirectory(prefix="hpo-disk-") as storage:
-        result = run_once(storage, args.hpo_path)
+        result = run_once(storage, args.hpo_path, sets)
     result.update(
         spec=str(SPEC.relative_to(ROOT)),
-        sets=SETS,
+        sets=sets,
         hpo_path=args.hpo_path,
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
