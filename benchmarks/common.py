@@ -115,3 +115,21 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
         with open(path, "w") as f:
             f.write(text)
     print(text)
+
+
+def hpo_run_command(
+    spec: str, name: str, storage: str, sets: list[str], hpo_path: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """`hpo run SPEC --quiet --name N --storage S --set ...` as a user runs it, in its own
+    process, and its environment; `hpo_path`: another checkout's hpo (before/after a change),
+    which Ray's workers inherit from the driver's PYTHONPATH."""
+    import sys
+
+    env = dict(os.environ)
+    if hpo_path:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [hpo_path, env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "hpo.cli", "run", spec, "--quiet"]
+    command += ["--name", name, "--storage", storage]
+    for item in sets:
+        command += ["--set", item]
+    return command, env

@@ -17,10 +17,11 @@ import glob
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import hpo_run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "search_spaces" / "quickstart.yaml"
@@ -56,13 +57,7 @@ def measure(run_dir: str) -> dict:
 
 
 def run_once(storage: str, hpo_path: str | None, sets: list[str]) -> dict:
-    env = dict(os.environ)
-    if hpo_path:  # Ray's workers inherit it from the driver
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [hpo_path, env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "hpo.cli", "run", str(SPEC), "--quiet"]
-    command += ["--name", "disk", "--storage", storage]
-    for item in sets:
-        command += ["--set", item]
+    command, env = hpo_run_command(str(SPEC), "disk", storage, sets, hpo_path)
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:

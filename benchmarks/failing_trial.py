@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import hpo_run_command
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "search_spaces" / "quickstart.yaml"
 SETS = [
@@ -39,13 +41,7 @@ _FAILURE = re.compile(r"Failure # \d+ \(occurred at ([0-9-]+_[0-9-]+)\)")
 
 
 def run_once(storage: str, hpo_path: str | None) -> dict:
-    env = dict(os.environ)
-    if hpo_path:  # Ray's workers inherit it from the driver
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [hpo_path, env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "hpo.cli", "run", str(SPEC), "--quiet"]
-    command += ["--name", "bad", "--storage", storage]
-    for item in SETS:
-        command += ["--set", item]
+    command, env = hpo_run_command(str(SPEC), "bad", storage, SETS, hpo_path)
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=storage)
     wall = time.perf_counter() - started
