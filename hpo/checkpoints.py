@@ -216,9 +216,8 @@ RESUME_ONLY = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
 
 
 def strip_resume_state(run_dir: str) -> int:
-    """A finished search's kept checkpoints resume nothing: drop what only a resume reads
-    (a local run's; a resumable checkpoint of a paused or running trial outlives its trial).
-    Returns the bytes freed."""
+    """Drop what only a resume reads from a finished local search's kept checkpoints: no
+    trial of it runs or waits paused any more. Returns the bytes freed."""
     import glob
 
     freed = 0

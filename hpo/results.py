@@ -288,12 +288,15 @@ def best_document(best: Best, spec: JobSpec, labels: list[str] | None = None) ->
 
 def as_run(hyperparameters: dict[str, Any], spec: JobSpec) -> dict[str, Any]:
     """What the trial ran with, by where each value went and under its own name (a variant's
-    `learning_rate@lora` is TrainingArguments' `learning_rate`): the spec's fixed values with
-    the sampled ones on top, to train the configuration again outside hpo."""
-    from hpo.trial.run import Hyperparameters
+    `learning_rate@lora` is TrainingArguments' `learning_rate`): hpo's defaults, the spec's
+    fixed values and the sampled ones on top, and the seed, to train the configuration again
+    outside hpo. (Not what hpo manages for the search: report_to, save_strategy...)"""
+    from hpo.trial.run import TRAINING_DEFAULTS, Hyperparameters
 
     split = Hyperparameters.split(hyperparameters)
-    ran: dict[str, Any] = {"training_arguments": {**spec.training, **split.training}}
+    seed = int(split.recipe.get("seed", spec.seed))
+    training = {**TRAINING_DEFAULTS, **spec.training, **split.training}
+    ran: dict[str, Any] = {"training_arguments": {**training, "seed": seed, "data_seed": seed}}
     if spec.model.config or split.model:
         ran["model_config"] = {**spec.model.config, **split.model}
     if split.recipe:

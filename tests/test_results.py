@@ -240,6 +240,7 @@ def test_the_best_configuration_is_also_given_as_the_trial_ran_it():
     fixed values are part of the recipe, and a sampled one overrides its fixed value."""
     from hpo.results import as_run
     from hpo.spec import DataSpec, JobSpec, ModelSpec
+    from hpo.trial.run import TRAINING_DEFAULTS
 
     spec = JobSpec(
         model=ModelSpec("m", config={"num_hidden_layers": 4}),
@@ -248,11 +249,17 @@ def test_the_best_configuration_is_also_given_as_the_trial_ran_it():
     )
     sampled = {"learning_rate@lora": 1e-3, "weight_decay": 0.01, "strategy": "lora", "lora.r": 8}
     sampled["model.hidden_dropout_prob"] = 0.1
-    assert as_run(sampled, spec) == {
-        "training_arguments": {"num_train_epochs": 3, "weight_decay": 0.01, "learning_rate": 1e-3},
-        "model_config": {"num_hidden_layers": 4, "hidden_dropout_prob": 0.1},
-        "recipe": {"strategy": "lora", "lora.r": 8},
+    ran = as_run(sampled, spec)
+    assert ran["training_arguments"] == {
+        **TRAINING_DEFAULTS,
+        "num_train_epochs": 3,
+        "weight_decay": 0.01,
+        "learning_rate": 1e-3,
+        "seed": 0,  # the spec's; the trial passes it as data_seed too
+        "data_seed": 0,
     }
+    assert ran["model_config"] == {"num_hidden_layers": 4, "hidden_dropout_prob": 0.1}
+    assert ran["recipe"] == {"strategy": "lora", "lora.r": 8}
 
 
 def test_trial_endings_pickled_by_an_older_hpo_resume():
