@@ -42,10 +42,9 @@ def _quiet_environment() -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from hpo.config import dump_spec, load_spec
-
-    # The local data files too, as `hpo run` would read them: "valid" means it runs.
     from hpo.schedulers import evaluations_per_trial, scheduler_caveats
 
+    # The local data files too, as `hpo run` would read them: "valid" means it runs.
     spec = load_spec(args.spec, args.set, read_data=True, check_data=True)
     evaluations = None
     if args.data:

@@ -105,18 +105,19 @@ def _front_size(run: RunData, runs: list[RunData]) -> dict[str, Any]:
 def plot_best_so_far(runs: list[RunData], out_dir: str) -> str:
     """Every search's best so far against wall-clock time, on one axis."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     from hpo.report.plots import STYLE, _running_best, _save, metric_axis
 
     palette = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(8, 4.4))
+        shown: list[float] = []  # every search's best so far, for the metric's axis
         for i, run in enumerate(runs):
             frame = run.evaluations.dropna(subset=[run.metric])
             if frame.empty:
                 continue
             best = _running_best(frame[run.metric], run.maximize)
+            shown += best.tolist()
             ax.step(
                 frame["wall_s"],
                 best,
@@ -126,7 +127,6 @@ def plot_best_so_far(runs: list[RunData], out_dir: str) -> str:
                 label=f"{run.name} (best {best.iloc[-1]:.4g})",
             )
         ax.set_xlabel("wall-clock time since the search started (seconds)")
-        shown = [v for line in ax.get_lines() for v in np.asarray(line.get_ydata())]
         metric_axis(ax, shown, runs[0].metric, runs[0].maximize, " so far")
         ax.set_title("Searches compared: best so far against time")
         ax.legend(loc="best")

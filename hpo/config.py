@@ -35,7 +35,6 @@ SCHEDULERS = ("asha", "hyperband", "none")
 WANDB_MODES = ("online", "offline", "disabled")
 _HUB_ID = re.compile(r"^[\w.\-]+(/[\w.\-]+)?$")
 _PARAM_KEYS = {f.name for f in dataclasses.fields(ParamSpec)}
-# TrainingArguments fields people still write, and what to write instead.
 # TrainingArguments fields hpo refuses in a spec, with what to do instead.
 REFUSED_TRAINING_ARGS = {
     "warmup_ratio": "removed in transformers 5; use warmup_steps below 1",
@@ -375,10 +374,8 @@ def _check_parameter_names(spec: JobSpec, problems: list[str]) -> None:
             continue  # checked against the model's config in _check_model
         if name in RECIPE_PARAMS:
             pass  # hpo's own (`seed` is a TrainingArguments field too, which the trial sets)
-        elif name in MANAGED_TRAINING_ARGS:
-            problems.append(f"{key}: set by hpo ({MANAGED_TRAINING_ARGS[name]})")
-        elif name in REFUSED_TRAINING_ARGS:
-            problems.append(f"{key}: {REFUSED_TRAINING_ARGS[name]}")
+        elif refused := _refused_training_arg(name):
+            problems.append(f"{key}: {refused}")
         elif name not in allowed and name not in RECIPE_PARAMS:
             hint = did_you_mean(name, list(allowed) + list(RECIPE_PARAMS))
             problems.append(
@@ -520,10 +517,8 @@ def _check_training(spec: JobSpec, problems: list[str]) -> None:
     allowed = training_arg_names()
     for name in spec.training:
         key = f"training.{name}"
-        if name in MANAGED_TRAINING_ARGS:
-            problems.append(f"{key}: set by hpo ({MANAGED_TRAINING_ARGS[name]})")
-        elif name in REFUSED_TRAINING_ARGS:
-            problems.append(f"{key}: {REFUSED_TRAINING_ARGS[name]}")
+        if refused := _refused_training_arg(name):
+            problems.append(f"{key}: {refused}")
         elif name not in allowed:
             problems.append(f"{key}: not a TrainingArguments field{did_you_mean(name, allowed)}")
         elif searched := _always_searched(spec, name):
@@ -531,6 +526,13 @@ def _check_training(spec: JobSpec, problems: list[str]) -> None:
                 f"{key}: also searched (parameters.{searched}), whose sampled value every trial "
                 "uses instead; keep one (a variant with a `when` may leave it to the others)"
             )
+
+
+def _refused_training_arg(name: str) -> str | None:
+    """Why a spec may not set TrainingArguments' `name` (fixed or searched), if it may not."""
+    if name in MANAGED_TRAINING_ARGS:
+        return f"set by hpo ({MANAGED_TRAINING_ARGS[name]})"
+    return REFUSED_TRAINING_ARGS.get(name)
 
 
 def _always_searched(spec: JobSpec, name: str) -> str | None:

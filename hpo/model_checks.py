@@ -35,8 +35,8 @@ def check_model_values(spec: JobSpec, space: Space, problems: list[str]) -> None
     if _build_error(config, spec.task) is not None:
         return  # not buildable here as it is: the trial will say what it lacks
     with_fixed = {**config, **fixed}
-    if _build_error(with_fixed, spec.task) is not None:
-        _name_fixed_culprits(spec, config, fixed, problems)
+    if fixed and (together := _build_error(with_fixed, spec.task)) is not None:
+        _name_fixed_culprits(spec, config, fixed, together, problems)
         return  # each sampled value would repeat the message
     for p in sampled:
         field = _field(p.name)
@@ -86,15 +86,15 @@ def _learned_positions(config: dict[str, Any]) -> bool:
 
 
 def _name_fixed_culprits(
-    spec: JobSpec, config: dict[str, Any], fixed: dict[str, Any], problems: list[str]
+    spec: JobSpec, config: dict[str, Any], fixed: dict[str, Any], together: str, problems: list[str]
 ) -> None:
-    """The fixed values the model refuses alone; where none does, the combination."""
+    """The fixed values the model refuses alone; where none does, the combination (which
+    fails with `together`)."""
     alone = {k: _build_error({**config, k: v}, spec.task) for k, v in fixed.items()}
     culprits = {k: e for k, e in alone.items() if e is not None}
     for key, error in culprits.items():
         problems.append(f"model.config.{key}: {_refused(key, fixed[key], error)}")
     if not culprits:
-        together = _build_error({**config, **fixed}, spec.task)
         problems.append(f"model.config: the model cannot be built with these values ({together})")
 
 

@@ -291,11 +291,11 @@ def as_run(hyperparameters: dict[str, Any], spec: JobSpec) -> dict[str, Any]:
     `learning_rate@lora` is TrainingArguments' `learning_rate`): hpo's defaults, the spec's
     fixed values and the sampled ones on top, and the seed, to train the configuration again
     outside hpo. (Not what hpo manages for the search: report_to, save_strategy...)"""
-    from hpo.trial.run import TRAINING_DEFAULTS, Hyperparameters
+    from hpo.trial.run import Hyperparameters, training_values, trial_seed
 
     split = Hyperparameters.split(hyperparameters)
-    seed = int(split.recipe.get("seed", spec.seed))
-    training = {**TRAINING_DEFAULTS, **spec.training, **split.training}
+    seed = trial_seed(spec, split.recipe)
+    training = training_values(spec, split.training)
     ran: dict[str, Any] = {"training_arguments": {**training, "seed": seed, "data_seed": seed}}
     if spec.model.config or split.model:
         ran["model_config"] = {**spec.model.config, **split.model}

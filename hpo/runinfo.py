@@ -54,13 +54,18 @@ def read_record(path: str) -> dict[str, Any] | None:
     return document
 
 
+def _data_record(run_dir: str) -> dict[str, Any]:
+    """data.yaml as recorded; empty where there is none to compare with (a run directory
+    from before data.yaml, or a damaged one)."""
+    try:
+        return read_record(os.path.join(run_dir, DATA_REPORT)) or {}
+    except SpecError:
+        return {}
+
+
 def recorded_preparation(run_dir: str) -> int:
     """How the search's examples were made (data.yaml's `preparation`; 1 before hpo said)."""
-    try:
-        record = read_record(os.path.join(run_dir, DATA_REPORT)) or {}
-    except SpecError:
-        record = {}
-    value = record.get("preparation", 1)
+    value = _data_record(run_dir).get("preparation", 1)
     return value if isinstance(value, int) else 1
 
 
@@ -68,10 +73,7 @@ def recorded_fingerprint(run_dir: str, split: str | None = None) -> str | None:
     """The fingerprint of the data the search started on (data.yaml), or of one of its splits;
     None where there is no record to compare with (a run directory from before data.yaml, or
     before it kept each split's, or a damaged one)."""
-    try:
-        record = read_record(os.path.join(run_dir, DATA_REPORT)) or {}
-    except SpecError:
-        return None
+    record = _data_record(run_dir)
     if split is not None:
         splits = record.get("split_fingerprints")
         record = splits if isinstance(splits, dict) else {}

@@ -59,13 +59,28 @@ class Hyperparameters:
         return cls(training, model, recipe)
 
 
+def training_values(spec: JobSpec, sampled: dict[str, Any]) -> dict[str, Any]:
+    """The TrainingArguments a configuration sets: hpo's defaults, the spec's fixed values and
+    the sampled ones on top (not what hpo manages for the search, TRAINING_MANAGED)."""
+    values = {**TRAINING_DEFAULTS, **spec.training, **sampled}
+    if str(values.get("eval_strategy")) == "steps" and "eval_steps" not in values:
+        values["eval_steps"] = values["logging_steps"]
+    return values
+
+
+def trial_seed(spec: JobSpec, recipe: dict[str, Any]) -> int:
+    """A trial's seed: the sampled one, else the spec's."""
+    return int(recipe.get("seed", spec.seed))
+
+
 def training_arguments(spec: JobSpec, sampled: dict[str, Any], seed: int, output_dir: str) -> Any:
     from transformers import TrainingArguments
 
-    defaults = {**TRAINING_DEFAULTS, "dataloader_pin_memory": pin_memory()}
-    kwargs = {**defaults, **spec.training, **sampled, **TRAINING_MANAGED}
-    if str(kwargs.get("eval_strategy")) == "steps" and "eval_steps" not in kwargs:
-        kwargs["eval_steps"] = kwargs["logging_steps"]
+    kwargs = {
+        "dataloader_pin_memory": pin_memory(),
+        **training_values(spec, sampled),
+        **TRAINING_MANAGED,
+    }
     return TrainingArguments(output_dir=output_dir, seed=seed, data_seed=seed, **kwargs)
 
 
@@ -87,7 +102,7 @@ def build_trainer(
     from hpo.trial.model import apply_strategy, load_model, trainable_parameters
 
     hp = Hyperparameters.split(config)
-    seed = int(hp.recipe.get("seed", spec.seed))
+    seed = trial_seed(spec, hp.recipe)
     transformers.set_seed(seed)  # before the model: a new head's initial weights follow the seed
     model = load_model(spec, data.label_names, hp.model)
     model = apply_strategy(model, spec.task, hp.recipe)
